@@ -1,0 +1,30 @@
+# The two commands of the README: `make demo` (the main job) and `make test` (every test).
+SHELL := /bin/bash
+ROOT := $(CURDIR)
+export PATH := $(ROOT)/.tools/bin:$(ROOT)/.venv/bin:$(PATH)
+export PULUMI_SKIP_UPDATE_CHECK := true
+export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
+export CLUSTERCTL_DISABLE_VERSIONCHECK := true
+PYTEST_ARGS ?=
+
+.PHONY: bootstrap demo test lint clusters-down clean
+
+bootstrap:
+	python3 tools/bootstrap.py
+
+demo: bootstrap
+	python -m lab.demo
+
+test: bootstrap
+	tools/offline python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+lint: bootstrap
+	ruff check metal3_pivot lab langhost components policies tests tools
+	mypy --strict metal3_pivot
+
+clusters-down:
+	python -m lab.cli down
+
+clean: clusters-down
+	rm -rf .lab .state

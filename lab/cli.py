@@ -1,0 +1,115 @@
+"""`metal3-lab`: start, seed and stop the local management clusters the demo and the tests use.
+
+    metal3-lab up [--dir .lab] [ephemeral target]     start clusters (they keep running), install CRDs
+    metal3-lab seed --cluster ephemeral [--clusters 1 --control-planes 3 --workers 2]
+    metal3-lab status | down
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lab import crds
+from lab.cluster import ClusterError, LocalCluster, start_all
+
+if TYPE_CHECKING:
+    from lab.seed_objects import Topology
+from metal3_pivot.kube import Kube, load_kubeconfig
+
+DEFAULT_DIR = Path(".lab")
+
+
+def log(msg: str) -> None:
+    print(f"metal3-lab: {msg}", file=sys.stderr, flush=True)
+
+
+def start_clusters(names: list[str], base: Path, *, attached: bool, with_crds: bool = True,
+                   without: frozenset[str] = frozenset()) -> dict[str, LocalCluster]:
+    """Start the named clusters in parallel and install the CRDs and provider inventory into each."""
+    t0 = time.monotonic()
+    clusters = {n: LocalCluster(n, base / n) for n in names}
+    start_all(list(clusters.values()), attached=attached)
+    log(f"started {', '.join(names)} in {time.monotonic() - t0:.1f} s")
+    if with_crds:
+        b = crds.bundle(without)
+        t1 = time.monotonic()
+        asyncio.run(_install_all(list(clusters.values()), b))
+        took = time.monotonic() - t1
+        log(f"installed {len(b.crds)} CRDs and {len(b.providers)} providers per cluster in {took:.1f} s")
+    return clusters
+
+
+async def _install_all(clusters: list[LocalCluster], b: crds.Bundle) -> None:
+    async def one(cluster: LocalCluster) -> None:
+        async with Kube(load_kubeconfig(cluster.kubeconfig), name=cluster.name) as kube:
+            await crds.install(kube, b)
+
+    await asyncio.gather(*(one(c) for c in clusters))
+
+
+async def seed_cluster(cluster: LocalCluster, topology: Topology, concurrency: int = 32) -> None:
+    from lab.seed import seed
+
+    async with Kube(load_kubeconfig(cluster.kubeconfig), name=cluster.name, concurrency=concurrency) as kube:
+        result = await seed(kube, topology, crds.bundle().resource_types(), concurrency=concurrency,
+                            progress=log)
+    log(f"seeded {result.objects} objects into {cluster.name}/{topology.namespace} in {result.seconds:.1f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="metal3-lab", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="where cluster folders live (default .lab)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up")
+    up.add_argument("names", nargs="*", default=["ephemeral", "target"])
+    up.add_argument("--no-crds", action="store_true")
+    sd = sub.add_parser("seed")
+    sd.add_argument("--cluster", default="ephemeral")
+    sd.add_argument("--namespace", default="metal3")
+    sd.add_argument("--clusters", type=int, default=1)
+    sd.add_argument("--control-planes", type=int, default=3)
+    sd.add_argument("--workers", type=int, default=2)
+    sd.add_argument("--spare-hosts", type=int, default=0)
+    sd.add_argument("--concurrency", type=int, default=32)
+    sub.add_parser("status")
+    sub.add_parser("down")
+    args = p.parse_args(argv)
+    base: Path = args.dir.resolve()
+    try:
+        if args.cmd == "up":
+            for name in args.names:
+                if (base / name / "cluster.json").exists():
+                    LocalCluster.load(base / name).stop()
+            clusters = start_clusters(args.names, base, attached=False, with_crds=not args.no_crds)
+            for c in clusters.values():
+                print(f"{c.name}: {c.server} kubeconfig={c.kubeconfig}")
+        elif args.cmd == "seed":
+            from lab.seed_objects import Topology
+
+            cluster = LocalCluster.load(base / args.cluster)
+            topo = Topology(namespace=args.namespace, clusters=args.clusters, control_planes=args.control_planes,
+                            workers=args.workers, spare_hosts=args.spare_hosts)
+            asyncio.run(seed_cluster(cluster, topo, args.concurrency))
+        elif args.cmd == "status":
+            for d in sorted(base.glob("*/cluster.json")):
+                c = LocalCluster.load(d.parent)
+                print(f"{c.name}: {'running' if c.running() else 'stopped'} {c.server} kubeconfig={c.kubeconfig}")
+        elif args.cmd == "down":
+            for d in sorted(base.glob("*/cluster.json")):
+                c = LocalCluster.load(d.parent)
+                c.stop()
+                log(f"stopped {c.name}")
+    except (ClusterError, crds.CrdSourceError, FileNotFoundError) as err:
+        log(f"error: {err}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""A minimal Pulumi language host for Python programs, served over the SDK's own gRPC stubs.
+
+Why it exists: the pulumi CLI needs an executable `pulumi-language-python` for every `runtime: python`
+project and for directory policy packs, and upstream's (a Go module) is not served where this project is
+built. tools/bootstrap.py installs this one only where no official host is on PATH.
+
+What it does, and no more: run the program through the SDK's `pulumi-language-python-exec` shim (which
+must sit beside the launcher, as the engine expects), report the resource plugins the program's
+virtualenv needs, and run policy packs. Everything else answers Unimplemented, which the engine
+tolerates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+from pulumi.runtime.proto import language_pb2, language_pb2_grpc, plugin_pb2
+
+#: the exit code the exec shim uses for "the error was already reported to the engine"
+EXIT_ALREADY_REPORTED = 32
+
+HOST_VERSION = "3.272.0"  # the SDK we were written against; shown by `pulumi about`
+
+# Runs inside the *program's* virtualenv: lists installed distributions that carry a resource plugin.
+_LIST_PLUGINS = r"""
+import importlib.metadata as md, json
+out = []
+for dist in md.distributions():
+    for f in dist.files or []:
+        if f.name == "pulumi-plugin.json":
+            try:
+                meta = json.loads(f.read_text())
+            except Exception:
+                continue
+            if meta.get("resource"):
+                out.append({"name": meta.get("name") or dist.metadata["Name"],
+                            "version": meta.get("version") or dist.version,
+                            "server": meta.get("server", "")})
+print(json.dumps(out))
+"""
+
+_LIST_DISTRIBUTIONS = r"""
+import importlib.metadata as md, json
+print(json.dumps(sorted({(d.metadata["Name"], d.version) for d in md.distributions()})))
+"""
+
+
+class ProgramError(Exception):
+    """The program's virtualenv is unusable; the message says what to fix."""
+
+
+def python_for(info: Any, pwd: str = "") -> str:
+    """The interpreter of the program's virtualenv (Pulumi.yaml `runtime.options.virtualenv`), or ours.
+
+    A relative virtualenv is relative to the project root, as the official host treats it.
+    """
+    venv = ""
+    root = pwd
+    if info is not None:
+        options = dict(info.options.items()) if info.HasField("options") else {}
+        venv = str(options.get("virtualenv") or "")
+        root = info.root_directory or info.program_directory or pwd
+    if not venv:
+        venv = os.environ.get("PULUMI_RUNTIME_VIRTUALENV", "")
+    if not venv:
+        return sys.executable
+    path = Path(venv) if os.path.isabs(venv) else Path(root or ".") / venv
+    python = path / "bin" / "python"
+    if not python.exists():
+        raise ProgramError(f"the virtualenv {path} named in Pulumi.yaml has no bin/python: "
+                           "create it (python3 tools/bootstrap.py does) or fix runtime.options.virtualenv")
+    return str(python)
+
+
+def venv_env(python: str) -> dict[str, str]:
+    env = dict(os.environ)
+    venv = Path(python).parent.parent
+    if (venv / "pyvenv.cfg").exists():
+        env["VIRTUAL_ENV"] = str(venv)
+        env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        env["PULUMI_RUNTIME_VIRTUALENV"] = str(venv)
+    return env
+
+
+class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):  # type: ignore[misc]
+    def __init__(self, engine_address: str, exec_script: Path) -> None:
+        self.engine_address = engine_address
+        self.exec_script = exec_script
+
+    # -- identity --------------------------------------------------------------------------------------
+    def Handshake(self, request: Any, context: Any) -> Any:
+        return language_pb2.LanguageHandshakeResponse()
+
+    def GetPluginInfo(self, request: Any, context: Any) -> Any:
+        return plugin_pb2.PluginInfo(version=HOST_VERSION)
+
+    def About(self, request: Any, context: Any) -> Any:
+        python = python_for(request.info if request.HasField("info") else None)
+        version = subprocess.run([python, "--version"], capture_output=True, text=True).stdout.split()[-1]
+        return language_pb2.AboutResponse(executable=python, version=version,
+                                          metadata={"host": "metal3-pivot langhost"})
+
+    # -- plugins and dependencies ------------------------------------------------------------------------
+    def _plugins(self, info: Any, pwd: str) -> list[dict[str, str]]:
+        python = python_for(info, pwd)
+        out = subprocess.run([python, "-c", _LIST_PLUGINS], capture_output=True, text=True, env=venv_env(python))
+        if out.returncode != 0:
+            raise ProgramError(f"listing the program's Pulumi packages failed:\n{out.stderr}")
+        plugins: list[dict[str, str]] = json.loads(out.stdout)
+        for p in plugins:
+            if not p["version"].startswith("v"):
+                p["version"] = "v" + p["version"]
+        return plugins
+
+    def GetRequiredPackages(self, request: Any, context: Any) -> Any:
+        try:
+            plugins = self._plugins(request.info, request.info.root_directory)
+        except ProgramError as err:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
+        return language_pb2.GetRequiredPackagesResponse(packages=[
+            plugin_pb2.PackageDependency(name=p["name"], kind="resource", version=p["version"], server=p["server"])
+            for p in plugins])
+
+    def GetRequiredPlugins(self, request: Any, context: Any) -> Any:
+        try:
+            plugins = self._plugins(request.info if request.HasField("info") else None, request.pwd)
+        except ProgramError as err:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
+        return language_pb2.GetRequiredPluginsResponse(plugins=[
+            plugin_pb2.PluginDependency(name=p["name"], kind="resource", version=p["version"], server=p["server"])
+            for p in plugins])
+
+    def GetProgramDependencies(self, request: Any, context: Any) -> Any:
+        python = python_for(request.info if request.HasField("info") else None, request.pwd)
+        out = subprocess.run([python, "-c", _LIST_DISTRIBUTIONS], capture_output=True, text=True)
+        deps = json.loads(out.stdout or "[]")
+        return language_pb2.GetProgramDependenciesResponse(
+            dependencies=[language_pb2.DependencyInfo(name=n, version=v) for n, v in deps])
+
+    def InstallDependencies(self, request: Any, context: Any) -> Iterator[Any]:
+        """The project's bootstrap prepares the virtualenv; installing here would hide a broken setup."""
+        return iter(())
+
+    # -- running -----------------------------------------------------------------------------------------
+    def Run(self, request: Any, context: Any) -> Any:
+        try:
+            python = python_for(request.info if request.HasField("info") else None, request.pwd)
+        except ProgramError as err:
+            return language_pb2.RunResponse(error=str(err))
+        program = request.program or "."
+        if request.HasField("info") and request.info.entry_point:
+            program = request.info.entry_point
+        args = [python, "-u", str(self.exec_script),
+                "--monitor", request.monitor_address, "--engine", self.engine_address,
+                "--project", request.project, "--stack", request.stack, "--pwd", request.pwd,
+                "--dry_run", "true" if request.dryRun else "false", "--parallel", str(request.parallel)]
+        if request.HasField("info") and request.info.root_directory:
+            args += ["--root_directory", request.info.root_directory]
+        if request.organization:
+            args += ["--organization", request.organization]
+        args += [program, *request.args]
+        env = venv_env(python)
+        # an empty config must be `{}`: the SDK's set_all_config fails on `null`
+        env["PULUMI_CONFIG"] = json.dumps(dict(request.config))
+        env["PULUMI_CONFIG_SECRET_KEYS"] = json.dumps(list(request.configSecretKeys))
+        rc = subprocess.run(args, cwd=request.pwd or None, env=env).returncode
+        if rc == 0:
+            return language_pb2.RunResponse()
+        if rc == EXIT_ALREADY_REPORTED:
+            return language_pb2.RunResponse(bail=True)
+        return language_pb2.RunResponse(error=f"Program exited with non-zero exit code: {rc}")
+
+    def RunPlugin(self, request: Any, context: Any) -> Iterator[Any]:
+        """Policy packs (kind analyzer): `python -u -m pulumi.policy ARGS PACKDIR`, output streamed back."""
+        info = request.info if request.HasField("info") else None
+        pack_dir = (info.program_directory if info is not None and info.program_directory else request.program)
+        try:
+            python = python_for(info, request.pwd)
+        except ProgramError as err:
+            yield language_pb2.RunPluginResponse(stderr=str(err).encode())
+            yield language_pb2.RunPluginResponse(exitcode=1)
+            return
+        env = venv_env(python)
+        for item in request.env:
+            key, _, value = item.partition("=")
+            env[key] = value
+        proc = subprocess.Popen([python, "-u", "-m", "pulumi.policy", *request.args, pack_dir],
+                                cwd=request.pwd or None, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        chunks: list[Any] = []
+        cond = threading.Condition()
+
+        def pump(stream: Any, field: str) -> None:
+            for data in iter(lambda: stream.read1(65536), b""):
+                with cond:
+                    chunks.append(language_pb2.RunPluginResponse(**{field: data}))
+                    cond.notify()
+            with cond:
+                chunks.append(None)
+                cond.notify()
+
+        readers = [threading.Thread(target=pump, args=(proc.stdout, "stdout"), daemon=True),
+                   threading.Thread(target=pump, args=(proc.stderr, "stderr"), daemon=True)]
+        for t in readers:
+            t.start()
+        finished = 0
+        while finished < 2:
+            with cond:
+                while not chunks:
+                    cond.wait()
+                item = chunks.pop(0)
+            if item is None:
+                finished += 1
+            else:
+                yield item
+        yield language_pb2.RunPluginResponse(exitcode=proc.wait())
+
+
+def serve(engine_address: str, exec_script: Path) -> grpc.Server:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
+                         options=[("grpc.max_receive_message_length", 400 * 1024 * 1024)])
+    language_pb2_grpc.add_LanguageRuntimeServicer_to_server(LanguageHost(engine_address, exec_script), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(port, flush=True)
+    return server
+

@@ -1,0 +1,68 @@
+"""The engine's exceptions: one type per thing a user must act on differently.
+
+Every message names the object, file or cluster concerned and, where there is one, the fix. Nothing
+here ever carries a kubeconfig's or a Secret's content.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PivotError(Exception):
+    """Base of every error the engine raises on purpose. CLI exit code: `exit_code`."""
+
+    exit_code = 1
+
+
+class InputError(PivotError):
+    """Bad input found before anything was touched."""
+
+    exit_code = 2
+
+
+class KubeconfigError(InputError):
+    """A kubeconfig that cannot be read or parsed, or whose credentials are unusable."""
+
+
+class UnknownContextError(InputError):
+    """The requested kubeconfig context does not exist."""
+
+
+class UnreachableClusterError(PivotError):
+    """The cluster's API server did not answer (connection refused, timeout, TLS failure)."""
+
+    exit_code = 3
+
+
+class ApiError(PivotError):
+    """The API server answered with an error; carries its Status."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, status: int = 0, reason: str = "", details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.details = details or {}
+
+    @classmethod
+    def from_response(cls, cluster: str, method: str, path: str, code: int, body: dict[str, Any] | None) -> ApiError:
+        body = body or {}
+        reason = str(body.get("reason") or "")
+        message = str(body.get("message") or f"HTTP {code}")
+        kind = {404: NotFoundError, 409: ConflictError, 422: InvalidObjectError}.get(code, ApiError)
+        return kind(f"{cluster}: {method} {path}: {message}", status=code, reason=reason,
+                    details=body.get("details") or {})
+
+
+class NotFoundError(ApiError):
+    pass
+
+
+class ConflictError(ApiError):
+    """409: AlreadyExists or a resourceVersion conflict (see `reason`)."""
+
+
+class InvalidObjectError(ApiError):
+    """422: the object was rejected by the schema or admission."""

@@ -1,0 +1,245 @@
+"""Kubernetes API access: kubeconfig loading, raw-dict requests, typed errors, retries.
+
+Why raw dicts over an async HTTP client rather than a typed model library: the mover handles arbitrary
+CRD kinds it only learns about at run time, copies objects field-for-field between clusters, and must
+move thousands of them quickly; model (de)serialisation would cost time and risk dropping fields a model
+does not know. lightkube supplies what is hard to get right (kubeconfig contexts, exec/token/cert auth,
+TLS) and we do the requests ourselves (docs/architecture.md, "Kubernetes client").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import httpx2 as httpx
+import yaml
+from lightkube.config.client_adapter import user_auth, verify_cluster
+from lightkube.config.kubeconfig import KubeConfig, SingleConfig
+from lightkube.core.exceptions import ConfigError
+
+from metal3_pivot.errors import ApiError, KubeconfigError, UnknownContextError, UnreachableClusterError
+
+Obj = dict[str, Any]
+
+#: statuses worth retrying: throttled, server busy, or transient proxy/gateway failures
+RETRYABLE = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    """Where a kind lives in the REST API; learned from CRDs or known for core kinds."""
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str | None = None, name: str | None = None, sub: str | None = None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{name}"
+        if sub:
+            base += f"/{sub}"
+        return base
+
+
+SECRET = ResourceType("", "v1", "Secret", "secrets")
+CONFIGMAP = ResourceType("", "v1", "ConfigMap", "configmaps")
+NAMESPACE = ResourceType("", "v1", "Namespace", "namespaces", namespaced=False)
+CRD = ResourceType("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
+                   namespaced=False)
+LEASE = ResourceType("coordination.k8s.io", "v1", "Lease", "leases")
+
+
+def resource_type_of_crd(crd: Obj) -> ResourceType:
+    """The storage version of a CRD: what the apiserver persists, so what we read and write."""
+    spec = crd["spec"]
+    version = next((v["name"] for v in spec["versions"] if v.get("storage")), spec["versions"][0]["name"])
+    return ResourceType(spec["group"], version, spec["names"]["kind"], spec["names"]["plural"],
+                        spec["scope"] == "Namespaced")
+
+
+# ---------------------------------------------------------------------------------------------- kubeconfig
+
+def load_kubeconfig(source: str | Path, context: str | None = None, *, label: str = "kubeconfig") -> SingleConfig:
+    """Parse a kubeconfig given as a path or as its YAML text, and pick a context.
+
+    Errors name the file (never its content: a kubeconfig holds credentials) and what to do.
+    """
+    if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and source.strip()
+                                    and not source.lstrip().startswith(("{", "apiVersion"))):
+        path = Path(source).expanduser()
+        try:
+            text = path.read_text()
+        except OSError as err:
+            raise KubeconfigError(f"{label}: cannot read {path}: {err.strerror}") from None
+        where = str(path)
+    else:
+        text, where, path = str(source), f"{label} (inline)", None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise KubeconfigError(f"{where} is not valid YAML{at}") from None
+    if not isinstance(data, dict) or not data.get("clusters") or not data.get("contexts"):
+        raise KubeconfigError(f"{where} is not a kubeconfig: it needs `clusters` and `contexts`")
+    try:
+        config = KubeConfig.from_dict(data, fname=path)
+    except (ConfigError, KeyError, TypeError, ValueError) as err:
+        raise KubeconfigError(f"{where} is malformed: {err}") from None
+    names = sorted(config.contexts)
+    if context is not None and context not in config.contexts:
+        raise UnknownContextError(f"{where} has no context {context!r}; it has: {', '.join(names) or 'none'}")
+    if context is None and not config.current_context:
+        raise UnknownContextError(f"{where} has no current-context; pick one of: {', '.join(names)}")
+    try:
+        single = config.get(context)
+    except (ConfigError, KeyError) as err:
+        raise KubeconfigError(f"{where}: context {context or config.current_context!r} is incomplete: {err}") from None
+    if single is None or single.cluster is None or not single.cluster.server:
+        raise KubeconfigError(f"{where}: context {context or config.current_context!r} names no cluster server")
+    return single
+
+
+# ---------------------------------------------------------------------------------------------- client
+
+class Kube:
+    """An async client for one cluster. Create it inside the event loop that uses it."""
+
+    def __init__(self, config: SingleConfig, *, name: str = "cluster", concurrency: int = 32,
+                 timeout: float = 30.0, retries: int = 6) -> None:
+        self.name = name
+        self.server = config.cluster.server
+        try:
+            verify = verify_cluster(config.cluster, config.user, config.abs_file, trust_env=False)
+            auth = user_auth(config.user)
+        except (ConfigError, OSError, ValueError) as err:
+            raise KubeconfigError(f"{name}: credentials in the kubeconfig are unusable: {err}") from None
+        self._http = httpx.AsyncClient(
+            base_url=self.server, verify=verify, auth=auth, timeout=httpx.Timeout(timeout), trust_env=False,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency))
+        self.retries = retries
+        self.writes = 0  # counted for fault-injection tests and progress
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Kube:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- core request with retries ----------------------------------------------------------------------
+    async def request(self, method: str, path: str, *, body: Any = None, params: Mapping[str, str] | None = None,
+                      content_type: str = "application/json", ok_missing: bool = False) -> Obj | None:
+        delay = 0.05
+        for attempt in range(self.retries + 1):
+            try:
+                resp = await self._http.request(
+                    method, path, json=body, params=params,
+                    headers={"Content-Type": content_type} if body is not None else None)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as err:
+                if attempt == self.retries:
+                    raise UnreachableClusterError(f"{self.name}: cannot reach {self.server}: {err}") from None
+            except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.RemoteProtocolError, httpx.ReadError,
+                    httpx.PoolTimeout) as err:
+                if attempt == self.retries:
+                    raise UnreachableClusterError(f"{self.name}: {method} {path} failed: {err!r}") from None
+            else:
+                if resp.status_code < 300:
+                    if method != "GET":
+                        self.writes += 1
+                    return cast(Obj, resp.json()) if resp.content else {}
+                if resp.status_code == 404 and ok_missing:
+                    return None
+                if resp.status_code not in RETRYABLE or attempt == self.retries:
+                    raise ApiError.from_response(self.name, method, path, resp.status_code, _json_or_none(resp))
+            await asyncio.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")
+
+    # -- verbs -------------------------------------------------------------------------------------------
+    async def get(self, rt: ResourceType, name: str, namespace: str | None = None) -> Obj | None:
+        return await self.request("GET", rt.path(namespace, name), ok_missing=True)
+
+    async def list(self, rt: ResourceType, namespace: str | None = None, *,
+                   label_selector: str | None = None, chunk: int = 500) -> list[Obj]:
+        return [o async for o in self.iter_list(rt, namespace, label_selector=label_selector, chunk=chunk)]
+
+    async def iter_list(self, rt: ResourceType, namespace: str | None = None, *,
+                        label_selector: str | None = None, chunk: int = 500) -> AsyncIterator[Obj]:
+        params: dict[str, str] = {"limit": str(chunk)}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        while True:
+            page = await self.request("GET", rt.path(namespace), params=params, ok_missing=True)
+            if page is None:
+                return
+            for item in page.get("items") or []:
+                item.setdefault("apiVersion", rt.api_version)
+                item.setdefault("kind", rt.kind)
+                yield item
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return
+            params["continue"] = token
+
+    async def create(self, rt: ResourceType, obj: Obj) -> Obj:
+        ns = obj["metadata"].get("namespace") if rt.namespaced else None
+        return cast(Obj, await self.request("POST", rt.path(ns), body=obj))
+
+    async def replace(self, rt: ResourceType, obj: Obj) -> Obj:
+        md = obj["metadata"]
+        return cast(Obj, await self.request("PUT", rt.path(md.get("namespace") if rt.namespaced else None,
+                                                            md["name"]), body=obj))
+
+    async def replace_status(self, rt: ResourceType, obj: Obj) -> Obj:
+        md = obj["metadata"]
+        return cast(Obj, await self.request("PUT", rt.path(md.get("namespace") if rt.namespaced else None,
+                                                            md["name"], "status"), body=obj))
+
+    async def patch(self, rt: ResourceType, name: str, namespace: str | None, patch: Any, *,
+                    kind: str = "merge", sub: str | None = None, ok_missing: bool = False) -> Obj | None:
+        ctype = {"merge": "application/merge-patch+json", "json": "application/json-patch+json",
+                 "strategic": "application/strategic-merge-patch+json"}[kind]
+        return await self.request("PATCH", rt.path(namespace, name, sub), body=patch, content_type=ctype,
+                                  ok_missing=ok_missing)
+
+    async def apply(self, rt: ResourceType, obj: Obj, *, manager: str = "metal3-pivot", force: bool = True) -> Obj:
+        """Server-side apply (CRDs can exceed the 256 KiB client-side-apply annotation limit)."""
+        md = obj["metadata"]
+        params = {"fieldManager": manager, "force": "true" if force else "false"}
+        return cast(Obj, await self.request(
+            "PATCH", rt.path(md.get("namespace") if rt.namespaced else None, md["name"]), body=obj,
+            params=params, content_type="application/apply-patch+yaml"))
+
+    async def delete(self, rt: ResourceType, name: str, namespace: str | None = None, *,
+                     propagation: str | None = None) -> bool:
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation} if propagation else None
+        return await self.request("DELETE", rt.path(namespace, name), body=body, ok_missing=True) is not None
+
+    async def version(self) -> Obj:
+        return cast(Obj, await self.request("GET", "/version"))
+
+
+def _json_or_none(resp: httpx.Response) -> Obj | None:
+    try:
+        data = resp.json()
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None

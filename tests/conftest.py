@@ -1,0 +1,87 @@
+"""Fixtures shared by the suite: real local clusters, the tool environment, the orphan check.
+
+Clusters are real etcd + kube-apiserver + kube-controller-manager processes (lab/cluster.py), started
+attached to this process so that nothing survives the run, even a SIGKILLed one. At the end of the
+session every process whose command line mentions the suite's cluster folder must be gone, or the
+session fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.cluster import LocalCluster, processes_under
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS_BIN = ROOT / ".tools" / "bin"
+VENV_BIN = ROOT / ".venv" / "bin"
+
+# every cluster of the session lives below this folder (the orphan check scans for it)
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="m3p-test-"))
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """The environment the project's commands run with (the Makefile's)."""
+    env = dict(os.environ)
+    env["PATH"] = f"{TOOLS_BIN}{os.pathsep}{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(PULUMI_SKIP_UPDATE_CHECK="true", CLUSTERCTL_DISABLE_VERSIONCHECK="true")
+    env.update(extra)
+    return env
+
+
+os.environ["PATH"] = tool_env()["PATH"]
+
+
+@pytest.fixture(scope="session")
+def session_dir() -> Path:
+    return SESSION_DIR
+
+
+@pytest.fixture(scope="session")
+def cluster_pair() -> Iterator[dict[str, LocalCluster]]:
+    """An ephemeral and a target cluster with the CRDs and inventory, shared by read-only tests."""
+    from lab.cli import start_clusters
+
+    clusters = start_clusters(["ephemeral", "target"], SESSION_DIR / "shared", attached=True)
+    yield clusters
+    for c in clusters.values():
+        c.stop()
+
+
+@pytest.fixture
+def fresh_clusters(request: pytest.FixtureRequest) -> Iterator[Callable[..., dict[str, LocalCluster]]]:
+    """A factory of fresh clusters for tests that write; all stopped when the test ends."""
+    started: list[LocalCluster] = []
+    counter = iter(range(1000))
+
+    from lab.cli import start_clusters
+
+    def make(names: tuple[str, ...] = ("ephemeral", "target"), **kwargs: object) -> dict[str, LocalCluster]:
+        base = SESSION_DIR / f"{request.node.name[:40]}-{next(counter)}"
+        clusters = start_clusters(list(names), base, attached=True, **kwargs)  # type: ignore[arg-type]
+        started.extend(clusters.values())
+        return clusters
+
+    yield make
+    for c in started:
+        c.stop()
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    left = processes_under(SESSION_DIR)
+    if left:
+        print(f"\nORPHANS: cluster processes still running after the suite: {left}")
+        session.exitstatus = 1
+    else:
+        shutil.rmtree(SESSION_DIR, ignore_errors=True)

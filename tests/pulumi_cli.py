@@ -1,0 +1,78 @@
+"""Drive the real pulumi CLI from tests: a throw-away project, a file:// backend, passphrase secrets.
+
+Why the CLI and not the Automation API: it is what users and the PR workflow run, and it exercises the
+language host the way the engine starts it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.conftest import ROOT, tool_env
+
+PASSPHRASE = "metal3-pivot-test-passphrase"
+
+
+@dataclass
+class Result:
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@dataclass
+class PulumiProject:
+    directory: Path
+    stack: str = "dev"
+    env_extra: dict[str, str] = field(default_factory=dict)
+    transcript: list[Result] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, directory: Path, name: str, program: str, stack: str = "dev",
+               extra_yaml: str = "") -> PulumiProject:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "Pulumi.yaml").write_text(
+            f"name: {name}\nruntime:\n  name: python\n  options:\n    virtualenv: {ROOT / '.venv'}\n{extra_yaml}")
+        (directory / "__main__.py").write_text(textwrap.dedent(program))
+        (directory / "state").mkdir(exist_ok=True)
+        project = cls(directory, stack)
+        project.run("stack", "init", stack, check=True)
+        return project
+
+    @property
+    def env(self) -> dict[str, str]:
+        return tool_env(PULUMI_BACKEND_URL=f"file://{self.directory / 'state'}",
+                        PULUMI_CONFIG_PASSPHRASE=PASSPHRASE, **self.env_extra)
+
+    def run(self, *args: str, check: bool = False, stdin: str | None = None, timeout: float = 300) -> Result:
+        cmd = ["pulumi", *args, "--non-interactive", "--cwd", str(self.directory)]
+        if args[:2] != ("stack", "init"):
+            cmd += ["--stack", self.stack]
+        proc = subprocess.run(cmd, env=self.env, input=stdin, capture_output=True, text=True, timeout=timeout)
+        result = Result(cmd, proc.returncode, proc.stdout, proc.stderr)
+        self.transcript.append(result)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{result.output}")
+        return result
+
+    def set_config(self, key: str, value: str, *, secret: bool = False) -> None:
+        args = ["config", "set", key] + (["--secret"] if secret else [])
+        self.run(*args, stdin=value, check=True)
+
+    def all_text(self) -> str:
+        """Everything a secret must never appear in: outputs so far, the state, the stack file."""
+        parts = [r.output for r in self.transcript]
+        for f in self.directory.rglob("*"):
+            if f.is_file() and f.suffix in (".json", ".yaml", ".log", ".bak", ".gz", ""):
+                with contextlib.suppress(OSError):
+                    parts.append(f.read_text(errors="replace"))
+        return "\n".join(parts)

@@ -1,0 +1,71 @@
+"""Our Python language host, driven by the real pulumi CLI (no cluster needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.pulumi_cli import PulumiProject
+
+pytestmark = pytest.mark.pulumi
+
+
+def test_failing_program_shows_the_users_traceback_and_fails(tmp_path: Path) -> None:
+    project = PulumiProject.create(tmp_path, "lh-fail", """
+        def build_things():
+            raise ValueError("seed inventory is inconsistent: host-7")
+
+        build_things()
+    """)
+    result = project.run("preview")
+    assert result.returncode != 0
+    assert "Traceback" in result.output
+    assert "build_things" in result.output
+    assert "ValueError: seed inventory is inconsistent: host-7" in result.output
+
+
+def test_empty_config_runs(tmp_path: Path) -> None:
+    project = PulumiProject.create(tmp_path, "lh-empty", """
+        import pulumi
+        pulumi.export("config_keys", sorted(pulumi.runtime.get_config_env().keys()))
+    """)
+    up = project.run("up", "--yes", check=True)
+    assert "+ 1 created" in up.output
+    out = project.run("stack", "output", "--json", check=True)
+    assert json.loads(out.stdout) == {"config_keys": []}
+    # a second run with nothing changed reports no changes
+    project.run("preview", "--expect-no-changes", check=True)
+
+
+def test_secret_config_reaches_the_program_as_a_secret(tmp_path: Path) -> None:
+    project = PulumiProject.create(tmp_path, "lh-secret", """
+        import pulumi
+        cfg = pulumi.Config()
+        token = cfg.require_secret("token")
+        plain = cfg.require("region")
+        pulumi.export("token", token)
+        pulumi.export("token_length", token.apply(len))
+        pulumi.export("region", plain)
+    """)
+    project.set_config("token", "tok-4c1d-never-printed", secret=True)
+    project.set_config("region", "lab-1")
+    project.run("up", "--yes", check=True)
+    out = json.loads(project.run("stack", "output", "--json", check=True).stdout)
+    assert out["region"] == "lab-1"
+    assert out["token"] == "[secret]"           # marked secret by the SDK: it came in as a secret
+    assert out["token_length"] == "[secret]"    # and secrecy propagates through apply
+    assert "tok-4c1d-never-printed" not in project.all_text()  # not in any output, state or stack file
+    shown = json.loads(project.run("stack", "output", "--json", "--show-secrets", check=True).stdout)
+    assert shown["token"] == "tok-4c1d-never-printed"
+
+
+def test_refresh_and_destroy(tmp_path: Path) -> None:
+    project = PulumiProject.create(tmp_path, "lh-cycle", """
+        import pulumi
+        pulumi.export("n", 1)
+    """)
+    project.run("up", "--yes", check=True)
+    project.run("refresh", "--yes", check=True)
+    project.run("destroy", "--yes", check=True)

@@ -1,0 +1,358 @@
+#!/usr/bin/env python3
+"""Install everything the project's commands need, offline-capable after the first run.
+
+    python3 tools/bootstrap.py            # venv + every tool; prints what it used, built or reused
+    python3 tools/bootstrap.py --check    # say what is missing, build nothing
+
+Why it looks the way it does:
+- Nothing may be downloaded at run time and only PyPI and the Go module proxy are reachable, so every
+  binary is built from a pinned Go module (tools/versions.toml, consumer modules in tools/go/).
+- A tool already on PATH at a compatible version is used as is: a user with an official Pulumi install
+  or their own Kubernetes binaries is never forced to build.
+- Builds land in a per-version cache outside the checkout (~/.cache/metal3-pivot/tools/NAME-VERSION), so
+  a fresh clone on the same machine rebuilds nothing; the checkout only gets symlinks in .tools/bin.
+
+Standard library only: it creates the virtualenv, so it cannot depend on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from toolchain import GO_DIR, ROOT, cache_root, go_env, load_versions, module_dir
+
+BIN = ROOT / ".tools" / "bin"
+VENV = ROOT / ".venv"
+BUILD_DATE = "2026-01-01T00:00:00Z"  # fixed, so builds are byte-identical run to run
+
+
+class BootstrapError(Exception):
+    """A step failed; the message says which tool, which step, and what to do."""
+
+
+@dataclass
+class Tool:
+    name: str                      # cache folder prefix and consumer module name
+    version: str
+    binaries: list[str]            # what ends up in .tools/bin
+    consumer: str                  # tools/go/<consumer>
+    packages: dict[str, str] = field(default_factory=dict)   # binary -> Go package to build
+    ldflags: list[str] = field(default_factory=list)
+    tags: str = ""
+    cold_estimate: str = ""
+    # a version already on PATH is good enough when this matches what `<binary> <version_args>` prints
+    version_args: list[str] = field(default_factory=list)
+    compatible: str = ""           # regex over the version output
+
+    @property
+    def cache_dir(self) -> Path:
+        return cache_root() / "tools" / f"{self.name}-{self.version}"
+
+
+def tools() -> list[Tool]:
+    v = load_versions()
+    pv, kv = v["pulumi"]["version"], v["kubernetes"]["version"]
+    ev, cv = v["etcd"]["version"], v["clusterctl"]["version"]
+    kube_major, kube_minor = kv.lstrip("v").split(".")[:2]
+    kube_stamp = [f"-X {pkg}.{k}={val}" for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+                  for k, val in (("gitVersion", kv), ("gitMajor", kube_major), ("gitMinor", kube_minor),
+                                 ("gitTreeState", "clean"), ("buildDate", BUILD_DATE))]
+    capi_major, capi_minor = cv.lstrip("v").split(".")[:2]
+    kp = v["kubernetes-provider"]
+    return [
+        Tool("pulumi", pv, ["pulumi"], "pulumi",
+             packages={"pulumi": "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi"},
+             ldflags=[f"-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version={pv}"],
+             cold_estimate="3.5 min", version_args=["version"], compatible=r"^v3\.(27[2-9]|2[89]\d|[3-9]\d\d)\."),
+        Tool("kubernetes-provider", kp["stamp"], ["pulumi-resource-kubernetes"], "kubernetes-provider",
+             packages={"pulumi-resource-kubernetes": "."},
+             ldflags=[f"-X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version={kp['stamp']}"],
+             cold_estimate="7.5 min"),
+        Tool("etcd", ev, ["etcd"], "etcd", packages={"etcd": "go.etcd.io/etcd/server/v3"},
+             cold_estimate="40 s", version_args=["--version"], compatible=r"etcd Version: 3\.6\."),
+        Tool("kubernetes", kv, ["kube-apiserver", "kube-controller-manager", "kubectl"], "kubernetes",
+             packages={b: f"k8s.io/kubernetes/cmd/{b}"
+                       for b in ("kube-apiserver", "kube-controller-manager", "kubectl")},
+             ldflags=kube_stamp, tags="selinux,notest,grpcnotrace", cold_estimate="5 min",
+             version_args=["--version"], compatible=rf"Kubernetes {re.escape(kv)}\b"),
+        Tool("clusterctl", cv, ["clusterctl"], "clusterctl",
+             packages={"clusterctl": "sigs.k8s.io/cluster-api/cmd/clusterctl"},
+             ldflags=[f"-X sigs.k8s.io/cluster-api/version.{k}={val}" for k, val in
+                      (("gitVersion", cv), ("gitMajor", capi_major), ("gitMinor", capi_minor),
+                       ("gitTreeState", "clean"), ("buildDate", BUILD_DATE))],
+             cold_estimate="1.5 min", version_args=["version", "-o", "short"], compatible=r"^v1\.1[34]\."),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+def say(msg: str) -> None:
+    print(f"bootstrap: {msg}", flush=True)
+
+
+def run_logged(cmd: list[str], *, cwd: Path, env: dict[str, str], log: Path, what: str) -> None:
+    """Run a long command, heartbeat every 30 s so a cold build is visibly alive, keep its log."""
+    start = time.monotonic()
+    done = threading.Event()
+
+    def heartbeat() -> None:
+        while not done.wait(30):
+            say(f"  ... {what}: {int(time.monotonic() - start)} s")
+
+    threading.Thread(target=heartbeat, daemon=True).start()
+    with log.open("a") as out:
+        out.write(f"$ {' '.join(cmd)}  (in {cwd})\n")
+        out.flush()
+        rc = subprocess.run(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+    done.set()
+    if rc != 0:
+        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-25:])
+        raise BootstrapError(f"{what} failed (exit {rc}).\n--- last lines of {log} ---\n{tail}")
+
+
+def consumer_digest(consumer: str) -> str:
+    h = hashlib.sha256()
+    for f in ("go.mod", "go.sum"):
+        h.update((GO_DIR / consumer / f).read_bytes())
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------- tools
+
+def on_path(binary: str) -> Path | None:
+    """A binary on PATH that is not one of our own links (those are re-decided every run)."""
+    dirs = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d and Path(d).resolve() != BIN.resolve()]
+    found = shutil.which(binary, path=os.pathsep.join(dirs))
+    return Path(found) if found else None
+
+
+def usable_from_path(tool: Tool) -> dict[str, Path] | None:
+    if not tool.compatible:
+        return None
+    found: dict[str, Path] = {}
+    for binary in tool.binaries:
+        path = on_path(binary)
+        if path is None:
+            return None
+        try:
+            out = subprocess.run([str(path), *tool.version_args], capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if not re.search(tool.compatible, (out.stdout + out.stderr).strip(), re.M):
+            return None
+        found[binary] = path
+    return found
+
+
+def is_built(tool: Tool) -> bool:
+    stamp = tool.cache_dir / ".stamp"
+    return (stamp.exists() and stamp.read_text().strip() == consumer_digest(tool.consumer)
+            and all((tool.cache_dir / b).exists() for b in tool.binaries))
+
+
+def build(tool: Tool, index: int, total: int) -> None:
+    say(f"[{index}/{total}] building {tool.name} {tool.version} from Go modules (cold: ~{tool.cold_estimate})")
+    logs = cache_root() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"{tool.name}-{tool.version}.log"
+    log.write_text("")
+    out_dir = tool.cache_dir
+    tmp_out = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp_out, ignore_errors=True)
+    tmp_out.mkdir(parents=True)
+    env = go_env()
+    with tempfile.TemporaryDirectory(prefix=f"m3p-{tool.name}-") as tmp:
+        work = Path(tmp)
+        for f in ("go.mod", "go.sum"):
+            shutil.copy(GO_DIR / tool.consumer / f, work / f)
+        if tool.name == "kubernetes-provider":
+            prepare_kubernetes_provider(work, env, log)
+        for binary, package in tool.packages.items():
+            cmd = ["go", "build", "-trimpath", "-ldflags", " ".join(["-s", "-w", *tool.ldflags]), "-o",
+                   str(tmp_out / binary)]
+            if tool.tags:
+                cmd += ["-tags", tool.tags]
+            run_logged([*cmd, package], cwd=work, env=env, log=log, what=f"{tool.name}: go build {binary}")
+    (tmp_out / ".stamp").write_text(consumer_digest(tool.consumer))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp_out.rename(out_dir)
+
+
+def prepare_kubernetes_provider(work: Path, env: dict[str, str], log: Path) -> None:
+    """The provider's main package ships inside its module zip: copy the four files next to our go.mod
+    and generate the two embedded JSON files main.go expects."""
+    kp = load_versions()["kubernetes-provider"]
+    src = module_dir(kp["module"], kp["version"]) / "cmd" / "pulumi-resource-kubernetes"
+    for f in ("main.go", "generate.go", "schema.json", "terraform-mapping.json"):
+        shutil.copy(src / f, work / f)
+        os.chmod(work / f, 0o644)
+    run_logged(["go", "run", "generate.go"], cwd=work, env=env | {"VERSION": kp["stamp"]}, log=log,
+               what="kubernetes-provider: go run generate.go")
+
+
+def link(binary: str, target: Path) -> None:
+    """Symlink, except `pulumi`: the CLI looks for its bundled plugins (language host, dynamic provider)
+    beside its *resolved* path first and warns on every run when it falls back to PATH, so ours gets a
+    hard link (a copy across filesystems) and the plugins sit beside it in .tools/bin."""
+    BIN.mkdir(parents=True, exist_ok=True)
+    dest = BIN / binary
+    if dest.is_symlink() or dest.exists():
+        dest.unlink()
+    if binary != "pulumi":
+        dest.symlink_to(target)
+        return
+    try:
+        os.link(target.resolve(), dest)
+    except OSError:
+        shutil.copy2(target.resolve(), dest)
+
+
+def pulumi_home() -> Path:
+    return Path(os.environ.get("PULUMI_HOME") or os.path.expanduser("~/.pulumi"))
+
+
+def kubernetes_plugin_installed(version: str) -> bool:
+    d = pulumi_home() / "plugins" / f"resource-kubernetes-v{version}"
+    return (d / "pulumi-resource-kubernetes").exists()
+
+
+def install_kubernetes_plugin(tool: Tool) -> None:
+    """Registered in the plugin cache (not on PATH, where the CLI warns on every run)."""
+    if kubernetes_plugin_installed(tool.version):
+        return
+    pulumi = BIN / "pulumi"
+    subprocess.run([str(pulumi), "plugin", "install", "resource", "kubernetes", tool.version, "--file",
+                    str(tool.cache_dir / "pulumi-resource-kubernetes")], check=True,
+                   env=os.environ | {"PULUMI_SKIP_UPDATE_CHECK": "true"}, capture_output=True)
+    say(f"registered kubernetes plugin {tool.version} in {pulumi_home() / 'plugins'}")
+
+
+# ---------------------------------------------------------------------------------------------- language host
+
+def install_language_host() -> str:
+    """An official pulumi-language-python on PATH wins; otherwise ours (langhost/), through a launcher
+    that runs it with the project's virtualenv. The exec script and the dynamic-provider plugin ship in
+    the pulumi SDK module and must sit beside the host, so they are copied from there."""
+    official = on_path("pulumi-language-python")
+    for name in ("pulumi-language-python", "pulumi-language-python-exec", "pulumi-resource-pulumi-python"):
+        if (BIN / name).is_symlink() or (BIN / name).exists():
+            (BIN / name).unlink()
+    if official is not None:
+        return f"official {official}"
+    sdk = module_dir("github.com/pulumi/pulumi/sdk/v3", load_versions()["pulumi"]["version"])
+    BIN.mkdir(parents=True, exist_ok=True)
+    for name, rel in (("pulumi-language-python-exec", "python/cmd/pulumi-language-python-exec"),
+                      ("pulumi-resource-pulumi-python", "python/dist/pulumi-resource-pulumi-python")):
+        shutil.copy(sdk / rel, BIN / name)
+        os.chmod(BIN / name, 0o755)
+    launcher = BIN / "pulumi-language-python"
+    launcher.write_text("#!/bin/sh\n# metal3-pivot's minimal Python language host (langhost/): docs/architecture.md\n"
+                        f'exec "{VENV}/bin/python" -u -m langhost --exec-dir "$(dirname "$0")" "$@"\n')
+    os.chmod(launcher, 0o755)
+    return "ours (langhost/)"
+
+
+# ---------------------------------------------------------------------------------------------- python
+
+def ensure_venv() -> None:
+    """The project's virtualenv (Pulumi.yaml names it); reinstalled only when pyproject.toml changes."""
+    pyproject = ROOT / "pyproject.toml"
+    digest = hashlib.sha256(pyproject.read_bytes()).hexdigest()[:16]
+    stamp = VENV / ".metal3-pivot-stamp"
+    if stamp.exists() and stamp.read_text().strip() == digest:
+        return
+    say("creating the virtualenv .venv (pip, from PyPI)")
+    if not (VENV / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    rc = subprocess.run([*pip, "-e", f"{ROOT}[dev]"]).returncode
+    if rc != 0:
+        raise BootstrapError("pip install of the project into .venv failed: check that PyPI is reachable "
+                             "(pip's message above names the package)")
+    stamp.write_text(digest)
+
+
+def ensure_crd_modules() -> None:
+    """The CRDs installed into the local clusters come from these pinned modules' folders; their go.sum
+    (tools/go/crds) verifies the download. lab/crds.py reads the folders from .tools/crd-modules.json."""
+    env = go_env() | {"GOFLAGS": "-mod=mod"}
+    found = {}
+    for key, spec in load_versions()["crds"].items():
+        ref = f"{spec['module']}@{spec['version']}"
+        rc = subprocess.run(["go", "mod", "download", "-json", ref], cwd=GO_DIR / "crds", env=env,
+                            capture_output=True, text=True)
+        info = json.loads(rc.stdout or "{}")
+        if rc.returncode != 0 or "Dir" not in info:
+            raise BootstrapError(f"crds: downloading {ref} failed: {info.get('Error') or rc.stderr}")
+        found[key] = {"dir": info["Dir"], "version": spec["version"]}
+    (ROOT / ".tools").mkdir(exist_ok=True)
+    (ROOT / ".tools" / "crd-modules.json").write_text(json.dumps(found, indent=2))
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="report what is missing; build nothing")
+    parser.add_argument("--only", action="append", help="only this tool (repeatable)")
+    args = parser.parse_args()
+    start = time.monotonic()
+    all_tools = [t for t in tools() if not args.only or t.name in args.only]
+    missing = []
+    try:
+        if not args.check and not args.only:
+            ensure_venv()
+        for i, tool in enumerate(all_tools, 1):
+            from_path = usable_from_path(tool)
+            if from_path:
+                for b, p in from_path.items():
+                    link(b, p)
+                say(f"{tool.name}: using {', '.join(str(p) for p in from_path.values())} from PATH")
+                continue
+            if not is_built(tool):
+                if args.check:
+                    missing.append(tool.name)
+                    continue
+                if shutil.which("go") is None:
+                    raise BootstrapError(f"{tool.name} {tool.version} is neither on PATH nor cached, and Go is "
+                                         "not installed: install Go >= 1.26 or put the tool on PATH")
+                build(tool, i, len(all_tools))
+            else:
+                say(f"{tool.name} {tool.version}: cached in {tool.cache_dir}")
+            if tool.name == "kubernetes-provider":
+                continue  # registered in the plugin cache instead: on PATH the CLI warns every run
+            for b in tool.binaries:
+                link(b, tool.cache_dir / b)
+        if args.check:
+            if missing:
+                say(f"missing: {', '.join(missing)}")
+                return 1
+            return 0
+        if not args.only or "kubernetes-provider" in args.only:
+            install_kubernetes_plugin(next(t for t in tools() if t.name == "kubernetes-provider"))
+        if not args.only:
+            say(f"python language host: {install_language_host()}")
+            ensure_crd_modules()
+    except BootstrapError as err:
+        print(f"bootstrap: ERROR: {err}\nbootstrap: what to do: fix the cause above and run "
+              "`python3 tools/bootstrap.py` again; finished tools are kept.", file=sys.stderr)
+        return 1
+    say(f"ready in {time.monotonic() - start:.0f} s; tools in {BIN}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
