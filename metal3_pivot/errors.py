@@ -66,3 +66,78 @@ class ConflictError(ApiError):
 
 class InvalidObjectError(ApiError):
     """422: the object was rejected by the schema or admission."""
+
+
+class MoveTimeoutError(PivotError):
+    """The move ran past its deadline; state is consistent and a re-run finishes it."""
+
+    exit_code = 5
+
+
+class Problem:
+    """One pre-flight finding: which object, what is wrong, what to do."""
+
+    __slots__ = ("code", "message", "subject")
+
+    def __init__(self, code: str, subject: str, message: str) -> None:
+        self.code = code
+        self.subject = subject
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.subject}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"Problem({self.code!r}, {self.subject!r})"
+
+
+class PreflightError(InputError):
+    """The move was refused before any write. `problems` lists every finding, not just the first."""
+
+    code = ""
+
+    def __init__(self, message: str, problems: list[Problem] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class MissingNamespaceError(PreflightError):
+    code = "missing-namespace"
+
+
+class MissingCrdError(PreflightError):
+    code = "missing-crd"
+
+
+class ProviderVersionError(PreflightError):
+    code = "provider-version"
+
+
+class BlockedMoveError(PreflightError):
+    code = "block-move"
+
+
+class NotProvisionedError(PreflightError):
+    code = "not-provisioned"
+
+
+class AlreadyPausedError(PreflightError):
+    code = "already-paused"
+
+
+class BrokenOwnerChainError(PreflightError):
+    code = "owner-chain"
+
+
+class HostStatusError(PreflightError):
+    code = "bmh-status"
+
+
+class TargetConflictError(PreflightError):
+    code = "conflict"
+
+
+PREFLIGHT_ERRORS: dict[str, type[PreflightError]] = {
+    cls.code: cls for cls in (MissingNamespaceError, MissingCrdError, ProviderVersionError, BlockedMoveError,
+                              NotProvisionedError, AlreadyPausedError, BrokenOwnerChainError, HostStatusError,
+                              TargetConflictError)}

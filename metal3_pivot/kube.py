@@ -10,7 +10,9 @@ TLS) and we do the requests ourselves (docs/architecture.md, "Kubernetes client"
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,20 @@ from lightkube.core.exceptions import ConfigError
 from metal3_pivot.errors import ApiError, KubeconfigError, UnknownContextError, UnreachableClusterError
 
 Obj = dict[str, Any]
+
+#: Fault injection for the kill tests: SIGKILL this process right after this many successful writes
+#: (across every client of the process). Unset in normal use.
+KILL_AFTER_WRITES_ENV = "METAL3_PIVOT_KILL_AFTER_WRITES"
+_writes_total = 0
+
+
+def _count_write() -> None:
+    global _writes_total
+    _writes_total += 1
+    limit = os.environ.get(KILL_AFTER_WRITES_ENV)
+    if limit and _writes_total >= int(limit):
+        os.kill(os.getpid(), signal.SIGKILL)
+
 
 #: statuses worth retrying: throttled, server busy, or transient proxy/gateway failures
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
@@ -124,6 +140,8 @@ class Kube:
                  timeout: float = 30.0, retries: int = 6) -> None:
         self.name = name
         self.server = config.cluster.server
+        if config.user is None:
+            raise KubeconfigError(f"{name}: the kubeconfig context names no user")
         try:
             verify = verify_cluster(config.cluster, config.user, config.abs_file, trust_env=False)
             auth = user_auth(config.user)
@@ -164,6 +182,7 @@ class Kube:
                 if resp.status_code < 300:
                     if method != "GET":
                         self.writes += 1
+                        _count_write()
                     return cast(Obj, resp.json()) if resp.content else {}
                 if resp.status_code == 404 and ok_missing:
                     return None

@@ -1,0 +1,433 @@
+"""The move protocol: level-triggered and resumable (docs/architecture.md, "The move protocol").
+
+Every run derives what is left to do from the two clusters alone, like a controller: discover both,
+pair objects across them, check everything before the first write, then pause, create what the target
+lacks (owners first), delete from the source only once everything exists in the target, and unpause in
+the target. A run killed at any point is finished by the next run; the same call with source and
+target swapped moves back, or rolls back a half-finished move.
+
+Two annotations make a re-run recognise its own work:
+- `SOURCE_UID` on every object we create: the UID of the object it was copied from, so a copy made by
+  an earlier, interrupted run is told apart from an unrelated object of the same name.
+- `PAUSED_BY` on every Cluster / ClusterClass we pause (BareMetalHosts carry our value in BMO's own
+  paused annotation), so we only ever unpause what we paused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from metal3_pivot import preflight
+from metal3_pivot.discovery import ClusterView, discover
+from metal3_pivot.errors import ConflictError, MoveTimeoutError, NotFoundError, PivotError
+from metal3_pivot.graph import CAPI_GROUP, Node, ObjKey, levels
+from metal3_pivot.kube import NAMESPACE, Kube
+
+Obj = dict[str, Any]
+
+SOURCE_UID = "metal3-pivot.io/source-uid"
+PAUSED_BY = "metal3-pivot.io/paused"
+DELETE_FOR_MOVE = "clusterctl.cluster.x-k8s.io/delete-for-move"
+CLUSTERCLASS_PAUSED = "cluster.x-k8s.io/paused"
+BMH_GROUP = "metal3.io"
+BMH_PAUSED = "baremetalhost.metal3.io/paused"
+BMH_STATUS = "baremetalhost.metal3.io/status"
+OUR_PAUSE_VALUE = "metal3-pivot"
+
+STRIP_METADATA = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "selfLink",
+                  "deletionTimestamp", "deletionGracePeriodSeconds")
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class MoveOptions:
+    namespaces: Sequence[str] = ()
+    dry_run: bool = False
+    concurrency: int = 32
+    block_move_timeout: float = 120.0
+    timeout: float | None = None               # whole-move deadline, seconds
+    progress: Progress = _quiet
+
+
+@dataclass
+class Plan:
+    """What a run will do, derived from both clusters; also what `plan` and `--dry-run` print."""
+
+    source: ClusterView
+    target: ClusterView
+    moving: dict[ObjKey, Node]                  # every object of the move, as the source has it
+    to_create: list[ObjKey]
+    already_in_target: list[ObjKey]
+    conflicts: list[tuple[ObjKey, str]]
+
+    def ordered(self) -> list[list[Node]]:
+        return levels(self.moving)
+
+    def counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(k.kind for k in self.moving).items()))
+
+    @property
+    def complete(self) -> bool:
+        """Nothing left in the source: the move (or a previous run of it) has finished."""
+        return not self.moving
+
+
+@dataclass
+class MoveReport:
+    source: str
+    target: str
+    dry_run: bool
+    moved: dict[str, int] = field(default_factory=dict)
+    created: int = 0
+    deleted: int = 0
+    paused: int = 0
+    unpaused: int = 0
+    seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+    writes: int = 0
+
+    def summary(self) -> str:
+        total = sum(self.moved.values())
+        verb = "would move" if self.dry_run else "moved"
+        return (f"{verb} {total} objects from {self.source} to {self.target} "
+                f"(created {self.created}, deleted {self.deleted}, unpaused {self.unpaused}) "
+                f"in {self.seconds:.1f} s")
+
+
+# ---------------------------------------------------------------------------------------------- pairing
+
+def related(a: Obj, b: Obj) -> bool:
+    """True when one object was copied from the other by a move of ours (in either direction)."""
+    a_md, b_md = a["metadata"], b["metadata"]
+    return bool((a_md.get("annotations") or {}).get(SOURCE_UID) == b_md.get("uid")
+                or (b_md.get("annotations") or {}).get(SOURCE_UID) == a_md.get("uid"))
+
+
+def make_plan(source: ClusterView, target: ClusterView) -> Plan:
+    moving = dict(source.graph.move_nodes())
+    # Leftovers of an interrupted run: source objects whose copy already exists in the target are part of
+    # the move even if discovery no longer reaches them (their owner may be gone from the source).
+    for key, node in source.graph.nodes.items():
+        if key not in moving and key in target.graph.nodes and related(node.obj, target.graph.nodes[key].obj):
+            moving[key] = node
+    to_create, present, conflicts = [], [], []
+    for key, node in sorted(moving.items()):
+        other = target.graph.nodes.get(key)
+        if other is None:
+            to_create.append(key)
+        elif related(node.obj, other.obj):
+            present.append(key)
+        else:
+            conflicts.append((key, "the target already has an object of this name that no move of ours "
+                                   "created: remove it from the target or resolve it by hand"))
+    return Plan(source, target, moving, to_create, present, conflicts)
+
+
+# ---------------------------------------------------------------------------------------------- object surgery
+
+def target_copy(node: Node, uid_map: dict[ObjKey, str], by_source_uid: dict[str, ObjKey]) -> Obj:
+    """The object to create in the target: identity kept, cluster-assigned metadata and status dropped,
+    ownerReferences pointed at the target's UIDs, and our SOURCE_UID mark added."""
+    obj = copy.deepcopy(node.obj)
+    md = obj["metadata"]
+    for f in STRIP_METADATA:
+        md.pop(f, None)
+    obj.pop("status", None)
+    md.setdefault("annotations", {})[SOURCE_UID] = node.uid
+    refs = []
+    for ref in md.get("ownerReferences") or []:
+        owner = by_source_uid.get(str(ref.get("uid")))
+        if owner is None or owner not in uid_map:
+            raise PivotError(f"{node.key}: owner {ref.get('kind')} {ref.get('name')} is not in the target yet; "
+                             "this is a bug in the move order, nothing was deleted from the source")
+        refs.append({**ref, "uid": uid_map[owner]})
+    if refs:
+        md["ownerReferences"] = refs
+    return obj
+
+
+def carried_bmh_status(obj: Obj) -> Obj | None:
+    """The BareMetalHost status held in its status annotation (what BMO itself restores from)."""
+    raw = (obj["metadata"].get("annotations") or {}).get(BMH_STATUS)
+    if not raw:
+        return None
+    try:
+        status = json.loads(raw)
+    except ValueError:
+        return None
+    return status if isinstance(status, dict) else None
+
+
+def status_annotation_of(obj: Obj) -> str | None:
+    """What CAPM3 writes into BMH_STATUS when a Cluster is paused: the status without hardware details
+    (those live in the HardwareData object)."""
+    status = copy.deepcopy(obj.get("status") or {})
+    if not status.get("provisioning"):
+        return None
+    status.pop("hardware", None)
+    return json.dumps(status, sort_keys=True, separators=(",", ":"))
+
+
+# ---------------------------------------------------------------------------------------------- the mover
+
+class Mover:
+    def __init__(self, source: Kube, target: Kube, options: MoveOptions | None = None) -> None:
+        self.src = source
+        self.dst = target
+        self.opts = options or MoveOptions()
+        self.deadline = time.monotonic() + self.opts.timeout if self.opts.timeout else None
+        self.sem = asyncio.Semaphore(self.opts.concurrency)
+
+    def say(self, msg: str) -> None:
+        self.opts.progress(msg)
+
+    def check_deadline(self, phase: str) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise MoveTimeoutError(f"the move ran past its deadline during {phase}; nothing is lost: "
+                                   "run it again to finish")
+
+    async def discover(self) -> Plan:
+        ns = list(self.opts.namespaces)
+        source, target = await asyncio.gather(discover(self.src, ns), discover(self.dst, ns))
+        return make_plan(source, target)
+
+    async def run(self) -> MoveReport:
+        t0 = time.monotonic()
+        report = MoveReport(self.src.name, self.dst.name, self.opts.dry_run)
+        phase_start = time.monotonic()
+
+        def phase(name: str) -> None:
+            nonlocal phase_start
+            now = time.monotonic()
+            report.phases[name] = round(now - phase_start, 3)
+            phase_start = now
+
+        plan = await self.discover()
+        phase("discover")
+        self.say(f"discovered {len(plan.moving)} objects to move ({len(plan.to_create)} to create, "
+                 f"{len(plan.already_in_target)} already in {self.dst.name})")
+        preflight.check(plan, self.opts.namespaces)
+        phase("preflight")
+        report.moved = plan.counts()
+        if self.opts.dry_run:
+            report.seconds = time.monotonic() - t0
+            return report
+        writes0 = self.src.writes + self.dst.writes
+        if plan.moving:
+            report.paused = await self.pause(plan)
+            phase("pause")
+            await self.wait_block_move(plan)
+            phase("wait-block-move")
+            report.created = await self.create(plan)
+            phase("create")
+            report.deleted = await self.delete(plan)
+            phase("delete")
+        report.unpaused = await self.unpause()
+        phase("unpause")
+        report.writes = self.src.writes + self.dst.writes - writes0
+        report.seconds = time.monotonic() - t0
+        self.say(report.summary())
+        return report
+
+    async def _bounded(self, items: Sequence[Any], fn: Callable[[Any], Any], label: str) -> list[Any]:
+        done = 0
+        last = time.monotonic()
+        total = len(items)
+
+        async def one(item: Any) -> Any:
+            nonlocal done, last
+            async with self.sem:
+                result = await fn(item)
+            done += 1
+            if time.monotonic() - last > 1.0 and done < total:
+                last = time.monotonic()
+                self.say(f"{label}: {done}/{total}")
+            return result
+
+        return list(await asyncio.gather(*(one(i) for i in items)))
+
+    async def restore(self, directory: Any) -> MoveReport:
+        """Create a --to-directory backup's objects in the target (this Mover's `dst`)."""
+        from metal3_pivot import backup
+        from metal3_pivot.discovery import discover_types
+
+        t0 = time.monotonic()
+        report = MoveReport(f"directory {directory}", self.dst.name, self.opts.dry_run)
+        _, served = await discover_types(self.dst)
+        view = backup.read(directory, served)
+        plan = make_plan(view, await discover(self.dst, sorted(view.namespaces)))
+        preflight.check(plan, ())
+        report.moved = plan.counts()
+        if not self.opts.dry_run:
+            report.created = await self.create(plan)
+            report.unpaused = await self.unpause()
+        report.seconds = time.monotonic() - t0
+        return report
+
+    # -- pause -----------------------------------------------------------------------------------------
+    async def pause(self, plan: Plan) -> int:
+        """Stop the source's controllers acting on what moves: Clusters, ClusterClasses, hosts."""
+        patches: list[tuple[Node, Obj]] = []
+        for node in plan.moving.values():
+            md = node.obj["metadata"]
+            ann = md.get("annotations") or {}
+            gk = node.key.group_kind
+            if gk == (CAPI_GROUP, "Cluster") and not (node.obj.get("spec") or {}).get("paused"):
+                patches.append((node, {"spec": {"paused": True}, "metadata": {"annotations": {PAUSED_BY: "true"}}}))
+            elif gk == (CAPI_GROUP, "ClusterClass") and CLUSTERCLASS_PAUSED not in ann:
+                patches.append((node, {"metadata": {"annotations": {CLUSTERCLASS_PAUSED: "", PAUSED_BY: "true"}}}))
+            elif gk == (BMH_GROUP, "BareMetalHost"):
+                add: dict[str, str] = {}
+                if BMH_PAUSED not in ann:
+                    add[BMH_PAUSED] = OUR_PAUSE_VALUE
+                if BMH_STATUS not in ann:
+                    carried = status_annotation_of(node.obj)
+                    if carried is not None:
+                        add[BMH_STATUS] = carried
+                if add:
+                    patches.append((node, {"metadata": {"annotations": add}}))
+
+        async def apply(item: tuple[Node, Obj]) -> None:
+            node, patch = item
+            md = node.obj["metadata"]
+            updated = await self.src.patch(node.type.rt, md["name"], md.get("namespace"), patch)
+            if updated is not None:
+                node.obj = updated
+
+        if patches:
+            self.say(f"pausing {len(patches)} objects in {self.src.name}")
+        await self._bounded(patches, apply, "pause")
+        return len(patches)
+
+    async def wait_block_move(self, plan: Plan) -> None:
+        """Providers (newer CAPM3) block a move until they have written what must travel with a host."""
+        blocked = [n for n in plan.moving.values() if n.blocks_move]
+        deadline = time.monotonic() + self.opts.block_move_timeout
+        delay = 0.2
+        while blocked:
+            self.say(f"waiting for {len(blocked)} objects to drop clusterctl.cluster.x-k8s.io/block-move")
+            if time.monotonic() > deadline:
+                names = ", ".join(str(n.key) for n in blocked[:5])
+                raise preflight.BlockedMoveError(
+                    f"{len(blocked)} objects still carry clusterctl.cluster.x-k8s.io/block-move after "
+                    f"{self.opts.block_move_timeout:.0f} s ({names}); the source is paused and nothing was "
+                    "moved: find the controller that set it, or run again later")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            still = []
+            for node in blocked:
+                md = node.obj["metadata"]
+                fresh = await self.src.get(node.type.rt, md["name"], md.get("namespace"))
+                if fresh is not None:
+                    node.obj = fresh
+                    if node.blocks_move:
+                        still.append(node)
+            blocked = still
+            self.check_deadline("the block-move wait")
+
+    # -- create ----------------------------------------------------------------------------------------
+    async def create(self, plan: Plan) -> int:
+        uid_map: dict[ObjKey, str] = {k: plan.target.graph.nodes[k].uid for k in plan.already_in_target}
+        by_source_uid = {n.uid: k for k, n in plan.source.graph.nodes.items()}
+        todo = set(plan.to_create)
+        for ns in sorted({k.namespace for k in todo if k.namespace} - plan.target.namespaces):
+            await self.dst.apply(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        created = 0
+        ordered = plan.ordered()
+        for i, level in enumerate(ordered, 1):
+            self.check_deadline("create")
+            batch = [n for n in level if n.key in todo]
+            if not batch:
+                continue
+            self.say(f"creating level {i}/{len(ordered)} in {self.dst.name}: {len(batch)} objects")
+
+            async def one(node: Node) -> None:
+                obj = target_copy(node, uid_map, by_source_uid)
+                uid_map[node.key] = await self._create_one(node, obj)
+
+            await self._bounded(batch, one, f"create level {i}")
+            created += len(batch)
+        return created
+
+    async def _create_one(self, node: Node, obj: Obj) -> str:
+        rt = node.type.rt
+        md = obj["metadata"]
+        try:
+            created = await self.dst.create(rt, obj)
+        except ConflictError as err:
+            if err.reason != "AlreadyExists":
+                raise
+            # created by a run that died before it could record it: ours if it carries our mark
+            existing = await self.dst.get(rt, md["name"], md.get("namespace"))
+            if existing is None or not related(node.obj, existing):
+                raise PivotError(f"{node.key} appeared in {self.dst.name} during the move, not created by us; "
+                                 "nothing was deleted from the source") from None
+            created = existing
+        if node.key.group_kind == (BMH_GROUP, "BareMetalHost"):
+            status = carried_bmh_status(node.obj)
+            if status is not None and not created.get("status", {}).get("provisioning"):
+                # what BMO does on start-up from the annotation, so the host is never seen unprovisioned
+                await self.dst.patch(rt, md["name"], md.get("namespace"), {"status": status}, sub="status")
+        return str(created["metadata"]["uid"])
+
+    # -- delete ----------------------------------------------------------------------------------------
+    async def delete(self, plan: Plan) -> int:
+        """Only after every object exists in the target; dependents before owners."""
+        ordered = plan.ordered()
+        deleted = 0
+        for i, level in enumerate(reversed(ordered), 1):
+            self.check_deadline("delete")
+            self.say(f"deleting level {i}/{len(ordered)} from {self.src.name}: {len(level)} objects")
+            await self._bounded(level, self._delete_one, f"delete level {i}")
+            deleted += len(level)
+        return deleted
+
+    async def _delete_one(self, node: Node) -> None:
+        rt = node.type.rt
+        md = node.obj["metadata"]
+        core = not rt.group
+        if not core or md.get("finalizers"):
+            patch = {"metadata": {"annotations": {DELETE_FOR_MOVE: ""}, "finalizers": None}}
+            if await self.src.patch(rt, md["name"], md.get("namespace"), patch, ok_missing=True) is None:
+                return
+        with contextlib.suppress(NotFoundError):
+            await self.src.delete(rt, md["name"], md.get("namespace"))
+
+    # -- unpause ---------------------------------------------------------------------------------------
+    async def unpause(self) -> int:
+        """Unpause in the target exactly what a move of ours paused (read fresh: this is also how a run
+        that died after the deletes finishes)."""
+        view = await discover(self.dst, list(self.opts.namespaces))
+        patches: list[tuple[Node, Obj]] = []
+        for node in view.graph.nodes.values():
+            ann = node.annotations
+            gk = node.key.group_kind
+            if gk == (CAPI_GROUP, "Cluster") and ann.get(PAUSED_BY):
+                patches.append((node, {"spec": {"paused": False}, "metadata": {"annotations": {PAUSED_BY: None}}}))
+            elif gk == (CAPI_GROUP, "ClusterClass") and ann.get(PAUSED_BY):
+                patches.append((node, {"metadata": {"annotations": {PAUSED_BY: None, CLUSTERCLASS_PAUSED: None}}}))
+            elif gk == (BMH_GROUP, "BareMetalHost") and ann.get(BMH_PAUSED) == OUR_PAUSE_VALUE:
+                patches.append((node, {"metadata": {"annotations": {BMH_PAUSED: None}}}))
+
+        async def apply(item: tuple[Node, Obj]) -> None:
+            node, patch = item
+            md = node.obj["metadata"]
+            await self.dst.patch(node.type.rt, md["name"], md.get("namespace"), patch, ok_missing=True)
+
+        if patches:
+            self.say(f"unpausing {len(patches)} objects in {self.dst.name}")
+        await self._bounded(patches, apply, "unpause")
+        return len(patches)

@@ -1,0 +1,159 @@
+"""Pre-flight: every reason to refuse a move, found before the first write.
+
+All findings are collected (an operator fixing one problem at a time across several runs is slow and
+error-prone) and raised as the most specific PreflightError subclass that covers them all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from metal3_pivot.errors import (
+    PREFLIGHT_ERRORS,
+    BlockedMoveError,
+    PreflightError,
+    Problem,
+)
+from metal3_pivot.graph import CAPI_GROUP, Node
+
+if TYPE_CHECKING:
+    from metal3_pivot.mover import Plan
+
+__all__ = ["BlockedMoveError", "check", "findings"]
+
+#: BareMetalHost provisioning states a host may be moved in: steady states only
+MOVABLE_HOST_STATES = frozenset({"", "unmanaged", "available", "ready", "provisioned", "externally provisioned",
+                                 "detached"})
+
+
+def check(plan: Plan, namespaces: Sequence[str]) -> None:
+    problems = findings(plan, namespaces)
+    if not problems:
+        return
+    codes = {p.code for p in problems}
+    cls = PREFLIGHT_ERRORS[codes.pop()] if len(codes) == 1 else PreflightError
+    lines = "\n".join(f"  - {p}" for p in problems[:50])
+    more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+    raise cls(f"move refused, nothing was changed ({len(problems)} problem(s)):\n{lines}{more}", problems)
+
+
+def _version(v: str) -> tuple[int, ...]:
+    core = v.lstrip("v").split("-", 1)[0].split("+", 1)[0]
+    try:
+        return tuple(int(p) for p in core.split("."))
+    except ValueError:
+        return (0,)
+
+
+def _condition(obj: dict[str, Any], kind: str) -> bool:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return bool(cond.get("status") == "True")
+    return False
+
+
+def findings(plan: Plan, namespaces: Sequence[str]) -> list[Problem]:
+    from metal3_pivot.mover import BMH_GROUP, BMH_STATUS, PAUSED_BY, status_annotation_of
+
+    problems: list[Problem] = []
+    src, dst = plan.source, plan.target
+    for ns in namespaces:
+        if ns not in src.namespaces and ns not in dst.namespaces:
+            problems.append(Problem("missing-namespace", f"namespace {ns}",
+                                    f"exists in neither {src.name} nor {dst.name}: check --namespace"))
+    for key, why in plan.conflicts:
+        problems.append(Problem("conflict", str(key), f"in {dst.name}: {why}"))
+
+    if plan.to_create:
+        for gk in sorted({(k.group, k.kind) for k in plan.to_create}):
+            have = src.types[gk].rt if gk in src.types else None
+            there = dst.served.get(gk)
+            label = f"{gk[1]}.{gk[0]}" if gk[0] else gk[1]
+            if gk[0] == "":
+                continue
+            if there is None:
+                problems.append(Problem("missing-crd", f"kind {label}", f"{dst.name} has no CRD for it: install "
+                                        "the provider that owns it on the target first (clusterctl init or "
+                                        "the ProviderInstall component)"))
+            elif have is not None and there.version != have.version:
+                problems.append(Problem("missing-crd", f"kind {label}",
+                                        f"{dst.name} stores {there.version}, {src.name} stores {have.version}: "
+                                        "install the same provider version on both sides"))
+        target_providers = {(p["metadata"]["name"], p.get("type")): p for p in dst.providers}
+        for p in src.providers:
+            name = p["metadata"]["name"]
+            other = target_providers.get((name, p.get("type")))
+            if other is None:
+                problems.append(Problem("provider-version", f"provider {name}",
+                                        f"installed in {src.name} ({p.get('version')}) but not in {dst.name}: "
+                                        "install it on the target first"))
+            elif _version(str(other.get("version", ""))) < _version(str(p.get("version", ""))):
+                problems.append(Problem("provider-version", f"provider {name}",
+                                        f"{dst.name} has {other.get('version')}, older than {src.name}'s "
+                                        f"{p.get('version')}: upgrade the target first"))
+
+    clusters = [n for n in plan.moving.values() if n.key.group_kind == (CAPI_GROUP, "Cluster")]
+    resumed = any(n.annotations.get(PAUSED_BY) for n in clusters)
+    for node in clusters:
+        spec = node.obj.get("spec") or {}
+        if spec.get("paused") and not node.annotations.get(PAUSED_BY):
+            problems.append(Problem("already-paused", str(node.key),
+                                    "is paused, and not by metal3-pivot: another move (clusterctl?) or an "
+                                    "operator paused it; finish or undo that first"))
+        elif not node.annotations.get(PAUSED_BY) and node.key in set(plan.to_create):
+            problems.extend(_provisioning(node))
+    if not resumed and clusters:
+        cluster_namespaces = {n.key.namespace for n in clusters}
+        for m in src.graph.of_kind(CAPI_GROUP, "Machine"):
+            if m.key.namespace in cluster_namespaces and not ((m.obj.get("status") or {}).get("nodeRef") or {}).get(
+                    "name"):
+                problems.append(Problem("not-provisioned", str(m.key),
+                                        "has no status.nodeRef yet: wait until the machine has joined"))
+    if not resumed:
+        for node in plan.moving.values():
+            if node.blocks_move:
+                problems.append(Problem("block-move", str(node.key),
+                                        "carries clusterctl.cluster.x-k8s.io/block-move: a controller is "
+                                        "holding the move; wait for it to finish, then run again"))
+    for node in plan.moving.values():
+        if node.key.group_kind != (BMH_GROUP, "BareMetalHost"):
+            continue
+        raw = node.annotations.get(BMH_STATUS) or status_annotation_of(node.obj)
+        if not raw:
+            problems.append(Problem("bmh-status", str(node.key),
+                                    f"has no {BMH_STATUS} annotation and no status to carry: moved as is, BMO "
+                                    "in the target would re-inspect it; wait until BMO has registered the host"))
+            continue
+        try:
+            state = (json.loads(raw).get("provisioning") or {}).get("state", "")
+        except (ValueError, AttributeError):
+            problems.append(Problem("bmh-status", str(node.key), f"its {BMH_STATUS} annotation is not valid JSON"))
+            continue
+        if state not in MOVABLE_HOST_STATES:
+            problems.append(Problem("bmh-status", str(node.key),
+                                    f"is {state!r}: a host is only moved in a steady state "
+                                    f"({', '.join(sorted(s for s in MOVABLE_HOST_STATES if s))}); wait for BMO"))
+    for node, why in plan.source.graph.broken_chains():
+        if node.key in plan.moving:
+            problems.append(Problem("owner-chain", str(node.key),
+                                    f"{why}; in the target the garbage collector would delete it"))
+    return problems
+
+
+def _provisioning(node: Node) -> list[Problem]:
+    """clusterctl's rule: infrastructure provisioned and control plane initialized."""
+    status = node.obj.get("status") or {}
+    init = status.get("initialization") or {}
+    out = []
+    if not init.get("infrastructureProvisioned"):
+        out.append(Problem("not-provisioned", str(node.key),
+                           "status.initialization.infrastructureProvisioned is not true: wait for provisioning"))
+    if not _condition(node.obj, "ControlPlaneInitialized"):
+        out.append(Problem("not-provisioned", str(node.key),
+                           "condition ControlPlaneInitialized is not True: wait for the control plane"))
+    elif (node.obj.get("spec") or {}).get("controlPlaneRef") and not init.get("controlPlaneInitialized"):
+        out.append(Problem("not-provisioned", str(node.key),
+                           "status.initialization.controlPlaneInitialized is not true: wait for the control plane"))
+    return out
