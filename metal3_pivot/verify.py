@@ -80,7 +80,8 @@ def _node_violations(view: ClusterView, node: Node) -> list[Violation]:
     if gk == (CAPI_GROUP, "Cluster") and (node.obj.get("spec") or {}).get("paused"):
         who = "by metal3-pivot" if ann.get(PAUSED_BY) else "by someone else"
         out.append(Violation("paused", str(node.key), f"in {view.name}: still paused ({who})"))
-    elif (gk == (CAPI_GROUP, "ClusterClass") and ann.get(PAUSED_BY)) or (gk == (BMH_GROUP, "BareMetalHost") and ann.get(BMH_PAUSED) == OUR_PAUSE_VALUE):
+    elif ((gk == (CAPI_GROUP, "ClusterClass") and ann.get(PAUSED_BY))
+          or (gk == (BMH_GROUP, "BareMetalHost") and ann.get(BMH_PAUSED) == OUR_PAUSE_VALUE)):
         out.append(Violation("paused", str(node.key), f"in {view.name}: still paused by metal3-pivot"))
     if gk == ("", "Secret") and not (node.obj.get("data") or {}):
         out.append(Violation("secret", str(node.key), f"in {view.name}: has no data"))
