@@ -76,3 +76,27 @@ async def seed(kube: Kube, topology: Topology, types: dict[str, ResourceType], *
     await asyncio.gather(*(write_status(so) for so in objects if so.status))
     kinds = Counter(so.obj["kind"] for so in objects)
     return SeedResult(len(objects), dict(sorted(kinds.items())), time.monotonic() - start)
+
+
+async def settle(kube: Kube, topology: Topology, types: dict[str, ResourceType], *, concurrency: int = 32) -> int:
+    """Play the controllers' part after a move: write back the statuses they would recompute.
+
+    clusterctl (and our engine, for parity) never copies status; in a real target cluster the CAPI and
+    CAPM3 controllers rebuild it once the Cluster is unpaused. No controller runs here, so tests and the
+    demo call this where a real cluster would simply reconcile. Objects that are absent are skipped.
+    """
+    index = type_index(types)
+    sem = asyncio.Semaphore(concurrency)
+    written = 0
+
+    async def one(so: SeedObject) -> None:
+        nonlocal written
+        md = so.obj["metadata"]
+        rt = index[(group_of(so.obj["apiVersion"]), so.obj["kind"])]
+        async with sem:
+            if await kube.patch(rt, md["name"], topology.namespace, {"status": so.status}, sub="status",
+                                ok_missing=True) is not None:
+                written += 1
+
+    await asyncio.gather(*(one(so) for so in build(topology) if so.status and so.obj["kind"] != "BareMetalHost"))
+    return written

@@ -416,7 +416,8 @@ class Mover:
             ann = node.annotations
             gk = node.key.group_kind
             if gk == (CAPI_GROUP, "Cluster") and ann.get(PAUSED_BY):
-                patches.append((node, {"spec": {"paused": False}, "metadata": {"annotations": {PAUSED_BY: None}}}))
+                # `null` removes the field, as clusterctl does: the object ends as it was before the move
+                patches.append((node, {"spec": {"paused": None}, "metadata": {"annotations": {PAUSED_BY: None}}}))
             elif gk == (CAPI_GROUP, "ClusterClass") and ann.get(PAUSED_BY):
                 patches.append((node, {"metadata": {"annotations": {PAUSED_BY: None, CLUSTERCLASS_PAUSED: None}}}))
             elif gk == (BMH_GROUP, "BareMetalHost") and ann.get(BMH_PAUSED) == OUR_PAUSE_VALUE:

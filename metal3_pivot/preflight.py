@@ -98,7 +98,8 @@ def findings(plan: Plan, namespaces: Sequence[str]) -> list[Problem]:
     resumed = any(n.annotations.get(PAUSED_BY) for n in clusters)
     for node in clusters:
         spec = node.obj.get("spec") or {}
-        if spec.get("paused") and not node.annotations.get(PAUSED_BY):
+        if (spec.get("paused") or "cluster.x-k8s.io/paused" in node.annotations) and not node.annotations.get(
+                PAUSED_BY):
             problems.append(Problem("already-paused", str(node.key),
                                     "is paused, and not by metal3-pivot: another move (clusterctl?) or an "
                                     "operator paused it; finish or undo that first"))

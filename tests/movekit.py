@@ -1,0 +1,149 @@
+"""Shared by the move tests: seeding a pair, snapshots, canonical forms, the engine CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from lab import crds
+from lab.cli import seed_cluster
+from lab.cluster import LocalCluster
+from lab.seed_objects import Topology
+from metal3_pivot.discovery import discover
+from metal3_pivot.graph import ObjKey
+from metal3_pivot.kube import CONFIGMAP, NAMESPACE, Kube, load_kubeconfig
+from metal3_pivot.mover import SOURCE_UID, MoveOptions, MoveReport, Mover
+from metal3_pivot.verify import VerifyReport, verify
+from tests.conftest import ROOT, tool_env
+
+TOPOLOGY = Topology(namespace="metal3", clusters=1, control_planes=3, workers=2, spare_hosts=1)
+OTHER_NS = "bystander"
+
+Obj = dict[str, Any]
+
+
+def kube(cluster: LocalCluster, name: str | None = None) -> Kube:
+    return Kube(load_kubeconfig(cluster.kubeconfig), name=name or cluster.name)
+
+
+def seed_pair(clusters: dict[str, LocalCluster], topology: Topology = TOPOLOGY) -> None:
+    """Seed the ephemeral cluster, plus a bystander namespace in both that no move may touch."""
+    asyncio.run(seed_cluster(clusters["ephemeral"], topology))
+
+    async def bystanders() -> None:
+        for c in clusters.values():
+            async with kube(c) as k:
+                await k.apply(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OTHER_NS}})
+                await k.create(CONFIGMAP, {"apiVersion": "v1", "kind": "ConfigMap",
+                                           "metadata": {"name": "keep-me", "namespace": OTHER_NS},
+                                           "data": {"who": c.name}})
+    asyncio.run(bystanders())
+
+
+def settle(cluster: LocalCluster, topology: Topology = TOPOLOGY) -> None:
+    """The target's controllers reconcile after a move (lab.seed.settle plays them)."""
+    from lab.seed import settle as write_statuses
+
+    async def go() -> None:
+        async with kube(cluster) as k:
+            await write_statuses(k, topology, bundle_types())
+    asyncio.run(go())
+
+
+def snapshot(cluster: LocalCluster, namespaces: tuple[str, ...] = (TOPOLOGY.namespace,)) -> dict[ObjKey, Obj]:
+    async def go() -> dict[ObjKey, Obj]:
+        async with kube(cluster) as k:
+            view = await discover(k, list(namespaces))
+            return {key: node.obj for key, node in view.graph.move_nodes().items()}
+    return asyncio.run(go())
+
+
+def resource_versions(cluster: LocalCluster, namespaces: tuple[str, ...] = ()) -> dict[ObjKey, str]:
+    """Every object of every candidate kind (all namespaces by default): proof that nothing was written."""
+    async def go() -> dict[ObjKey, str]:
+        async with kube(cluster) as k:
+            view = await discover(k, list(namespaces))
+            return {key: str(n.obj["metadata"]["resourceVersion"]) for key, n in view.graph.nodes.items()}
+    return asyncio.run(go())
+
+
+VOLATILE_METADATA = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields")
+
+
+def canonical(obj: Obj, *, keep_status: bool = False, sort_owners: bool = False) -> Obj:
+    """An object without what legitimately differs between clusters: UIDs, versions, timestamps, our marks."""
+    o = copy.deepcopy(obj)
+    md = o["metadata"]
+    for f in VOLATILE_METADATA:
+        md.pop(f, None)
+    ann = md.get("annotations") or {}
+    ann.pop(SOURCE_UID, None)
+    if not ann:
+        md.pop("annotations", None)
+    for ref in md.get("ownerReferences") or []:
+        ref.pop("uid", None)
+    if sort_owners and md.get("ownerReferences"):
+        md["ownerReferences"].sort(key=lambda r: (r.get("kind", ""), r.get("name", "")))
+    if not keep_status:
+        o.pop("status", None)
+    spec = o.get("spec")
+    if isinstance(spec, dict) and spec.get("paused") is False:
+        spec.pop("paused")       # unpaused: `false` and absent mean the same
+    return o
+
+
+def move(src: LocalCluster, dst: LocalCluster, **opts: Any) -> MoveReport:
+    async def go() -> MoveReport:
+        async with kube(src, "source") as s, kube(dst, "target") as d:
+            return await Mover(s, d, MoveOptions(namespaces=(TOPOLOGY.namespace,), **opts)).run()
+    return asyncio.run(go())
+
+
+def check(a: LocalCluster, b: LocalCluster, expect: str | None = None) -> VerifyReport:
+    async def go() -> VerifyReport:
+        async with kube(a, "ephemeral") as ka, kube(b, "target") as kb:
+            return await verify(ka, kb, (TOPOLOGY.namespace,), expect=expect)
+    return asyncio.run(go())
+
+
+def engine_cli(*args: str, env_extra: dict[str, str] | None = None, timeout: float = 600
+               ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "metal3_pivot.cli", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env=tool_env(**(env_extra or {})))
+
+
+def cli_move_args(src: LocalCluster, dst: LocalCluster) -> list[str]:
+    return ["move", "--kubeconfig", str(src.kubeconfig), "--to-kubeconfig", str(dst.kubeconfig),
+            "--namespace", TOPOLOGY.namespace]
+
+
+def clusterctl_move(src: LocalCluster, dst: LocalCluster, home: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["clusterctl", "move", "--kubeconfig", str(src.kubeconfig), "--to-kubeconfig", str(dst.kubeconfig),
+         "--namespace", TOPOLOGY.namespace],
+        env=tool_env(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config")), capture_output=True, text=True,
+        timeout=900)
+
+
+def bundle_types() -> dict[str, Any]:
+    return crds.bundle().resource_types()
+
+
+def diff_paths(a: Any, b: Any, path: str = "") -> list[str]:
+    """Where two JSON-like values differ, as readable paths (for assertion messages)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            if k not in a or k not in b:
+                out.append(f"{path}.{k}: {'missing' if k not in a else repr(a[k])[:80]} vs "
+                           f"{'missing' if k not in b else repr(b[k])[:80]}")
+            else:
+                out.extend(diff_paths(a[k], b[k], f"{path}.{k}"))
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in diff_paths(x, y, f"{path}[{i}]")]
+    return [] if a == b else [f"{path}: {repr(a)[:100]} vs {repr(b)[:100]}"]

@@ -1,0 +1,71 @@
+"""Resume: the engine CLI SIGKILLed after k API writes, in every phase and in both directions, then run
+again. Every run must converge to the same state as an uninterrupted move, and a half-done move must
+also roll back when the direction is reversed."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from metal3_pivot.kube import KILL_AFTER_WRITES_ENV
+from tests.movekit import canonical, check, cli_move_args, engine_cli, move, seed_pair, settle, snapshot
+
+pytestmark = pytest.mark.cluster
+
+
+def kill_points(paused: int, created: int, deleted: int, total: int) -> list[int]:
+    """At least one point inside each phase: pause, create, delete, unpause."""
+    pts = {1, max(1, paused - 1), paused + 1, paused + created // 2, paused + created + 1,
+           paused + created + deleted // 2, total - 1}
+    return sorted(p for p in pts if 0 < p < total)
+
+
+def test_sigkill_at_every_phase_then_rerun_converges(fresh_clusters) -> None:
+    clusters = fresh_clusters()
+    eph, tgt = clusters["ephemeral"], clusters["target"]
+    seed_pair(clusters)
+    original = {k: canonical(o) for k, o in snapshot(eph).items()}
+
+    # one clean round trip measures where the phases' writes fall
+    first = move(eph, tgt)
+    settle(tgt)
+    move(tgt, eph)
+    settle(eph)
+    points = kill_points(first.paused, first.created, first.deleted, first.writes)
+    assert len(points) >= 6, points
+
+    tried = 0
+    for i, k in enumerate(points):
+        src, dst = (eph, tgt) if i % 2 == 0 else (tgt, eph)
+        killed = engine_cli(*cli_move_args(src, dst), env_extra={KILL_AFTER_WRITES_ENV: str(k)})
+        assert killed.returncode == -signal.SIGKILL, (k, killed.stderr[-2000:])
+        tried += 1
+        rerun = engine_cli(*cli_move_args(src, dst))
+        assert rerun.returncode == 0, (k, rerun.stderr[-3000:])
+        report = check(eph, tgt, expect=dst.name)
+        assert report.ok, (k, [str(v) for v in report.violations])
+        assert {key: canonical(o) for key, o in snapshot(dst).items()} == original, k
+        assert snapshot(src) == {}
+        settle(dst)
+    assert tried == len(points)
+
+
+def test_a_half_done_move_rolls_back_when_reversed(fresh_clusters) -> None:
+    clusters = fresh_clusters()
+    eph, tgt = clusters["ephemeral"], clusters["target"]
+    seed_pair(clusters)
+    original = {k: canonical(o) for k, o in snapshot(eph).items()}
+    total = move(eph, tgt).writes
+    settle(tgt)
+    move(tgt, eph)
+    settle(eph)
+
+    killed = engine_cli(*cli_move_args(eph, tgt), env_extra={KILL_AFTER_WRITES_ENV: str(total // 3)})
+    assert killed.returncode == -signal.SIGKILL
+    assert snapshot(tgt) and snapshot(eph)          # really half done: objects on both sides
+    back = engine_cli(*cli_move_args(tgt, eph))     # the operator changes their mind
+    assert back.returncode == 0, back.stderr[-3000:]
+    assert check(eph, tgt, expect="ephemeral").ok
+    assert snapshot(tgt) == {}
+    assert {key: canonical(o) for key, o in snapshot(eph).items()} == original
