@@ -16,7 +16,7 @@ from lab.seed_objects import Topology
 from metal3_pivot.discovery import discover
 from metal3_pivot.graph import ObjKey
 from metal3_pivot.kube import CONFIGMAP, NAMESPACE, Kube, load_kubeconfig
-from metal3_pivot.mover import SOURCE_UID, MoveOptions, MoveReport, Mover
+from metal3_pivot.mover import SOURCE_UID, MoveOptions, Mover, MoveReport
 from metal3_pivot.verify import VerifyReport, verify
 from tests.conftest import ROOT, tool_env
 

@@ -17,7 +17,8 @@ from metal3_pivot.kube import CONFIGMAP, SECRET, ResourceType
 CLUSTER = TypeInfo.from_crd({"metadata": {"labels": {"clusterctl.cluster.x-k8s.io": ""}}},
                             ResourceType("cluster.x-k8s.io", "v1beta2", "Cluster", "clusters"))
 MACHINE = TypeInfo(ResourceType("cluster.x-k8s.io", "v1beta2", "Machine", "machines"))
-CLASS = TypeInfo.from_crd({"metadata": {}}, ResourceType("cluster.x-k8s.io", "v1beta2", "ClusterClass", "clusterclasses"))
+CLASS = TypeInfo.from_crd({"metadata": {}},
+                          ResourceType("cluster.x-k8s.io", "v1beta2", "ClusterClass", "clusterclasses"))
 BMH = TypeInfo.from_crd({"metadata": {"labels": {MOVE_LABEL: "", MOVE_HIERARCHY_LABEL: ""}}},
                         ResourceType("metal3.io", "v1alpha1", "BareMetalHost", "baremetalhosts"))
 HWD = TypeInfo.from_crd({"metadata": {"labels": {MOVE_LABEL: ""}}},
