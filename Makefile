@@ -7,7 +7,7 @@ export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
 export CLUSTERCTL_DISABLE_VERSIONCHECK := true
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap demo test lint clusters-down clean
+.PHONY: bootstrap demo test lint bench clusters-down clean
 
 bootstrap:
 	python3 tools/bootstrap.py
@@ -18,6 +18,9 @@ demo: bootstrap
 test: bootstrap
 	tools/offline python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+bench: bootstrap
+	python -m benchmarks.move_bench $(BENCH_ARGS)
 
 lint: bootstrap
 	ruff check metal3_pivot lab langhost components policies tests tools

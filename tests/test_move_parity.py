@@ -1,5 +1,5 @@
 """Our engine against the reference: the same seed moved by `clusterctl move` and by us must give the
-same target (differences we intend are listed in docs/move-engine.md), and each tool must be able to
+same target (differences we intend are listed in docs/architecture.md), and each tool must be able to
 move back what the other moved."""
 
 from __future__ import annotations

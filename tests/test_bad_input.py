@@ -1,0 +1,166 @@
+"""Bad input to the engine CLI: a specific error, the documented exit code, and zero writes.
+
+"Zero writes" is proven by comparing the resourceVersion of every object of every candidate kind in
+every namespace of both clusters before and after the command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.cli import start_clusters
+from lab.cluster import LocalCluster, free_port
+from metal3_pivot.graph import BLOCK_MOVE_ANNOTATION
+from metal3_pivot.kube import Kube
+from metal3_pivot.mover import BMH_STATUS
+from tests.conftest import SESSION_DIR
+from tests.movekit import TOPOLOGY, bundle_types, engine_cli, kube, resource_versions, seed_pair, snapshot
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[dict[str, LocalCluster]]:
+    clusters = start_clusters(["ephemeral", "target"], SESSION_DIR / "bad-input", attached=True)
+    bare = start_clusters(["bare"], SESSION_DIR / "bad-input", attached=True,
+                          without=frozenset({"baremetalhosts.metal3.io"}))
+    clusters.update(bare)
+    seed_pair({"ephemeral": clusters["ephemeral"], "target": clusters["target"]})
+    yield clusters
+    for c in clusters.values():
+        c.stop()
+
+
+def refused(lab: dict[str, LocalCluster], args: list[str], exit_code: int, *needles: str) -> str:
+    before = {name: resource_versions(c) for name, c in lab.items()}
+    result = engine_cli(*args)
+    after = {name: resource_versions(c) for name, c in lab.items()}
+    assert result.returncode == exit_code, (result.returncode, result.stdout, result.stderr)
+    for needle in needles:
+        assert needle in result.stderr, (needle, result.stderr)
+    assert after == before, "a refused command wrote to a cluster"
+    assert "Traceback" not in result.stderr
+    return result.stderr
+
+
+def move_args(src: Path | str, dst: Path | str, *extra: str) -> list[str]:
+    return ["move", "--kubeconfig", str(src), "--to-kubeconfig", str(dst), "--namespace", TOPOLOGY.namespace, *extra]
+
+
+def patch(cluster: LocalCluster, kind: tuple[str, str], name: str, body: dict) -> None:
+    async def go(k: Kube) -> None:
+        rt = next(r for r in bundle_types().values() if (r.group, r.kind) == kind)
+        await k.patch(rt, name, TOPOLOGY.namespace, body)
+
+    async def run() -> None:
+        async with kube(cluster) as k:
+            await go(k)
+    asyncio.run(run())
+
+
+def first_name(cluster: LocalCluster, kind: str) -> str:
+    return sorted(k.name for k in snapshot(cluster) if k.kind == kind)[0]
+
+
+def test_unreadable_kubeconfig(lab, tmp_path) -> None:
+    refused(lab, move_args(tmp_path / "nope.kubeconfig", lab["target"].kubeconfig), 2, "cannot read",
+            "nope.kubeconfig")
+
+
+def test_malformed_kubeconfig(lab, tmp_path) -> None:
+    broken = tmp_path / "broken"
+    broken.write_text("apiVersion: v1\nclusters: [\n  oops")
+    refused(lab, move_args(broken, lab["target"].kubeconfig), 2, "is not valid YAML")
+    not_kc = tmp_path / "list"
+    not_kc.write_text("- just\n- a list\n")
+    refused(lab, move_args(not_kc, lab["target"].kubeconfig), 2, "is not a kubeconfig")
+
+
+def test_unknown_context(lab) -> None:
+    err = refused(lab, [*move_args(lab["ephemeral"].kubeconfig, lab["target"].kubeconfig),
+                        "--kubeconfig-context", "prod"], 2, "has no context 'prod'", "it has: ephemeral")
+    assert "client-key-data" not in err
+
+
+def test_unreachable_server(lab, tmp_path) -> None:
+    dead = tmp_path / "dead.kubeconfig"
+    dead.write_text(lab["target"].kubeconfig.read_text().replace(
+        f"127.0.0.1:{lab['target'].api_port}", f"127.0.0.1:{free_port()}"))
+    refused(lab, move_args(lab["ephemeral"].kubeconfig, dead), 3, "does not answer")
+
+
+def test_missing_namespace(lab) -> None:
+    args = move_args(lab["ephemeral"].kubeconfig, lab["target"].kubeconfig)
+    args[args.index(TOPOLOGY.namespace)] = "metal4"
+    refused(lab, args, 2, "namespace metal4", "exists in neither")
+
+
+def test_missing_crd_in_target(lab) -> None:
+    refused(lab, move_args(lab["ephemeral"].kubeconfig, lab["bare"].kubeconfig), 2,
+            "kind BareMetalHost.metal3.io", "has no CRD")
+
+
+def test_block_move_annotation(lab) -> None:
+    name = first_name(lab["ephemeral"], "Metal3Machine")
+    kind = ("infrastructure.cluster.x-k8s.io", "Metal3Machine")
+    patch(lab["ephemeral"], kind, name, {"metadata": {"annotations": {BLOCK_MOVE_ANNOTATION: ""}}})
+    try:
+        refused(lab, move_args(lab["ephemeral"].kubeconfig, lab["target"].kubeconfig), 2, "block-move", name)
+    finally:
+        patch(lab["ephemeral"], kind, name, {"metadata": {"annotations": {BLOCK_MOVE_ANNOTATION: None}}})
+
+
+def test_host_without_status_to_carry(lab) -> None:
+    name = first_name(lab["ephemeral"], "BareMetalHost")
+    kind = ("metal3.io", "BareMetalHost")
+    saved = next(o for k, o in snapshot(lab["ephemeral"]).items() if k.name == name and k.kind == "BareMetalHost")
+    patch(lab["ephemeral"], kind, name, {"metadata": {"annotations": {BMH_STATUS: None}}})
+    _set_status(lab["ephemeral"], name, None)      # BMO has not registered it yet: nothing to carry
+    try:
+        refused(lab, move_args(lab["ephemeral"].kubeconfig, lab["target"].kubeconfig), 2,
+                f"BareMetalHost.metal3.io metal3/{name}", BMH_STATUS)
+    finally:
+        patch(lab["ephemeral"], kind, name,
+              {"metadata": {"annotations": {BMH_STATUS: saved["metadata"]["annotations"][BMH_STATUS]}}})
+        _set_status(lab["ephemeral"], name, saved["status"])
+
+
+def test_host_in_a_transient_state(lab) -> None:
+    name = first_name(lab["ephemeral"], "BareMetalHost")
+    kind = ("metal3.io", "BareMetalHost")
+    saved = next(o for k, o in snapshot(lab["ephemeral"]).items() if k.name == name and k.kind == "BareMetalHost")
+    status = json.loads(saved["metadata"]["annotations"][BMH_STATUS])
+    status["provisioning"]["state"] = "deprovisioning"
+    patch(lab["ephemeral"], kind, name, {"metadata": {"annotations": {BMH_STATUS: json.dumps(status)}}})
+    try:
+        refused(lab, move_args(lab["ephemeral"].kubeconfig, lab["target"].kubeconfig), 2, "'deprovisioning'")
+    finally:
+        patch(lab["ephemeral"], kind, name,
+              {"metadata": {"annotations": {BMH_STATUS: saved["metadata"]["annotations"][BMH_STATUS]}}})
+
+
+def test_cluster_paused_by_someone_else(lab) -> None:
+    kind = ("cluster.x-k8s.io", "Cluster")
+    patch(lab["ephemeral"], kind, "test1", {"spec": {"paused": True}})
+    try:
+        refused(lab, move_args(lab["ephemeral"].kubeconfig, lab["target"].kubeconfig), 2, "not by metal3-pivot")
+    finally:
+        patch(lab["ephemeral"], kind, "test1", {"spec": {"paused": None}})
+
+
+def test_dry_run_reports_the_same_refusals(lab) -> None:
+    refused(lab, move_args(lab["ephemeral"].kubeconfig, lab["bare"].kubeconfig, "--dry-run"), 2, "has no CRD")
+
+
+def _set_status(cluster: LocalCluster, name: str, status: dict | None) -> None:
+    async def run() -> None:
+        async with kube(cluster) as k:
+            rt = next(r for r in bundle_types().values() if (r.group, r.kind) == ("metal3.io", "BareMetalHost"))
+            await k.patch(rt, name, TOPOLOGY.namespace, {"status": status}, sub="status")
+    asyncio.run(run())
+

@@ -1,0 +1,36 @@
+"""The toolchain bootstrap: a fresh clone on a machine that has built the tools rebuilds none."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def test_a_fresh_clone_finds_every_tool_cached(tmp_path: Path) -> None:
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    # PATH without this checkout's tools, so "found" can only mean "found in the per-version cache"
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                           if not p.startswith(str(ROOT / ".tools")) and not p.startswith(str(ROOT / ".venv")))
+    result = subprocess.run(["python3", "tools/bootstrap.py", "--check"], cwd=clone, capture_output=True,
+                            text=True, timeout=120, env=dict(os.environ, PATH=path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "missing" not in result.stdout
+    for tool in ("pulumi", "kubernetes-provider", "etcd", "kubernetes", "clusterctl"):
+        assert f"bootstrap: {tool} " in result.stdout and "cached in" in result.stdout, result.stdout
+
+
+def test_versions_are_pinned_in_one_file() -> None:
+    sys.path.insert(0, str(ROOT / "tools"))
+    from toolchain import load_versions
+
+    v = load_versions()
+    assert v["pulumi"]["version"] == "v3.274.1"
+    assert v["kubernetes-provider"]["stamp"] == "4.25.0"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert f'"pulumi-kubernetes=={v["python"]["pulumi-kubernetes"]}"' in pyproject
+    assert f'"pulumi=={v["python"]["pulumi"]}"' in pyproject
