@@ -7,22 +7,28 @@ obscure provider error halfway through an update.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PROJECT = "metal3-pivot"
+
+PROVIDER_NAMES = ("cluster-api", "bootstrap-kubeadm", "control-plane-kubeadm", "infrastructure-metal3",
+                  "ipam-metal3")
 
 
 class ConfigError(Exception):
     """The stack configuration is invalid; the message names every offending key."""
 
 
-class ClusterConfig(BaseModel):
-    """How to reach one management cluster: a kubeconfig file, or its content as *secret* config."""
-
+class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ClusterConfig(_Model):
+    """How to reach one management cluster: a kubeconfig file, or its content as *secret* config."""
 
     kubeconfig_path: str | None = Field(default=None, alias="kubeconfigPath")
     kubeconfig: str | None = Field(default=None, repr=False)      # content; must be secret config
@@ -45,13 +51,52 @@ class ClusterConfig(BaseModel):
             raise ConfigError(f"kubeconfigPath {path}: {err.strerror}") from None
 
 
-class StackConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class ProvidersConfig(_Model):
+    """What ProviderInstall puts on the target (what `clusterctl init` does in move.yml)."""
 
+    install: bool = True
+    # "modules": rendered from the pinned provider modules; a path: a release components file (YAML)
+    source: str = "modules"
+    controllers: bool = True          # namespaces, RBAC, Deployments besides CRDs and the inventory
+
+
+class IronicConfig(_Model):
+    """Ironic + BMO, placed on the cluster where the objects live (exactly one at any time)."""
+
+    namespace: str = "baremetal-operator-system"
+    image: str = "quay.io/metal3-io/ironic:v29.0.0"
+    bmo_image: str = Field(default="quay.io/metal3-io/baremetal-operator:v0.13.2", alias="bmoImage")
+    provisioning_interface: str = Field(default="ironicendpoint", alias="provisioningInterface")
+    provisioning_ip: str = Field(default="172.22.0.2", alias="provisioningIp")
+    provisioning_cidr: int = Field(default=24, alias="provisioningCidr", ge=8, le=30)
+    dhcp_range: str = Field(default="172.22.0.10,172.22.0.100", alias="dhcpRange")
+
+    @field_validator("provisioning_ip")
+    @classmethod
+    def _ip(cls, v: str) -> str:
+        ipaddress.ip_address(v)
+        return v
+
+    @field_validator("dhcp_range")
+    @classmethod
+    def _range(cls, v: str) -> str:
+        parts = v.split(",")
+        if len(parts) != 2:
+            raise ValueError("dhcpRange must be 'FIRST_IP,LAST_IP'")
+        for p in parts:
+            ipaddress.ip_address(p.strip())
+        return v
+
+
+class StackConfig(_Model):
     location: Literal["ephemeral", "target"]
     ephemeral: ClusterConfig
     target: ClusterConfig
     namespaces: list[str] = Field(default_factory=lambda: ["metal3"], min_length=1)
+    providers: ProvidersConfig = Field(default_factory=ProvidersConfig)
+    ironic: IronicConfig = Field(default_factory=IronicConfig)
+    move_timeout: float = Field(default=1800.0, alias="moveTimeout", gt=0)
+    concurrency: int = Field(default=32, ge=1, le=256)
 
 
 def parse(values: dict[str, Any], secret_keys: set[str] | frozenset[str] = frozenset()) -> StackConfig:
@@ -62,8 +107,11 @@ def parse(values: dict[str, Any], secret_keys: set[str] | frozenset[str] = froze
         problems = []
         for e in err.errors():
             key = ".".join(str(p) for p in e["loc"])
-            problems.append(f"{PROJECT}:{key}: {e['msg']}" + (f" (got {e['input']!r})" if e["type"] in
-                                                                ("literal_error", "string_type") else ""))
+            value = e.get("input")
+            # echo scalars only, never anything that may hold a kubeconfig
+            scalar = isinstance(value, str | int | float | bool) and "kubeconfig" not in key
+            shown = f" (got {value!r})" if scalar and e["type"] != "missing" else ""
+            problems.append(f"{PROJECT}:{key}: {e['msg']}{shown}")
         raise ConfigError("invalid stack configuration:\n  " + "\n  ".join(problems)) from None
     for side in ("ephemeral", "target"):
         if getattr(config, side).kubeconfig and side not in secret_keys:

@@ -78,6 +78,8 @@ NAMESPACE = ResourceType("", "v1", "Namespace", "namespaces", namespaced=False)
 CRD = ResourceType("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
                    namespaced=False)
 LEASE = ResourceType("coordination.k8s.io", "v1", "Lease", "leases")
+VALIDATING_WEBHOOKS = ResourceType("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration",
+                                   "validatingwebhookconfigurations", namespaced=False)
 
 
 def resource_type_of_crd(crd: Obj) -> ResourceType:

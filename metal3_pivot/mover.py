@@ -29,7 +29,7 @@ from metal3_pivot import preflight
 from metal3_pivot.discovery import ClusterView, discover
 from metal3_pivot.errors import ConflictError, MoveTimeoutError, NotFoundError, PivotError
 from metal3_pivot.graph import CAPI_GROUP, Node, ObjKey, levels
-from metal3_pivot.kube import NAMESPACE, Kube
+from metal3_pivot.kube import NAMESPACE, VALIDATING_WEBHOOKS, Kube
 
 Obj = dict[str, Any]
 
@@ -42,6 +42,7 @@ BMH_PAUSED = "baremetalhost.metal3.io/paused"
 BMH_STATUS = "baremetalhost.metal3.io/status"
 OUR_PAUSE_VALUE = "metal3-pivot"
 
+ALL_GROUPS = "*"
 STRIP_METADATA = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "selfLink",
                   "deletionTimestamp", "deletionGracePeriodSeconds")
 
@@ -181,6 +182,18 @@ def status_annotation_of(obj: Obj) -> str | None:
     return json.dumps(status, sort_keys=True, separators=(",", ":"))
 
 
+async def delete_webhook_groups(kube: Kube) -> set[str]:
+    """API groups whose DELETE a validating webhook intercepts ("*" matches every group)."""
+    groups: set[str] = set()
+    for cfg in await kube.list(VALIDATING_WEBHOOKS):
+        for hook in cfg.get("webhooks") or []:
+            for rule in hook.get("rules") or []:
+                ops = set(rule.get("operations") or [])
+                if ops & {"DELETE", "*"}:
+                    groups.update(rule.get("apiGroups") or [])
+    return groups
+
+
 # ---------------------------------------------------------------------------------------------- the mover
 
 class Mover:
@@ -190,6 +203,7 @@ class Mover:
         self.opts = options or MoveOptions()
         self.deadline = time.monotonic() + self.opts.timeout if self.opts.timeout else None
         self.sem = asyncio.Semaphore(self.opts.concurrency)
+        self.delete_webhook_groups: set[str] = {ALL_GROUPS}
 
     def say(self, msg: str) -> None:
         self.opts.progress(msg)
@@ -386,6 +400,7 @@ class Mover:
     # -- delete ----------------------------------------------------------------------------------------
     async def delete(self, plan: Plan) -> int:
         """Only after every object exists in the target; dependents before owners."""
+        self.delete_webhook_groups = await delete_webhook_groups(self.src)
         ordered = plan.ordered()
         deleted = 0
         for i, level in enumerate(reversed(ordered), 1):
@@ -398,8 +413,10 @@ class Mover:
     async def _delete_one(self, node: Node) -> None:
         rt = node.type.rt
         md = node.obj["metadata"]
-        core = not rt.group
-        if not core or md.get("finalizers"):
+        # the delete-for-move annotation exists to tell validating webhooks that a deletion is a move;
+        # where no webhook intercepts deletes of this group, and no finalizer must go, one DELETE suffices
+        hooked = rt.group in self.delete_webhook_groups or ALL_GROUPS in self.delete_webhook_groups
+        if md.get("finalizers") or hooked:
             patch = {"metadata": {"annotations": {DELETE_FOR_MOVE: ""}, "finalizers": None}}
             if await self.src.patch(rt, md["name"], md.get("namespace"), patch, ok_missing=True) is None:
                 return

@@ -1,0 +1,174 @@
+"""The provider manifests a management cluster needs, rendered from the pinned provider modules.
+
+What `clusterctl init` (and metal3-dev-env for BMO) would install, as plain objects: the CRDs of each
+provider labelled as clusterctl labels them, its namespace, RBAC, controller Deployment and Service, and
+clusterctl's `Provider` inventory object. No Pulumi import: the lab installs the same CRDs into local
+clusters, and tests check the rendering without an engine.
+
+Left out on purpose, with the reason:
+- cert-manager `Certificate`/`Issuer` and the admission/conversion webhook configurations: no
+  cert-manager runs here, and a webhook configuration pointing at a Service without pods would make the
+  API server refuse every write of those kinds. (A user components file may carry them.)
+- the CRDs as kustomize renders them (conversion webhook patches): the `bases` CRDs are used instead.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+MODULES_FILE = ROOT / ".tools" / "crd-modules.json"
+RENDER_CACHE = ROOT / ".tools" / "manifests"
+
+CLUSTERCTL = "clusterctl.cluster.x-k8s.io"
+MOVE = "clusterctl.cluster.x-k8s.io/move"
+MOVE_HIERARCHY = "clusterctl.cluster.x-k8s.io/move-hierarchy"
+PROVIDER_LABEL = "cluster.x-k8s.io/provider"
+INVENTORY_API = "clusterctl.cluster.x-k8s.io/v1alpha3"
+
+KEEP_KINDS = {"Namespace", "ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding",
+              "ConfigMap", "Service", "Deployment"}
+
+Obj = dict[str, Any]
+
+
+class ManifestError(Exception):
+    """The pinned provider modules are missing or a rendering failed; the message says what to run."""
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """One provider: where its CRDs and kustomize folder are and how its inventory object reads."""
+
+    name: str                  # inventory object name, e.g. infrastructure-metal3
+    provider_name: str         # e.g. metal3
+    type: str                  # CoreProvider, InfrastructureProvider, ... ("" = not a clusterctl provider)
+    namespace: str
+    module: str                # key in tools/versions.toml [crds]
+    crd_dir: str               # CRD folder (with bases/) inside the module
+    default_dir: str           # kustomize folder rendering the controller
+    crd_labels: dict[str, dict[str, str]] = field(default_factory=dict)   # extra labels per CRD name
+
+
+PROVIDERS = (
+    ProviderSpec("cluster-api", "cluster-api", "CoreProvider", "capi-system", "cluster-api", "core/config/crd",
+                 "core/config/default"),
+    ProviderSpec("bootstrap-kubeadm", "kubeadm", "BootstrapProvider", "capi-kubeadm-bootstrap-system",
+                 "cluster-api", "bootstrap/kubeadm/config/crd", "bootstrap/kubeadm/config/default"),
+    ProviderSpec("control-plane-kubeadm", "kubeadm", "ControlPlaneProvider", "capi-kubeadm-control-plane-system",
+                 "cluster-api", "controlplane/kubeadm/config/crd", "controlplane/kubeadm/config/default"),
+    ProviderSpec("infrastructure-metal3", "metal3", "InfrastructureProvider", "capm3-system", "capm3",
+                 "config/crd", "config/default"),
+    ProviderSpec("ipam-metal3", "metal3", "IPAMProvider", "metal3-ipam-system", "ipam", "config/crd",
+                 "config/default"),
+)
+
+#: BMO is installed by metal3-dev-env, not clusterctl: its CRDs get labels by hand, and only these two
+BMO = ProviderSpec("baremetal-operator", "baremetal-operator", "", "baremetal-operator-system", "bmo",
+                   "config/base/crds", "config/default", crd_labels={
+                       "baremetalhosts.metal3.io": {CLUSTERCTL: "", MOVE: "", MOVE_HIERARCHY: ""},
+                       "hardwaredata.metal3.io": {CLUSTERCTL: "", MOVE: ""}})
+
+
+def module_dirs() -> dict[str, dict[str, str]]:
+    """{key: {"dir": ..., "version": ...}} as tools/bootstrap.py recorded them."""
+    if not MODULES_FILE.exists():
+        raise ManifestError(f"{MODULES_FILE} is missing: run `python3 tools/bootstrap.py` (it downloads the "
+                            "pinned provider modules whose manifests are installed)")
+    data: dict[str, dict[str, str]] = json.loads(MODULES_FILE.read_text())
+    return data
+
+
+def kustomize_labels(folder: Path) -> dict[str, str]:
+    """The `labels` / `commonLabels` pairs of a CRD folder's kustomization (e.g. CAPM3's contract labels)."""
+    kfile = folder / "kustomization.yaml"
+    if not kfile.exists():
+        return {}
+    k = yaml.safe_load(kfile.read_text()) or {}
+    labels: dict[str, str] = dict(k.get("commonLabels") or {})
+    for entry in k.get("labels") or []:
+        labels.update(entry.get("pairs") or {})
+    return labels
+
+
+def _read_crds(folder: Path) -> list[Obj]:
+    return [yaml.safe_load(p.read_text()) for p in sorted((folder / "bases").glob("*.yaml"))]
+
+
+def crds(spec: ProviderSpec) -> list[Obj]:
+    """The provider's CRDs, labelled as `clusterctl init` (or metal3-dev-env, for BMO) leaves them."""
+    mods = module_dirs()
+    folder = Path(mods[spec.module]["dir"]) / spec.crd_dir
+    common = {CLUSTERCTL: "", PROVIDER_LABEL: spec.name, **kustomize_labels(folder)} if spec.type else {}
+    out = []
+    for crd in _read_crds(folder):
+        labels = crd["metadata"].setdefault("labels", {})
+        labels.update(common)
+        labels.update(spec.crd_labels.get(crd["metadata"]["name"], {}))
+        out.append(crd)
+    if spec.type == "CoreProvider":      # clusterctl's own inventory CRDs come with the core provider
+        for crd in _read_crds(Path(mods[spec.module]["dir"]) / "cmd/clusterctl/config/crd"):
+            crd["metadata"].setdefault("labels", {}).update({CLUSTERCTL: "", f"{CLUSTERCTL}/core": "inventory"})
+            out.append(crd)
+    return out
+
+
+def inventory(spec: ProviderSpec) -> Obj | None:
+    if not spec.type:
+        return None
+    return {"apiVersion": INVENTORY_API, "kind": "Provider",
+            "metadata": {"name": spec.name, "namespace": spec.namespace,
+                         "labels": {CLUSTERCTL: "", PROVIDER_LABEL: spec.name}},
+            "providerName": spec.provider_name, "type": spec.type, "version": version(spec)}
+
+
+def version(spec: ProviderSpec) -> str:
+    return module_dirs()[spec.module]["version"]
+
+
+def controllers(spec: ProviderSpec) -> list[Obj]:
+    """Namespace, RBAC, Service and Deployment of the provider's controller (`kubectl kustomize`),
+    cached per version in .tools/manifests. Deployments carry pulumi.com/skipAwait: no kubelet here."""
+    cache = RENDER_CACHE / f"{spec.name}-{version(spec)}.yaml"
+    if cache.exists():
+        text = cache.read_text()
+    else:
+        folder = Path(module_dirs()[spec.module]["dir"]) / spec.default_dir
+        try:
+            out = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=120)
+        except FileNotFoundError:
+            raise ManifestError("kubectl is not on PATH: run `python3 tools/bootstrap.py`") from None
+        if out.returncode != 0:
+            raise ManifestError(f"rendering {spec.name} from {folder} failed: {out.stderr.strip()[:500]}")
+        text = out.stdout
+        RENDER_CACHE.mkdir(parents=True, exist_ok=True)
+        cache.write_text(text)
+    objs = []
+    for doc in yaml.safe_load_all(text):
+        if not doc or doc.get("kind") not in KEEP_KINDS:
+            continue
+        labels = doc["metadata"].setdefault("labels", {})
+        if spec.type:
+            labels.update({CLUSTERCTL: "", PROVIDER_LABEL: spec.name})
+        if doc["kind"] == "Deployment":
+            doc["metadata"].setdefault("annotations", {})["pulumi.com/skipAwait"] = "true"
+        objs.append(doc)
+    return objs
+
+
+def components_file(path: Path) -> list[Obj]:
+    """A release components file (e.g. infrastructure-components.yaml) supplied by the user."""
+    try:
+        return [d for d in yaml.safe_load_all(path.read_text()) if d]
+    except (OSError, yaml.YAMLError) as err:
+        raise ManifestError(f"providers.source {path}: {err}") from None
+
+
+def all_specs() -> tuple[ProviderSpec, ...]:
+    return (*PROVIDERS, BMO)
