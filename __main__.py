@@ -9,7 +9,11 @@ from typing import Any
 import pulumi
 
 from components.clusters import EphemeralCluster, TargetCluster
+from components import objects as objects_module
 from components.config import ConfigError, parse
+from components.ironic import Ironic
+from components.object_location import ObjectLocation
+from components.providers import ProviderInstall
 
 
 def load_config() -> dict[str, Any]:
@@ -37,7 +41,29 @@ except ConfigError as err:
     raise SystemExit(f"metal3-pivot: {err}") from None
 
 root = Path(__file__).resolve().parent
-ephemeral = EphemeralCluster("ephemeral", config.ephemeral.kubeconfig_text(root), config.ephemeral.context)
-target = TargetCluster("target", config.target.kubeconfig_text(root), config.target.context)
-pulumi.export("location", config.location)
-pulumi.export("namespaces", config.namespaces)
+objects_module.SKIP_AWAIT["value"] = config.skip_await
+ephemeral_kubeconfig = config.ephemeral.kubeconfig_text(root)
+target_kubeconfig = config.target.kubeconfig_text(root)
+ephemeral = EphemeralCluster("ephemeral", ephemeral_kubeconfig, config.ephemeral.context)
+target = TargetCluster("target", target_kubeconfig, config.target.context)
+
+# move.yml: `clusterctl init` the target, install BMO's CRDs there (labelled) before anything moves
+installs: list[pulumi.Resource] = []
+if config.providers.install:
+    installs.append(ProviderInstall("target-providers", target.provider, config.providers, root))
+
+# move.yml / move_back.yml: Ironic (+ BMO) leaves the source and starts on the destination before the move
+ironic = Ironic("ironic", (ephemeral if config.location == "ephemeral" else target).provider, config.ironic,
+                config.location, opts=pulumi.ResourceOptions(depends_on=installs))
+
+objects = ObjectLocation(
+    "objects", location=config.location, ephemeral_kubeconfig=ephemeral_kubeconfig,
+    target_kubeconfig=target_kubeconfig, namespaces=config.namespaces, ephemeral_context=config.ephemeral.context,
+    target_context=config.target.context, timeout=config.move_timeout, concurrency=config.concurrency,
+    target_providers_managed=config.providers.install,
+    opts=pulumi.ResourceOptions(depends_on=[*installs, ironic], protect=config.protect))
+
+pulumi.export("location", objects.location)
+pulumi.export("objects", objects.objects)
+pulumi.export("digest", objects.digest)
+pulumi.export("ironic", config.location)

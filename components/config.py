@@ -97,6 +97,8 @@ class StackConfig(_Model):
     ironic: IronicConfig = Field(default_factory=IronicConfig)
     move_timeout: float = Field(default=1800.0, alias="moveTimeout", gt=0)
     concurrency: int = Field(default=32, ge=1, le=256)
+    protect: bool = True              # ObjectLocation protected against an accidental `pulumi destroy`
+    skip_await: bool = Field(default=False, alias="skipAwait")   # true where no kubelet runs (the lab)
 
 
 def parse(values: dict[str, Any], secret_keys: set[str] | frozenset[str] = frozenset()) -> StackConfig:

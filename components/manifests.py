@@ -108,9 +108,9 @@ def crds(spec: ProviderSpec) -> list[Obj]:
     common = {CLUSTERCTL: "", PROVIDER_LABEL: spec.name, **kustomize_labels(folder)} if spec.type else {}
     out = []
     for crd in _read_crds(folder):
-        labels = crd["metadata"].setdefault("labels", {})
-        labels.update(common)
-        labels.update(spec.crd_labels.get(crd["metadata"]["name"], {}))
+        labels = {**(crd["metadata"].get("labels") or {}), **common, **spec.crd_labels.get(crd["metadata"]["name"], {})}
+        if labels:   # an empty map would show as a perpetual diff
+            crd["metadata"]["labels"] = labels
         out.append(crd)
     if spec.type == "CoreProvider":      # clusterctl's own inventory CRDs come with the core provider
         for crd in _read_crds(Path(mods[spec.module]["dir"]) / "cmd/clusterctl/config/crd"):
@@ -134,7 +134,7 @@ def version(spec: ProviderSpec) -> str:
 
 def controllers(spec: ProviderSpec) -> list[Obj]:
     """Namespace, RBAC, Service and Deployment of the provider's controller (`kubectl kustomize`),
-    cached per version in .tools/manifests. Deployments carry pulumi.com/skipAwait: no kubelet here."""
+    cached per version in .tools/manifests."""
     cache = RENDER_CACHE / f"{spec.name}-{version(spec)}.yaml"
     if cache.exists():
         text = cache.read_text()
@@ -156,8 +156,6 @@ def controllers(spec: ProviderSpec) -> list[Obj]:
         labels = doc["metadata"].setdefault("labels", {})
         if spec.type:
             labels.update({CLUSTERCTL: "", PROVIDER_LABEL: spec.name})
-        if doc["kind"] == "Deployment":
-            doc["metadata"].setdefault("annotations", {})["pulumi.com/skipAwait"] = "true"
         objs.append(doc)
     return objs
 

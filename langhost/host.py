@@ -172,7 +172,9 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):  # type: ignore[m
         # an empty config must be `{}`: the SDK's set_all_config fails on `null`
         env["PULUMI_CONFIG"] = json.dumps(dict(request.config))
         env["PULUMI_CONFIG_SECRET_KEYS"] = json.dumps(list(request.configSecretKeys))
-        rc = subprocess.run(args, cwd=request.pwd or None, env=env).returncode
+        # own session: the engine's SIGINT to the plugin on shutdown must not hit the program mid-flight
+        # (it ends on its own when the resource monitor goes away)
+        rc = subprocess.run(args, cwd=request.pwd or None, env=env, start_new_session=True).returncode
         if rc == 0:
             return language_pb2.RunResponse()
         if rc == EXIT_ALREADY_REPORTED:

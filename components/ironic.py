@@ -1,0 +1,64 @@
+"""Ironic (and BMO) on the cluster where the objects live, and never on both.
+
+Two Ironics would fight over the hosts' BMCs, so the handover is a *replacement with delete before
+create* of one set of resources whose names (URNs) do not depend on the location: changing `location`
+changes only their provider, Pulumi replaces each, and `delete_before_replace` makes the old cluster's
+copy go before the new one is created. The ObjectLocation update depends on this component, so in a
+pivot Ironic leaves the ephemeral cluster before the objects move, as metal3-dev-env's move.yml does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import manifests
+from components.config import IronicConfig
+from components.objects import k8s_object, resource_name
+
+
+def ironic_objects(config: IronicConfig) -> list[dict[str, Any]]:
+    """The provisioning settings, the Ironic Deployment and BMO's controller (rendered from its module)."""
+    ns = config.namespace
+    labels = {"app.kubernetes.io/name": "ironic", "app.kubernetes.io/part-of": "metal3"}
+    settings = {
+        "PROVISIONING_INTERFACE": config.provisioning_interface,
+        "PROVISIONING_IP": config.provisioning_ip,
+        "PROVISIONING_CIDR": str(config.provisioning_cidr),
+        "DHCP_RANGE": config.dhcp_range,
+        "IRONIC_ENDPOINT": f"https://{config.provisioning_ip}:6385/v1/",
+    }
+    objs: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ironic-bmo-configmap", "namespace": ns},
+         "data": settings},
+        {"apiVersion": "apps/v1", "kind": "Deployment",
+         "metadata": {"name": "ironic", "namespace": ns, "labels": labels},
+         "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+             "metadata": {"labels": labels},
+             "spec": {"hostNetwork": True, "containers": [{
+                 "name": "ironic", "image": config.image,
+                 "envFrom": [{"configMapRef": {"name": "ironic-bmo-configmap"}}]}]}}}},
+    ]
+    for o in manifests.controllers(manifests.BMO):
+        if o["kind"] == "Namespace":
+            continue
+        o = dict(o)
+        o["metadata"] = dict(o["metadata"])
+        if "namespace" in o["metadata"]:
+            o["metadata"]["namespace"] = ns
+        objs.append(o)
+    return objs
+
+
+class Ironic(pulumi.ComponentResource):
+    def __init__(self, name: str, provider: k8s.Provider, config: IronicConfig, location: str,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("metal3:ironic:Ironic", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self, provider=provider, delete_before_replace=True)
+        ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": config.namespace}}
+        self.namespace = k8s_object(resource_name(name, ns), ns, child)
+        after = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.namespace]))
+        self.resources = [k8s_object(resource_name(name, o), o, after) for o in ironic_objects(config)]
+        self.register_outputs({"location": location, "namespace": config.namespace})

@@ -1,0 +1,57 @@
+"""ProviderInstall: what `clusterctl init` (and metal3-dev-env's BMO step) puts on a cluster.
+
+Each object is its own Pulumi resource (through `yaml.v2.ConfigGroup`), so `pulumi preview` lists what
+is installed and the policy pack sees every object. CRDs are retained on delete: deleting a CRD deletes
+every object of its kind, and a stack teardown must never take the fleet's objects with it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import manifests
+from components.config import ProvidersConfig
+from components.objects import k8s_object, resource_name
+
+
+def objects_for(config: ProvidersConfig, root: Path) -> dict[str, list[dict[str, Any]]]:
+    """Manifests per provider, from the pinned modules or a user-supplied components file."""
+    if config.source != "modules":
+        path = Path(config.source)
+        return {"components": manifests.components_file(path if path.is_absolute() else root / path)}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for spec in manifests.all_specs():
+        objs = [o for o in manifests.controllers(spec) if o["kind"] == "Namespace"] if config.controllers else []
+        if not objs:
+            objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": spec.namespace}}]
+        objs += manifests.crds(spec)
+        if config.controllers and spec is not manifests.BMO:   # BMO's controller travels with Ironic
+            objs += [o for o in manifests.controllers(spec) if o["kind"] != "Namespace"]
+        inv = manifests.inventory(spec)
+        if inv:
+            objs.append(inv)
+        out[spec.name] = objs
+    return out
+
+
+class ProviderInstall(pulumi.ComponentResource):
+    """The Cluster-API providers (core, kubeadm bootstrap and control plane, CAPM3, IPAM) and the BMO CRDs."""
+
+    def __init__(self, name: str, provider: k8s.Provider, config: ProvidersConfig, root: Path,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("metal3:providers:ProviderInstall", name, None, opts)
+        base = pulumi.ResourceOptions(parent=self, provider=provider)
+        groups = objects_for(config, root)
+        every = [o for objs in groups.values() for o in objs]
+        # CRDs and namespaces first, everything else after them (custom resources need their CRD)
+        first = [o for o in every if o["kind"] in ("CustomResourceDefinition", "Namespace")]
+        created = [k8s_object(resource_name(name, o), o, pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(
+            retain_on_delete=o["kind"] == "CustomResourceDefinition"))) for o in first]
+        after = pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(depends_on=created))
+        created += [k8s_object(resource_name(name, o), o, after) for o in every if o not in first]
+        self.resources = created
+        self.register_outputs({"objects": len(created), "providers": sorted(groups)})
