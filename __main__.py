@@ -8,8 +8,8 @@ from typing import Any
 
 import pulumi
 
-from components.clusters import EphemeralCluster, TargetCluster
 from components import objects as objects_module
+from components.clusters import EphemeralCluster, TargetCluster
 from components.config import ConfigError, parse
 from components.ironic import Ironic
 from components.object_location import ObjectLocation
