@@ -10,7 +10,7 @@ import pulumi
 
 from components import objects as objects_module
 from components.clusters import EphemeralCluster, TargetCluster
-from components.config import ConfigError, parse
+from components.config import ConfigError, parse, probe
 from components.ironic import Ironic
 from components.object_location import ObjectLocation
 from components.providers import ProviderInstall
@@ -44,6 +44,11 @@ root = Path(__file__).resolve().parent
 objects_module.SKIP_AWAIT["value"] = config.skip_await
 ephemeral_kubeconfig = config.ephemeral.kubeconfig_text(root)
 target_kubeconfig = config.target.kubeconfig_text(root)
+try:
+    probe("ephemeral", ephemeral_kubeconfig, config.ephemeral.context)
+    probe("target", target_kubeconfig, config.target.context)
+except ConfigError as err:
+    raise SystemExit(f"metal3-pivot: {err}") from None
 ephemeral = EphemeralCluster("ephemeral", ephemeral_kubeconfig, config.ephemeral.context)
 target = TargetCluster("target", target_kubeconfig, config.target.context)
 

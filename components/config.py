@@ -120,3 +120,23 @@ def parse(values: dict[str, Any], secret_keys: set[str] | frozenset[str] = froze
             raise ConfigError(f"{PROJECT}:{side}.kubeconfig holds credentials and must be secret config: "
                               f"pulumi config set --secret --path '{side}.kubeconfig' < FILE")
     return config
+
+
+def probe(name: str, kubeconfig: str, context: str | None) -> None:
+    """Fail the program, before any resource is declared, when a cluster is unusable or unreachable."""
+    import asyncio
+    import concurrent.futures
+
+    from metal3_pivot.errors import PivotError
+    from metal3_pivot.kube import Kube, load_kubeconfig
+
+    async def go() -> None:
+        async with Kube(load_kubeconfig(kubeconfig, context, label=f"{PROJECT}:{name}"), name=name,
+                        retries=1, timeout=10) as kube:
+            await kube.version()
+
+    try:  # in a thread of its own: the Pulumi program already runs inside an event loop
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, go()).result()
+    except PivotError as err:
+        raise ConfigError(f"{PROJECT}:{name}: the {name} cluster is not usable: {err}") from None

@@ -1075,7 +1075,8 @@ def _build_host(seed: _Seed, c: _Cluster, host: int, *, m3m: Obj | None = None,
     # BMO adds a plain owner reference to the credentials (clusterctl moves them only through it);
     # CAPM3 labels them with the cluster of the host's consumer
     secret_labels = {BMO_ENVIRONMENT: "baremetal", **({CLUSTER_NAME: c.name} if m3m is not None else {})}
-    seed.add(_secret(c.ns, f"{name}-bmc-secret", {"username": "admin", "password": "password"},
+    password = "bmc-" + _digest(name, 9).hex()          # distinctive, so a leak audit can search for it
+    seed.add(_secret(c.ns, f"{name}-bmc-secret", {"username": "admin", "password": password},
                      stype="Opaque", labels=secret_labels, owners=[_owner(bmh)]))
     seed.add({"apiVersion": BMO, "kind": "HardwareData",
               "metadata": _meta(c.ns, name, owners=[_controller_ref(bmh)]),

@@ -1,0 +1,196 @@
+"""`pulumi up` pivots and moves back: the real pulumi CLI, our program, real clusters.
+
+One scenario, in order, on one stack (each step depends on the previous one):
+up at location=ephemeral (providers + Ironic installed) -> preview shows no changes -> preview of
+location=target shows one ObjectLocation update with the per-kind counts -> up pivots (a watcher sees
+at most one Ironic at every moment) -> up again changes nothing -> refresh shows no drift -> move back ->
+an interrupted up (the mover SIGKILLed mid-move) finished by the next up -> drift made by hand with the
+engine CLI shows after refresh. Secrets are searched for in the state and every output at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+from lab.cli import seed_cluster
+from lab.cluster import LocalCluster
+from metal3_pivot.kube import KILL_AFTER_WRITES_ENV, Kube, ResourceType, load_kubeconfig
+from tests.conftest import ROOT
+from tests.movekit import (
+    TOPOLOGY,
+    canonical,
+    check,
+    cli_move_args,
+    engine_cli,
+    resource_versions,
+    settle,
+    snapshot,
+)
+from tests.pulumi_cli import PulumiProject
+
+pytestmark = [pytest.mark.pulumi, pytest.mark.cluster]
+
+PROGRAM = f"""
+    import runpy
+    runpy.run_path({str(ROOT / "__main__.py")!r}, run_name="__main__")
+"""
+DEPLOYMENTS = ResourceType("apps", "v1", "Deployment", "deployments")
+
+
+class IronicWatcher(threading.Thread):
+    """Polls both clusters for Ironic Deployments and records the most it ever saw at once."""
+
+    def __init__(self, clusters: list[LocalCluster]) -> None:
+        super().__init__(daemon=True)
+        self.clusters = clusters
+        self.stop_event = threading.Event()
+        self.max_seen = 0
+        self.samples = 0
+
+    def run(self) -> None:
+        async def poll() -> None:
+            kubes = [Kube(load_kubeconfig(c.kubeconfig), name=c.name) for c in self.clusters]
+            try:
+                while not self.stop_event.is_set():
+                    counts = await asyncio.gather(*(k.list(DEPLOYMENTS, "baremetal-operator-system") for k in kubes))
+                    seen = sum(1 for items in counts for d in items if d["metadata"]["name"] == "ironic")
+                    self.max_seen = max(self.max_seen, seen)
+                    self.samples += 1
+                    await asyncio.sleep(0.05)
+            finally:
+                for k in kubes:
+                    await k.close()
+        asyncio.run(poll())
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(10)
+
+
+def ironic_on(cluster: LocalCluster) -> bool:
+    async def go() -> bool:
+        async with Kube(load_kubeconfig(cluster.kubeconfig)) as k:
+            return await k.get(DEPLOYMENTS, "ironic", "baremetal-operator-system") is not None
+    return asyncio.run(go())
+
+
+def test_pivot_and_move_back_with_pulumi_up(fresh_clusters, tmp_path: Path) -> None:
+    eph = fresh_clusters(("ephemeral",))["ephemeral"]
+    tgt = fresh_clusters(("target",), with_crds=False)["target"]     # a bare target: the stack installs it
+    asyncio.run(seed_cluster(eph, TOPOLOGY))
+    original = {k: canonical(o) for k, o in snapshot(eph).items()}
+    bmc_password = _bmc_password(eph)
+
+    p = PulumiProject.create(tmp_path / "proj", "metal3-pivot", PROGRAM)
+    p.set_config("location", "ephemeral")
+    p.run("config", "set", "--secret", "--path", "ephemeral.kubeconfig", stdin=eph.kubeconfig.read_text(), check=True)
+    p.run("config", "set", "--secret", "--path", "target.kubeconfig", stdin=tgt.kubeconfig.read_text(), check=True)
+    p.set_config("skipAwait", "true")
+    p.run("config", "set", "--path", "protect", "false", check=True)
+
+    # 1. install: providers on the target, Ironic on the ephemeral cluster; nothing moves
+    p.run("up", "--yes", check=True)
+    assert ironic_on(eph) and not ironic_on(tgt)
+    p.run("preview", "--expect-no-changes", check=True)
+
+    # 2. the pivot, previewed
+    p.set_config("location", "target")
+    preview = p.run("preview", "--diff", check=True)
+    assert '~ location              : "ephemeral" => "target"' in preview.output, preview.output[-3000:]
+    hosts = TOPOLOGY.clusters * (TOPOLOGY.control_planes + TOPOLOGY.workers + TOPOLOGY.spare_hosts)
+    assert re.search(rf"\+ BareMetalHost\s+: {hosts}\b", preview.output), preview.output[-3000:]
+    assert "~ 1 to update" in preview.output
+
+    # 3. the pivot, with an Ironic watcher
+    watcher = IronicWatcher([eph, tgt])
+    watcher.start()
+    p.run("up", "--yes", check=True)
+    watcher.stop()
+    assert watcher.samples > 10 and watcher.max_seen == 1
+    assert check(eph, tgt, expect="target").ok
+    assert {k: canonical(o) for k, o in snapshot(tgt).items()} == original
+    assert ironic_on(tgt) and not ironic_on(eph)
+    p.run("up", "--yes", "--expect-no-changes", check=True)
+    p.run("refresh", "--yes", "--expect-no-changes", check=True)
+
+    # 4. move back (the target's controllers have reconciled first)
+    settle(tgt)
+    p.set_config("location", "ephemeral")
+    watcher = IronicWatcher([eph, tgt])
+    watcher.start()
+    p.run("up", "--yes", check=True)
+    watcher.stop()
+    assert watcher.max_seen == 1
+    assert check(eph, tgt, expect="ephemeral").ok
+    assert {k: canonical(o) for k, o in snapshot(eph).items()} == original
+    assert ironic_on(eph) and not ironic_on(tgt)
+    settle(eph)
+
+    # 5. an up whose mover is SIGKILLed mid-move, then a plain up finishes it
+    p.set_config("location", "target")
+    p.env_extra[KILL_AFTER_WRITES_ENV] = "60"
+    killed = p.run("up", "--yes")
+    del p.env_extra[KILL_AFTER_WRITES_ENV]
+    assert killed.returncode != 0
+    assert snapshot(eph) and snapshot(tgt)                      # really interrupted mid-move
+    p.run("up", "--yes", check=True)
+    assert check(eph, tgt, expect="target").ok
+    assert {k: canonical(o) for k, o in snapshot(tgt).items()} == original
+    settle(tgt)
+
+    # 6. drift: somebody moves the objects back by hand; refresh shows it, up repairs it
+    by_hand = engine_cli(*cli_move_args(tgt, eph))
+    assert by_hand.returncode == 0, by_hand.stderr
+    drift = p.run("refresh", "--yes", "--expect-no-changes")
+    assert drift.returncode != 0 and "location" in drift.output
+    settle(eph)
+    p.run("up", "--yes", check=True)
+    assert check(eph, tgt, expect="target").ok
+
+    # 7. secrets: no kubeconfig key and no BMC password anywhere in state or output
+    everything = p.all_text()
+    for cluster in (eph, tgt):
+        key = next(line.split(":", 1)[1].strip() for line in cluster.kubeconfig.read_text().splitlines()
+                   if "client-key-data" in line)
+        assert key[:40] not in everything
+    assert bmc_password not in everything
+
+
+def test_bad_config_fails_preview_and_writes_nothing(fresh_clusters, tmp_path: Path) -> None:
+    clusters = fresh_clusters()
+    eph, tgt = clusters["ephemeral"], clusters["target"]
+    before = {c.name: resource_versions(c) for c in (eph, tgt)}
+    p = PulumiProject.create(tmp_path / "proj", "metal3-pivot", PROGRAM)
+    p.run("config", "set", "--secret", "--path", "ephemeral.kubeconfig", stdin=eph.kubeconfig.read_text(), check=True)
+    p.run("config", "set", "--secret", "--path", "target.kubeconfig", stdin=tgt.kubeconfig.read_text(), check=True)
+    p.set_config("skipAwait", "true")
+
+    p.set_config("location", "elsewhere")
+    bad = p.run("preview")
+    assert bad.returncode != 0
+    assert "metal3-pivot:location" in bad.output and "'ephemeral' or 'target'" in bad.output
+
+    p.set_config("location", "target")
+    p.run("config", "rm", "--path", "target.kubeconfig", check=True)
+    missing = p.run("preview")
+    assert missing.returncode != 0 and "metal3-pivot:target" in missing.output
+
+    dead = tgt.kubeconfig.read_text().replace(f"127.0.0.1:{tgt.api_port}", "127.0.0.1:1")
+    p.run("config", "set", "--secret", "--path", "target.kubeconfig", stdin=dead, check=True)
+    unreachable = p.run("preview")
+    assert unreachable.returncode != 0 and "metal3-pivot:target: the target cluster is not usable" in unreachable.output
+    assert "cannot reach https://127.0.0.1:1" in unreachable.output
+    after = {c.name: resource_versions(c) for c in (eph, tgt)}
+    assert after == before
+    assert "client-key-data" not in p.all_text()
+
+
+def _bmc_password(cluster: LocalCluster) -> str:
+    secret = next(o for k, o in snapshot(cluster).items() if k.kind == "Secret" and k.name.endswith("-bmc-secret"))
+    return base64.b64decode(secret["data"]["password"]).decode()
