@@ -1,26 +1,38 @@
 """`make demo`: the main job on the local lab, with visible progress.
 
-Starts the two local management clusters (kept running afterwards: `make clusters-down` stops them),
-seeds the ephemeral one like metal3-dev-env leaves it, and runs the local Pulumi stack against them.
-State goes to a file:// backend in .state/; the passphrase defaults to a demo value that protects
-nothing but these throw-away local clusters (set PULUMI_CONFIG_PASSPHRASE to use your own).
+1. start two local management clusters: `ephemeral` seeded like metal3-dev-env leaves it after
+   provisioning a workload cluster (CRDs labelled, providers in clusterctl's inventory), `target` bare;
+2. `pulumi up` of the local stack with location=ephemeral: installs the providers on the target
+   (move.yml's `clusterctl init`) and Ironic + BMO on the ephemeral cluster;
+3. location=target: `pulumi preview --diff`, then `pulumi up`: Ironic hands over, the objects pivot;
+4. the target's controllers reconcile (played by lab.seed.settle: no controller images run here);
+5. location=ephemeral: preview, then `pulumi up`: the move back; then `metal3-pivot verify`.
+
+State goes to a file:// backend in .state/; the passphrase defaults to the demo value the committed
+local stack was created with (it protects nothing but these throw-away clusters). The clusters keep
+running afterwards (`make clusters-down` stops them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from lab import crds
 from lab.cli import seed_cluster, start_clusters
 from lab.cluster import LocalCluster
+from lab.seed import settle
 from lab.seed_objects import Topology
+from metal3_pivot.kube import Kube, load_kubeconfig
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = "local"
+TOPOLOGY = Topology(namespace="metal3", clusters=1, control_planes=3, workers=2, spare_hosts=1)
 
 
 def step(msg: str) -> None:
@@ -35,13 +47,23 @@ def pulumi_env() -> dict[str, str]:
     return env
 
 
-def pulumi(*args: str, check: bool = True) -> int:
-    cmd = ["pulumi", *args, "--cwd", str(ROOT), "--non-interactive"]
-    print(f"$ {' '.join(cmd[:-3])}", flush=True)
-    rc = subprocess.run(cmd, env=pulumi_env()).returncode
+def run(*cmd: str, check: bool = True) -> int:
+    print(f"$ {' '.join(cmd)}", flush=True)
+    rc = subprocess.run(list(cmd), env=pulumi_env(), cwd=ROOT).returncode
     if check and rc != 0:
-        raise SystemExit(f"demo: `pulumi {' '.join(args)}` failed (exit {rc})")
+        raise SystemExit(f"demo: `{' '.join(cmd)}` failed (exit {rc})")
     return rc
+
+
+def pulumi(*args: str, check: bool = True) -> int:
+    return run("pulumi", *args, "--stack", STACK, "--non-interactive", check=check)
+
+
+def reconcile(cluster: LocalCluster) -> None:
+    async def go() -> int:
+        async with Kube(load_kubeconfig(cluster.kubeconfig), name=cluster.name) as kube:
+            return await settle(kube, TOPOLOGY, crds.bundle().resource_types())
+    print(f"(controllers in {cluster.name} reconcile: {asyncio.run(go())} statuses rebuilt)", flush=True)
 
 
 def main() -> int:
@@ -51,18 +73,38 @@ def main() -> int:
     for name in ("ephemeral", "target"):
         if (lab / name / "cluster.json").exists():
             LocalCluster.load(lab / name).stop()
-    clusters = start_clusters(["ephemeral", "target"], lab, attached=False)
-    topology = Topology(namespace="metal3", clusters=1, control_planes=3, workers=2)
-    step(f"seeding the ephemeral cluster like metal3-dev-env: {topology}")
-    asyncio.run(seed_cluster(clusters["ephemeral"], topology))
-    (ROOT / ".state").mkdir(exist_ok=True)
-    step(f"pulumi stack {STACK} on the file:// backend in .state/")
-    if pulumi("stack", "select", STACK, check=False) != 0:
-        pulumi("stack", "init", STACK)
-    step("pulumi preview --diff (what an `up` would do)")
-    pulumi("preview", "--diff", "--stack", STACK)
-    step(f"done in {time.monotonic() - t0:.0f} s; clusters keep running: kubeconfigs in .lab/*/kubeconfig, "
-         "`make clusters-down` stops them")
+    eph = start_clusters(["ephemeral"], lab, attached=False)["ephemeral"]
+    tgt = start_clusters(["target"], lab, attached=False, with_crds=False)["target"]
+    step(f"seeding the ephemeral cluster like metal3-dev-env: {TOPOLOGY}")
+    asyncio.run(seed_cluster(eph, TOPOLOGY))
+
+    step(f"pulumi stack {STACK} (file:// backend in .state/; fresh, since the clusters are new)")
+    shutil.rmtree(ROOT / ".state", ignore_errors=True)
+    (ROOT / ".state").mkdir()
+    pulumi("stack", "init", check=False)
+    pulumi("config", "set", "location", "ephemeral")
+    step("pulumi up, location=ephemeral: providers onto the target, Ironic + BMO onto the ephemeral cluster")
+    pulumi("up", "--yes", "--skip-preview")
+
+    step("pivot: location=target -- what would happen")
+    pulumi("config", "set", "location", "target")
+    pulumi("preview", "--diff")
+    step("pivot: pulumi up")
+    pulumi("up", "--yes", "--skip-preview")
+    run("metal3-pivot", "verify", "--kubeconfig", str(eph.kubeconfig), "--to-kubeconfig", str(tgt.kubeconfig),
+        "-n", TOPOLOGY.namespace, "--expect", "target")
+    reconcile(tgt)
+
+    step("move back: location=ephemeral -- what would happen")
+    pulumi("config", "set", "location", "ephemeral")
+    pulumi("preview", "--diff")
+    step("move back: pulumi up")
+    pulumi("up", "--yes", "--skip-preview")
+    run("metal3-pivot", "verify", "--kubeconfig", str(eph.kubeconfig), "--to-kubeconfig", str(tgt.kubeconfig),
+        "-n", TOPOLOGY.namespace, "--expect", "source")
+    pulumi("stack", "output")
+    step(f"done in {time.monotonic() - t0:.0f} s: the objects pivoted to the target and came back. Clusters keep "
+         "running (kubeconfigs in .lab/*/kubeconfig); `make clusters-down` stops them")
     return 0
 
 
