@@ -1,0 +1,117 @@
+"""Unit tests of the Pulumi layer with Pulumi's mocks (no engine, no cluster), plus the config model.
+
+The integration tests run the real CLI; these pin down the shape of what the program declares: type
+tokens, parenting, Ironic on exactly one cluster with delete-before-replace, CRDs retained on delete,
+kubeconfigs secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pytest
+
+from components.config import ConfigError, parse
+
+
+class Mocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.resources: list[pulumi.runtime.MockResourceArgs] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.resources.append(args)
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]] | dict[str, Any]:
+        return {}
+
+
+KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\n"
+
+
+@pytest.fixture
+def mocks() -> Mocks:
+    m = Mocks()
+    pulumi.runtime.set_mocks(m, preview=False)
+    return m
+
+
+@pulumi.runtime.test
+def test_components_register_under_metal3_tokens_with_ironic_and_bmo(mocks: Mocks) -> Any:
+    import pulumi_kubernetes as k8s
+
+    from components.clusters import EphemeralCluster, TargetCluster
+    from components.config import IronicConfig
+    from components.ironic import Ironic
+
+    eph = EphemeralCluster("ephemeral", KUBECONFIG)
+    TargetCluster("target", KUBECONFIG)
+    ironic = Ironic("ironic", eph.provider, IronicConfig(), "ephemeral")
+
+    def verify(_: Any) -> None:
+        by_name = {r.name: r for r in mocks.resources}
+        assert by_name["ephemeral"].typ == "metal3:cluster:EphemeralCluster"
+        assert by_name["target"].typ == "metal3:cluster:TargetCluster"
+        assert by_name["ironic"].typ == "metal3:ironic:Ironic"
+        provider = by_name["ephemeral-k8s"]
+        assert provider.inputs["clusterIdentifier"] == "ephemeral"
+        deployments = [r for r in mocks.resources if r.typ == "kubernetes:apps/v1:Deployment"]
+        assert {d.inputs["metadata"]["name"] for d in deployments} == {
+            "ironic", "baremetal-operator-controller-manager"}
+    assert isinstance(eph.provider, k8s.Provider)
+    return pulumi.Output.all(*[r.urn for r in ironic.resources]).apply(verify)
+
+
+def test_provider_install_retains_crds_and_orders_them_first() -> None:
+    from pathlib import Path
+
+    from components.config import ProvidersConfig
+    from components.providers import objects_for
+
+    groups = objects_for(ProvidersConfig(), Path("."))
+    assert set(groups) == {"cluster-api", "bootstrap-kubeadm", "control-plane-kubeadm", "infrastructure-metal3",
+                           "ipam-metal3", "baremetal-operator"}
+    every = [o for objs in groups.values() for o in objs]
+    kinds = {o["kind"] for o in every}
+    assert {"CustomResourceDefinition", "Namespace", "Deployment", "Provider", "ClusterRole"} <= kinds
+    assert not kinds & {"Certificate", "Issuer", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"}
+    inventory = {o["metadata"]["name"]: o for o in every if o["kind"] == "Provider"}
+    assert inventory["infrastructure-metal3"]["version"] == "v1.13.2"
+    assert not any(o["kind"] == "Deployment" and "baremetal-operator" in o["metadata"]["name"] for o in every)
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+BASE = {"location": "ephemeral", "ephemeral": {"kubeconfigPath": "a"}, "target": {"kubeconfigPath": "b"}}
+
+
+def test_config_accepts_the_local_stack() -> None:
+    cfg = parse(BASE)
+    assert cfg.location == "ephemeral" and cfg.namespaces == ["metal3"] and cfg.protect
+
+
+def test_unknown_location_names_the_key_and_the_allowed_values() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse({**BASE, "location": "elsewhere"})
+    assert "metal3-pivot:location" in str(err.value) and "'ephemeral' or 'target'" in str(err.value)
+
+
+def test_kubeconfig_content_must_be_secret_and_is_never_echoed() -> None:
+    secret_text = "apiVersion: v1\nusers: [{name: a, user: {client-key-data: SECRETKEY}}]\n"
+    values = {**BASE, "target": {"kubeconfig": secret_text}}
+    with pytest.raises(ConfigError) as err:
+        parse(values)
+    assert "must be secret config" in str(err.value)
+    assert parse(values, {"target"}).target.kubeconfig == secret_text
+    with pytest.raises(ConfigError) as err2:
+        parse({**BASE, "target": {"kubeconfig": secret_text, "kubeconfigPath": "x"}}, {"target"})
+    assert "SECRETKEY" not in str(err2.value) and "exactly one" in str(err2.value)
+
+
+def test_ironic_settings_are_validated() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse({**BASE, "ironic": {"provisioningIp": "not-an-ip"}})
+    assert "metal3-pivot:ironic.provisioningIp" in str(err.value)
+    with pytest.raises(ConfigError):
+        parse({**BASE, "ironic": {"dhcpRange": "172.22.0.10"}})
