@@ -3,7 +3,8 @@
 The provider only translates Pulumi calls into engine calls (metal3_pivot):
 - `check` validates the inputs and runs the engine's pre-flight against the live clusters, so that
   `pulumi preview` fails early and says why; it also computes `pending` (what an update would move,
-  per kind) and `preflight` (the findings, for the policy pack) as inputs, so the preview shows them.
+  per kind), `preflight` (the findings) and `providers` (both inventories) as inputs, so the preview
+  shows them and the policy pack can read them.
 - `diff` reports `location` as an in-place update (never a replace: a replace would create-then-delete).
 - `create` / `update` run the move with their own deadline; a run that dies is finished by the next.
 - `read` (refresh) reports where the objects really are, so drift made outside Pulumi shows up.
@@ -43,6 +44,9 @@ from metal3_pivot.preflight import findings
 LOCATIONS = ("ephemeral", "target")
 #: problems that an update may legitimately fix first (the stack installs the target's providers)
 FIXED_BY_STACK = {"missing-crd", "provider-version"}
+#: problems reported by the policy pack (owner-chain, bmh-status-annotation) rather than by `check`, so a
+#: preview with the pack names the policy; without the pack, `update`'s pre-flight still refuses them
+LEFT_TO_POLICIES = {"owner-chain", "bmh-status"}
 #: what pulumi passes for a value not known during preview
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
@@ -107,7 +111,8 @@ def inspect(props: dict[str, Any]) -> dict[str, Any]:
     actual = where(e, t)
     desired = props["location"]
     views = {"ephemeral": e, "target": t}
-    result: dict[str, Any] = {"actual": actual, "pending": {}, "preflight": [], "digest": _digest(e, t)}
+    result: dict[str, Any] = {"actual": actual, "pending": {}, "preflight": [], "digest": _digest(e, t),
+                              "providers": {side: _providers(v) for side, v in views.items()}}
     if actual in ("none", desired):
         return result
     src = "target" if desired == "ephemeral" else "ephemeral"
@@ -128,6 +133,12 @@ def _outputs(props: dict[str, Any], moved: dict[str, Any] | None = None) -> dict
     if moved is not None:
         out["lastMove"] = moved
     return out
+
+
+def _providers(view: ClusterView) -> list[dict[str, str]]:
+    """clusterctl's inventory of a cluster: what the target-initialised policy compares."""
+    return sorted(({"name": p["metadata"]["name"], "type": str(p.get("type")), "version": str(p.get("version"))}
+                   for p in view.providers), key=lambda p: p["name"])
 
 
 def _unknown(value: Any) -> bool:
@@ -157,7 +168,8 @@ class ObjectLocationProvider(ResourceProvider):
         except PivotError as err:
             return CheckResult(news, [CheckFailure("location", str(err))])
         managed = bool(news.get("targetProvidersManaged"))
-        blocking = [p for p in state["preflight"] if not (managed and p["code"] in FIXED_BY_STACK)]
+        blocking = [p for p in state["preflight"]
+                    if not (managed and p["code"] in FIXED_BY_STACK) and p["code"] not in LEFT_TO_POLICIES]
         for p in blocking:
             failures.append(CheckFailure("location", f"move refused by the pre-flight: {p['subject']}: "
                                                      f"{p['message']}"))
@@ -230,4 +242,5 @@ class ObjectLocation(pulumi.dynamic.Resource):
             "namespaces": namespaces, "timeout": timeout, "concurrency": concurrency,
             "targetProvidersManaged": target_providers_managed,
             "objects": None, "digest": None, "pending": None, "preflight": None, "actual": None, "lastMove": None,
+            "providers": None,
         }, opts)
