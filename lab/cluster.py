@@ -190,6 +190,17 @@ class LocalCluster:
         if self.directory.exists():
             self._save()
 
+    def restart(self, component: str, *, down_for: float = 0.0, timeout: float = 60.0) -> None:
+        """Kill one component (SIGKILL, like a crash) and start it again: for the reliability tests."""
+        pid = self.pids[component]
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        while _alive(pid):
+            time.sleep(0.02)
+        time.sleep(down_for)
+        self._launch(component, attached=True)
+        self._wait_healthy(component, time.monotonic() + timeout)
+
     def running(self) -> bool:
         return bool(self.pids) and all(_alive(p) for p in self.pids.values())
 

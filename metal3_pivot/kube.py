@@ -78,6 +78,7 @@ NAMESPACE = ResourceType("", "v1", "Namespace", "namespaces", namespaced=False)
 CRD = ResourceType("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
                    namespaced=False)
 LEASE = ResourceType("coordination.k8s.io", "v1", "Lease", "leases")
+DEPLOYMENTS = ResourceType("apps", "v1", "Deployment", "deployments")
 VALIDATING_WEBHOOKS = ResourceType("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration",
                                    "validatingwebhookconfigurations", namespaced=False)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from metal3_pivot.discovery import ClusterView, discover
 from metal3_pivot.graph import CAPI_GROUP, Node, ObjKey
-from metal3_pivot.kube import Kube
+from metal3_pivot.kube import DEPLOYMENTS, Kube
 from metal3_pivot.mover import BMH_GROUP, BMH_PAUSED, OUR_PAUSE_VALUE, PAUSED_BY, related
 
 
@@ -88,9 +88,26 @@ def _node_violations(view: ClusterView, node: Node) -> list[Violation]:
     return out
 
 
+async def ironics(kube: Kube) -> list[str]:
+    """Ironic Deployments in a cluster (by name or by the app.kubernetes.io/name label), as ns/name."""
+    found = []
+    for d in await kube.list(DEPLOYMENTS):
+        md = d["metadata"]
+        if md["name"] == "ironic" or (md.get("labels") or {}).get("app.kubernetes.io/name") == "ironic":
+            found.append(f"{md.get('namespace')}/{md['name']}")
+    return found
+
+
 async def verify(a: Kube, b: Kube, namespaces: Sequence[str] = (), expect: str | None = None) -> VerifyReport:
     va, vb = await asyncio.gather(discover(a, list(namespaces)), discover(b, list(namespaces)))
-    return check_views(va, vb, expect)
+    report = check_views(va, vb, expect)
+    running = {a.name: await ironics(a), b.name: await ironics(b)}
+    total = sum(len(v) for v in running.values())
+    if total > 1:
+        where = "; ".join(f"{k}: {', '.join(v)}" for k, v in running.items() if v)
+        report.violations.append(Violation("ironic", "Ironic", f"{total} Ironic deployments ({where}): at most "
+                                           "one may manage the hosts"))
+    return report
 
 
 def keys_in(view: ClusterView) -> set[ObjKey]:

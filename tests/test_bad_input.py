@@ -164,3 +164,30 @@ def _set_status(cluster: LocalCluster, name: str, status: dict | None) -> None:
             await k.patch(rt, name, TOPOLOGY.namespace, {"status": status}, sub="status")
     asyncio.run(run())
 
+
+
+def test_verify_reports_two_ironics(lab) -> None:
+    from metal3_pivot.kube import DEPLOYMENTS
+
+    labels = {"app.kubernetes.io/name": "ironic"}
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": "ironic", "namespace": "default", "labels": labels},
+           "spec": {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": {
+               "containers": [{"name": "ironic", "image": "quay.io/metal3-io/ironic"}]}}}}
+
+    async def each(create: bool) -> None:
+        for name in ("ephemeral", "target"):
+            async with kube(lab[name]) as k:
+                if create:
+                    await k.create(DEPLOYMENTS, dep)
+                else:
+                    await k.delete(DEPLOYMENTS, "ironic", "default")
+
+    asyncio.run(each(True))
+    try:
+        out = engine_cli("verify", "--kubeconfig", str(lab["ephemeral"].kubeconfig), "--to-kubeconfig",
+                         str(lab["target"].kubeconfig), "-n", TOPOLOGY.namespace)
+        assert out.returncode == 6, out.stdout + out.stderr
+        assert "2 Ironic deployments" in out.stdout and "at most one may manage the hosts" in out.stdout
+    finally:
+        asyncio.run(each(False))
