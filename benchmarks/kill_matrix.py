@@ -100,7 +100,8 @@ def main() -> int:
                 c.stop()
     print("| objects | writes (move / back) | kill points tried | converged | objects lost | minutes |")
     print("|---|---|---|---|---|---|")
-    print(f"| {objects} | {forward} / {backward} | {tried} | {converged} | {lost} | {(time.monotonic() - t0) / 60:.1f} |")
+    minutes = (time.monotonic() - t0) / 60
+    print(f"| {objects} | {forward} / {backward} | {tried} | {converged} | {lost} | {minutes:.1f} |")
     return 0 if converged == tried and lost == 0 else 1
 
 
