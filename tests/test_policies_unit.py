@@ -73,7 +73,8 @@ def test_target_initialised() -> None:
 def test_owner_chain_and_bmh_status_read_the_preflight() -> None:
     findings = [{"code": "owner-chain", "subject": "Metal3Machine metal3/m-0", "message": "its owner X is gone"},
                 {"code": "bmh-status", "subject": "BareMetalHost metal3/node-1", "message": "is 'inspecting'"}]
-    assert owner_chain([loc(preflight=findings)]) == ["broken owner chain: Metal3Machine metal3/m-0: its owner X is gone"]
+    assert owner_chain([loc(preflight=findings)]) == [
+        "broken owner chain: Metal3Machine metal3/m-0: its owner X is gone"]
     assert bmh_status_annotation([loc(preflight=findings)]) == [
         "host cannot move safely: BareMetalHost metal3/node-1: is 'inspecting'"]
     assert owner_chain([loc()]) == [] and bmh_status_annotation([loc()]) == []
@@ -87,7 +88,8 @@ def test_provisioning_network() -> None:
     assert "is not an ascending range inside 172.22.0.0/24" in outside[0]
     inside = provisioning_network([cm({**GOOD_NET, "PROVISIONING_IP": "172.22.0.50"})])
     assert "lies inside DHCP_RANGE" in inside[0]
-    assert "PROVISIONING_INTERFACE is empty" in provisioning_network([cm({**GOOD_NET, "PROVISIONING_INTERFACE": ""})])[0]
+    no_iface = provisioning_network([cm({**GOOD_NET, "PROVISIONING_INTERFACE": ""})])
+    assert "PROVISIONING_INTERFACE is empty" in no_iface[0]
 
 
 def test_secrets_are_secret() -> None:
