@@ -34,6 +34,7 @@ from metal3_pivot.kube import NAMESPACE, VALIDATING_WEBHOOKS, Kube
 Obj = dict[str, Any]
 
 SOURCE_UID = "metal3-pivot.io/source-uid"
+SOURCE_VERSION = "metal3-pivot.io/source-resource-version"
 PAUSED_BY = "metal3-pivot.io/paused"
 DELETE_FOR_MOVE = "clusterctl.cluster.x-k8s.io/delete-for-move"
 CLUSTERCLASS_PAUSED = "cluster.x-k8s.io/paused"
@@ -144,10 +145,13 @@ def target_copy(node: Node, uid_map: dict[ObjKey, str], by_source_uid: dict[str,
     ownerReferences pointed at the target's UIDs, and our SOURCE_UID mark added."""
     obj = copy.deepcopy(node.obj)
     md = obj["metadata"]
+    md.get("annotations", {}).pop(DELETE_FOR_MOVE, None)
     for f in STRIP_METADATA:
         md.pop(f, None)
     obj.pop("status", None)
+    source_version = str(node.obj["metadata"].get("resourceVersion", ""))
     md.setdefault("annotations", {})[SOURCE_UID] = node.uid
+    md["annotations"][SOURCE_VERSION] = source_version
     refs = []
     for ref in md.get("ownerReferences") or []:
         owner = by_source_uid.get(str(ref.get("uid")))
@@ -357,6 +361,7 @@ class Mover:
         uid_map: dict[ObjKey, str] = {k: plan.target.graph.nodes[k].uid for k in plan.already_in_target}
         by_source_uid = {n.uid: k for k, n in plan.source.graph.nodes.items()}
         todo = set(plan.to_create)
+        await self._refresh_stale(plan, uid_map, by_source_uid)
         for ns in sorted({k.namespace for k in todo if k.namespace} - plan.target.namespaces):
             await self.dst.apply(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         created = 0
@@ -375,6 +380,29 @@ class Mover:
             await self._bounded(batch, one, f"create level {i}")
             created += len(batch)
         return created
+
+    async def _refresh_stale(self, plan: Plan, uid_map: dict[ObjKey, str], by_source_uid: dict[str, ObjKey]) -> None:
+        """A copy made by an earlier, interrupted run from a source object that has changed since (someone
+        edited it while the move was stopped) is rewritten from the source: the change must not be lost."""
+        stale = []
+        for key in plan.already_in_target:
+            src, dst = plan.moving[key], plan.target.graph.nodes[key]
+            made_from_src = dst.annotations.get(SOURCE_UID) == src.uid
+            recorded = dst.annotations.get(SOURCE_VERSION)
+            if (made_from_src and recorded and recorded != str(src.obj["metadata"].get("resourceVersion"))
+                    and DELETE_FOR_MOVE not in src.annotations):
+                stale.append((src, dst))
+
+        async def rewrite(pair: tuple[Node, Node]) -> None:
+            src, dst = pair
+            obj = target_copy(src, uid_map, by_source_uid)
+            obj["metadata"]["resourceVersion"] = dst.obj["metadata"]["resourceVersion"]
+            await self.dst.replace(src.type.rt, obj)
+
+        if stale:
+            self.say(f"{len(stale)} objects changed in {self.src.name} since an earlier run copied them: "
+                     "copying them again")
+        await self._bounded(stale, rewrite, "refresh")
 
     async def _create_one(self, node: Node, obj: Obj) -> str:
         rt = node.type.rt

@@ -16,7 +16,7 @@ from lab.seed_objects import Topology
 from metal3_pivot.discovery import discover
 from metal3_pivot.graph import ObjKey
 from metal3_pivot.kube import CONFIGMAP, NAMESPACE, Kube, load_kubeconfig
-from metal3_pivot.mover import SOURCE_UID, MoveOptions, Mover, MoveReport
+from metal3_pivot.mover import SOURCE_UID, SOURCE_VERSION, MoveOptions, Mover, MoveReport
 from metal3_pivot.verify import VerifyReport, verify
 from tests.conftest import ROOT, tool_env
 
@@ -82,6 +82,7 @@ def canonical(obj: Obj, *, keep_status: bool = False, sort_owners: bool = False)
         md.pop(f, None)
     ann = md.get("annotations") or {}
     ann.pop(SOURCE_UID, None)
+    ann.pop(SOURCE_VERSION, None)
     if not ann:
         md.pop("annotations", None)
     for ref in md.get("ownerReferences") or []:

@@ -69,3 +69,39 @@ def test_a_half_done_move_rolls_back_when_reversed(fresh_clusters) -> None:
     assert check(eph, tgt, expect="ephemeral").ok
     assert snapshot(tgt) == {}
     assert {key: canonical(o) for key, o in snapshot(eph).items()} == original
+
+
+def test_a_source_object_edited_while_the_move_was_stopped_is_copied_again(fresh_clusters) -> None:
+    import asyncio
+    import base64
+
+    from metal3_pivot.kube import SECRET
+    from tests.movekit import TOPOLOGY, kube
+
+    clusters = fresh_clusters()
+    eph, tgt = clusters["ephemeral"], clusters["target"]
+    seed_pair(clusters)
+    first = move(eph, tgt)
+    settle(tgt)
+    move(tgt, eph)
+    settle(eph)
+    hosts = sum(1 for k in snapshot(eph) if k.kind == "BareMetalHost")
+    end_of_creates = first.paused + 1 + first.created + hosts       # pause, namespace, creates, host statuses
+
+    killed = engine_cli(*cli_move_args(eph, tgt), env_extra={KILL_AFTER_WRITES_ENV: str(end_of_creates)})
+    assert killed.returncode == -signal.SIGKILL
+    secret = sorted(k.name for k in snapshot(eph) if k.kind == "Secret" and k.name.endswith("-bmc-secret"))[0]
+    assert any(k.name == secret for k in snapshot(tgt)), "the copy should exist before the edit"
+
+    async def rotate() -> None:
+        async with kube(eph) as k:
+            await k.patch(SECRET, secret, TOPOLOGY.namespace,
+                          {"data": {"password": base64.b64encode(b"rotated-during-the-move").decode()}})
+    asyncio.run(rotate())
+
+    rerun = engine_cli(*cli_move_args(eph, tgt))
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "changed in source since an earlier run copied them" in rerun.stderr
+    moved = next(o for k, o in snapshot(tgt).items() if k.kind == "Secret" and k.name == secret)
+    assert base64.b64decode(moved["data"]["password"]) == b"rotated-during-the-move"
+    assert check(eph, tgt, expect="target").ok
