@@ -66,6 +66,17 @@ def reconcile(cluster: LocalCluster) -> None:
     print(f"(controllers in {cluster.name} reconcile: {asyncio.run(go())} statuses rebuilt)", flush=True)
 
 
+def relocate(what: str, location: str, eph: LocalCluster, tgt: LocalCluster) -> None:
+    """Set `location`, show the preview a pull request would show, `pulumi up`, verify."""
+    step(f"{what}: location={location} -- what would happen")
+    pulumi("config", "set", "location", location)
+    pulumi("preview", "--diff")
+    step(f"{what}: pulumi up")
+    pulumi("up", "--yes", "--skip-preview")
+    run("metal3-pivot", "verify", "--kubeconfig", str(eph.kubeconfig), "--to-kubeconfig", str(tgt.kubeconfig),
+        "-n", TOPOLOGY.namespace, "--expect", "target" if location == "target" else "source")
+
+
 def main() -> int:
     t0 = time.monotonic()
     lab = ROOT / ".lab"
@@ -86,22 +97,9 @@ def main() -> int:
     step("pulumi up, location=ephemeral: providers onto the target, Ironic + BMO onto the ephemeral cluster")
     pulumi("up", "--yes", "--skip-preview")
 
-    step("pivot: location=target -- what would happen")
-    pulumi("config", "set", "location", "target")
-    pulumi("preview", "--diff")
-    step("pivot: pulumi up")
-    pulumi("up", "--yes", "--skip-preview")
-    run("metal3-pivot", "verify", "--kubeconfig", str(eph.kubeconfig), "--to-kubeconfig", str(tgt.kubeconfig),
-        "-n", TOPOLOGY.namespace, "--expect", "target")
+    relocate("pivot", "target", eph, tgt)
     reconcile(tgt)
-
-    step("move back: location=ephemeral -- what would happen")
-    pulumi("config", "set", "location", "ephemeral")
-    pulumi("preview", "--diff")
-    step("move back: pulumi up")
-    pulumi("up", "--yes", "--skip-preview")
-    run("metal3-pivot", "verify", "--kubeconfig", str(eph.kubeconfig), "--to-kubeconfig", str(tgt.kubeconfig),
-        "-n", TOPOLOGY.namespace, "--expect", "source")
+    relocate("move back", "ephemeral", eph, tgt)
     pulumi("stack", "output")
     step(f"done in {time.monotonic() - t0:.0f} s: the objects pivoted to the target and came back. Clusters keep "
          "running (kubeconfigs in .lab/*/kubeconfig); `make clusters-down` stops them")

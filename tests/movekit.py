@@ -62,6 +62,24 @@ def snapshot(cluster: LocalCluster, namespaces: tuple[str, ...] = (TOPOLOGY.name
     return asyncio.run(go())
 
 
+def read_seeded(kubeconfig: Path, topology: Topology = TOPOLOGY) -> dict[tuple[str, str], Obj]:
+    """Every object the seed builder made for `topology`, read back by kind and name (absent ones left out)."""
+    from lab.seed import group_of, type_index
+    from lab.seed_objects import build
+
+    async def go() -> dict[tuple[str, str], Obj]:
+        index = type_index(bundle_types())
+        found = {}
+        async with Kube(load_kubeconfig(kubeconfig)) as k:
+            for so in build(topology):
+                rt = index[(group_of(so.obj["apiVersion"]), so.obj["kind"])]
+                obj = await k.get(rt, so.obj["metadata"]["name"], topology.namespace)
+                if obj is not None:
+                    found[(so.obj["kind"], so.obj["metadata"]["name"])] = obj
+        return found
+    return asyncio.run(go())
+
+
 def resource_versions(cluster: LocalCluster, namespaces: tuple[str, ...] = ()) -> dict[ObjKey, str]:
     """Every object of every candidate kind (all namespaces by default): proof that nothing was written."""
     async def go() -> dict[ObjKey, str]:

@@ -12,36 +12,22 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from lab.seed_objects import Topology, build
 
-from lab import crds
 from lab.cli import seed_cluster
-from lab.seed import group_of, type_index
-from metal3_pivot.kube import Kube, load_kubeconfig
+from lab.seed_objects import Topology, build
 from tests.conftest import tool_env
+from tests.movekit import read_seeded
 
 pytestmark = pytest.mark.cluster
 
 TOPOLOGY = Topology(namespace="metal3", clusters=1, control_planes=3, workers=2)
 
 
-async def snapshot(kubeconfig: Path, topology: Topology) -> dict[tuple[str, str], dict]:
-    index = type_index(crds.bundle().resource_types())
-    found = {}
-    async with Kube(load_kubeconfig(kubeconfig)) as kube:
-        for so in build(topology):
-            rt = index[(group_of(so.obj["apiVersion"]), so.obj["kind"])]
-            obj = await kube.get(rt, so.obj["metadata"]["name"], topology.namespace)
-            if obj is not None:
-                found[(so.obj["kind"], so.obj["metadata"]["name"])] = obj
-    return found
-
-
 def test_clusterctl_move_moves_every_seeded_object(fresh_clusters, tmp_path: Path) -> None:
     clusters = fresh_clusters()
     source, target = clusters["ephemeral"], clusters["target"]
     asyncio.run(seed_cluster(source, TOPOLOGY))
-    before = asyncio.run(snapshot(source.kubeconfig, TOPOLOGY))
+    before = read_seeded(source.kubeconfig, TOPOLOGY)
     assert len(before) == len(build(TOPOLOGY))
 
     result = subprocess.run(
@@ -51,8 +37,8 @@ def test_clusterctl_move_moves_every_seeded_object(fresh_clusters, tmp_path: Pat
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
 
-    after_target = asyncio.run(snapshot(target.kubeconfig, TOPOLOGY))
-    after_source = asyncio.run(snapshot(source.kubeconfig, TOPOLOGY))
+    after_target = read_seeded(target.kubeconfig, TOPOLOGY)
+    after_source = read_seeded(source.kubeconfig, TOPOLOGY)
     assert sorted(set(before) - set(after_target)) == []
     assert sorted(after_source) == []
     uids = {key: obj["metadata"]["uid"] for key, obj in after_target.items()}

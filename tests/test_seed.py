@@ -7,28 +7,18 @@ import copy
 import time
 
 import pytest
-from lab.seed_objects import Topology, build
 
 from lab import crds
 from lab.cluster import LocalCluster
-from lab.seed import group_of, seed, type_index
+from lab.seed import seed, type_index
+from lab.seed_objects import Topology, build
 from metal3_pivot.errors import InvalidObjectError
 from metal3_pivot.kube import CONFIGMAP, Kube, load_kubeconfig
+from tests.movekit import read_seeded
 
 pytestmark = pytest.mark.cluster
 
 TOPOLOGY = Topology(namespace="metal3", clusters=1, control_planes=3, workers=2)
-
-
-async def _read_all(kube: Kube, topology: Topology) -> dict[tuple[str, str], dict]:
-    index = type_index(crds.bundle().resource_types())
-    found = {}
-    for so in build(topology):
-        rt = index[(group_of(so.obj["apiVersion"]), so.obj["kind"])]
-        obj = await kube.get(rt, so.obj["metadata"]["name"], topology.namespace)
-        if obj is not None:
-            found[(so.obj["kind"], so.obj["metadata"]["name"])] = obj
-    return found
 
 
 async def _gc_canary(kube: Kube, namespace: str, timeout: float = 60) -> float:
@@ -47,34 +37,34 @@ async def _gc_canary(kube: Kube, namespace: str, timeout: float = 60) -> float:
 
 def test_seed_is_valid_and_survives_the_garbage_collector(cluster_pair: dict[str, LocalCluster]) -> None:
     cluster = cluster_pair["ephemeral"]
+    expected = build(TOPOLOGY)
 
-    async def scenario() -> None:
+    async def seed_and_let_the_collector_run() -> None:
         async with Kube(load_kubeconfig(cluster.kubeconfig)) as kube:
             result = await seed(kube, TOPOLOGY, crds.bundle().resource_types())
-            expected = build(TOPOLOGY)
             assert result.objects == len(expected)
             assert result.per_kind["BareMetalHost"] == 5 and result.per_kind["Machine"] == 5
             await _gc_canary(kube, TOPOLOGY.namespace)
             await asyncio.sleep(3)   # and a few more collector cycles
             await _gc_canary(kube, TOPOLOGY.namespace)
-            found = await _read_all(kube, TOPOLOGY)
-            missing = [(so.obj["kind"], so.obj["metadata"]["name"]) for so in expected
-                       if (so.obj["kind"], so.obj["metadata"]["name"]) not in found]
-            assert missing == []
-            # owner references resolve to the live UIDs
-            uids = {(k, n): o["metadata"]["uid"] for (k, n), o in found.items()}
-            for obj in found.values():
-                for ref in obj["metadata"].get("ownerReferences") or []:
-                    assert uids[(ref["kind"], ref["name"])] == ref["uid"]
-            # statuses were written through the subresource
-            cl = next(o for (k, _), o in found.items() if k == "Cluster")
-            assert cl["status"]["initialization"]["infrastructureProvisioned"] is True
-            assert all(o["status"]["nodeRef"]["name"] for (k, _), o in found.items() if k == "Machine")
-            bmh = next(o for (k, _), o in found.items() if k == "BareMetalHost")
-            assert "baremetalhost.metal3.io/status" in bmh["metadata"]["annotations"]
-            assert bmh["status"]["provisioning"]["state"] == "provisioned"
 
-    asyncio.run(scenario())
+    asyncio.run(seed_and_let_the_collector_run())
+    found = read_seeded(cluster.kubeconfig, TOPOLOGY)
+    missing = [(so.obj["kind"], so.obj["metadata"]["name"]) for so in expected
+               if (so.obj["kind"], so.obj["metadata"]["name"]) not in found]
+    assert missing == []
+    # owner references resolve to the live UIDs
+    uids = {(k, n): o["metadata"]["uid"] for (k, n), o in found.items()}
+    for obj in found.values():
+        for ref in obj["metadata"].get("ownerReferences") or []:
+            assert uids[(ref["kind"], ref["name"])] == ref["uid"]
+    # statuses were written through the subresource
+    cl = next(o for (k, _), o in found.items() if k == "Cluster")
+    assert cl["status"]["initialization"]["infrastructureProvisioned"] is True
+    assert all(o["status"]["nodeRef"]["name"] for (k, _), o in found.items() if k == "Machine")
+    bmh = next(o for (k, _), o in found.items() if k == "BareMetalHost")
+    assert "baremetalhost.metal3.io/status" in bmh["metadata"]["annotations"]
+    assert bmh["status"]["provisioning"]["state"] == "provisioned"
 
 
 def test_a_broken_seed_object_is_rejected_by_the_real_schema(cluster_pair: dict[str, LocalCluster]) -> None:
