@@ -7,6 +7,7 @@ kubeconfigs secret.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pulumi
@@ -32,6 +33,8 @@ KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\n"
 
 @pytest.fixture
 def mocks() -> Mocks:
+    # earlier tests ran asyncio.run(), which leaves no current loop; Pulumi's mocks expect one
+    asyncio.set_event_loop(asyncio.new_event_loop())
     m = Mocks()
     pulumi.runtime.set_mocks(m, preview=False)
     return m
