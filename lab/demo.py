@@ -67,10 +67,10 @@ def reconcile(cluster: LocalCluster) -> None:
 
 
 def relocate(what: str, location: str, eph: LocalCluster, tgt: LocalCluster) -> None:
-    """Set `location`, show the preview a pull request would show, `pulumi up`, verify."""
+    """Set `location`, show the preview a pull request would show (policy pack included), `pulumi up`, verify."""
     step(f"{what}: location={location} -- what would happen")
     pulumi("config", "set", "location", location)
-    pulumi("preview", "--diff")
+    pulumi("preview", "--diff", "--policy-pack", "policies")
     step(f"{what}: pulumi up")
     pulumi("up", "--yes", "--skip-preview")
     run("metal3-pivot", "verify", "--kubeconfig", str(eph.kubeconfig), "--to-kubeconfig", str(tgt.kubeconfig),

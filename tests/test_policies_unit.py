@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from policies.validators import (
     CONFIGMAP,
@@ -109,3 +109,33 @@ def test_protect_object_location() -> None:
     assert protect_object_location([loc(protect=True)]) == []
     assert protect_object_location([loc(protect=False)]) == [
         "objects is not protected: set `protect: true` (an accidental destroy must be refused)"]
+
+
+def test_a_value_unknown_at_preview_fails_closed() -> None:
+    from pulumi_policy.proxy import UnknownValueError
+
+    from policies.pack import policies
+
+    class Unknowable:
+        resource_type = DYNAMIC
+        name = "objects"
+        urn = "urn:objects"
+        provider = None
+
+        class opts:
+            protect = True
+
+        @property
+        def props(self) -> dict:
+            raise UnknownValueError("04da6b54-80e4-46f7-96ec-b56ff0331ba9", ["location"])
+
+    class Args:
+        resources: ClassVar[list[Any]] = [Unknowable()]
+
+    seen: list[str] = []
+    pack = {p.name: p for p in policies()}
+    assert set(pack) == {"single-ironic", "target-initialised", "owner-chain", "bmh-status-annotation",
+                         "provisioning-network", "secrets-are-secret", "protect-object-location"}
+    pack["single-ironic"].validate(Args(), seen.append)  # type: ignore[misc]
+    assert seen and seen[0].startswith("cannot be verified during preview")
+    assert all(p.enforcement_level.value == "mandatory" for p in pack.values())
