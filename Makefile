@@ -23,7 +23,7 @@ bench: bootstrap
 	python -m benchmarks.move_bench $(BENCH_ARGS)
 
 lint: bootstrap
-	ruff check metal3_pivot lab langhost components policies tests tools
+	ruff check metal3_pivot lab langhost components policies tests tools benchmarks __main__.py
 	mypy --strict metal3_pivot
 
 clusters-down:
