@@ -28,9 +28,9 @@ from pathlib import Path
 from lab import crds
 from lab.cli import start_clusters
 from lab.cluster import LocalCluster
-from lab.seed import group_of, seed, settle, type_index
+from lab.seed import seed, settle, type_index
 from lab.seed_objects import Topology, build
-from metal3_pivot.kube import NAMESPACE, Kube, load_kubeconfig
+from metal3_pivot.kube import NAMESPACE, Kube, group_of, load_kubeconfig
 from metal3_pivot.mover import MoveOptions, Mover, MoveReport
 
 ROOT = Path(__file__).resolve().parent.parent

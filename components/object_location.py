@@ -126,9 +126,10 @@ def inspect(props: dict[str, Any]) -> dict[str, Any]:
 def _outputs(props: dict[str, Any], moved: dict[str, Any] | None = None) -> dict[str, Any]:
     """Echo the inputs (diff sees old *outputs*) plus where the objects are now."""
     e, t = asyncio.run(_views(props))
+    actual = where(e, t)
     out = dict(props)
-    out.update(location=where(e, t) if where(e, t) != "none" else props["location"],
-               objects=_counts(e if where(e, t) == "ephemeral" else t), digest=_digest(e, t),
+    out.update(location=actual if actual != "none" else props["location"],
+               objects=_counts(e if actual == "ephemeral" else t), digest=_digest(e, t),
                pending={}, preflight=[])
     if moved is not None:
         out["lastMove"] = moved

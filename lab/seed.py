@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.seed_objects import SeedObject, Topology, build
-from metal3_pivot.kube import CONFIGMAP, NAMESPACE, SECRET, Kube, ResourceType
+from metal3_pivot.kube import CONFIGMAP, NAMESPACE, SECRET, Kube, ResourceType, group_of
 
 CORE = {("", "Secret"): SECRET, ("", "ConfigMap"): CONFIGMAP}
 
@@ -32,10 +32,6 @@ def type_index(types: dict[str, ResourceType]) -> dict[tuple[str, str], Resource
     for rt in types.values():
         index[(rt.group, rt.kind)] = rt
     return index
-
-
-def group_of(api_version: str) -> str:
-    return api_version.rsplit("/", 1)[0] if "/" in api_version else ""
 
 
 async def seed(kube: Kube, topology: Topology, types: dict[str, ResourceType], *,

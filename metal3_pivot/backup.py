@@ -17,7 +17,7 @@ import yaml
 from metal3_pivot.discovery import ClusterView
 from metal3_pivot.errors import InputError
 from metal3_pivot.graph import TypeInfo, build_graph
-from metal3_pivot.kube import CONFIGMAP, SECRET, ResourceType
+from metal3_pivot.kube import CONFIGMAP, SECRET, ResourceType, group_of
 
 Obj = dict[str, Any]
 
@@ -25,8 +25,7 @@ DROP_ON_BACKUP = ("managedFields", "resourceVersion", "generation", "creationTim
 
 
 def file_name(obj: Obj) -> str:
-    api = obj["apiVersion"]
-    group = api.rsplit("/", 1)[0] if "/" in api else "core"
+    group = group_of(obj["apiVersion"]) or "core"
     md = obj["metadata"]
     return f"{obj['kind']}.{group}_{md.get('namespace') or '_cluster'}_{md['name']}.yaml"
 
@@ -61,7 +60,7 @@ def read(directory: Path, served: dict[tuple[str, str], ResourceType]) -> Cluste
         if not isinstance(obj, dict) or "kind" not in obj or "metadata" not in obj:
             raise InputError(f"{path}: not a Kubernetes object")
         api = obj["apiVersion"]
-        gk = (api.rsplit("/", 1)[0] if "/" in api else "", obj["kind"])
+        gk = (group_of(api), obj["kind"])
         rt = core.get(gk) or served.get(gk)
         if rt is None:
             rt = ResourceType(gk[0], api.rsplit("/", 1)[-1], gk[1], gk[1].lower() + "s")

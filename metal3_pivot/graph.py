@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from metal3_pivot.kube import ResourceType
+from metal3_pivot.kube import ResourceType, group_of
 
 Obj = dict[str, Any]
 
@@ -58,10 +58,8 @@ class ObjKey:
 
     @classmethod
     def of(cls, obj: Obj) -> ObjKey:
-        api = obj["apiVersion"]
-        group = api.rsplit("/", 1)[0] if "/" in api else ""
         md = obj["metadata"]
-        return cls(group, obj["kind"], md.get("namespace", "") or "", md["name"])
+        return cls(group_of(obj["apiVersion"]), obj["kind"], md.get("namespace", "") or "", md["name"])
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,11 @@ VALIDATING_WEBHOOKS = ResourceType("admissionregistration.k8s.io", "v1", "Valida
                                    "validatingwebhookconfigurations", namespaced=False)
 
 
+def group_of(api_version: str) -> str:
+    """The API group of an apiVersion ("" for the core group's "v1")."""
+    return api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+
+
 def resource_type_of_crd(crd: Obj) -> ResourceType:
     """The storage version of a CRD: what the apiserver persists, so what we read and write."""
     spec = crd["spec"]

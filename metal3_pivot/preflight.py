@@ -96,6 +96,7 @@ def findings(plan: Plan, namespaces: Sequence[str]) -> list[Problem]:
 
     clusters = [n for n in plan.moving.values() if n.key.group_kind == (CAPI_GROUP, "Cluster")]
     resumed = any(n.annotations.get(PAUSED_BY) for n in clusters)
+    to_create = set(plan.to_create)
     for node in clusters:
         spec = node.obj.get("spec") or {}
         if (spec.get("paused") or "cluster.x-k8s.io/paused" in node.annotations) and not node.annotations.get(
@@ -103,7 +104,7 @@ def findings(plan: Plan, namespaces: Sequence[str]) -> list[Problem]:
             problems.append(Problem("already-paused", str(node.key),
                                     "is paused, and not by metal3-pivot: another move (clusterctl?) or an "
                                     "operator paused it; finish or undo that first"))
-        elif not node.annotations.get(PAUSED_BY) and node.key in set(plan.to_create):
+        elif not node.annotations.get(PAUSED_BY) and node.key in to_create:
             problems.extend(_provisioning(node))
     if not resumed and clusters:
         cluster_namespaces = {n.key.namespace for n in clusters}

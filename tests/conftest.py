@@ -8,7 +8,6 @@ session fails.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import tempfile
@@ -72,10 +71,6 @@ def fresh_clusters(request: pytest.FixtureRequest) -> Iterator[Callable[..., dic
     yield make
     for c in started:
         c.stop()
-
-
-def run(coro: object) -> object:
-    return asyncio.run(coro)  # type: ignore[arg-type]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

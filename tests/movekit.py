@@ -64,8 +64,9 @@ def snapshot(cluster: LocalCluster, namespaces: tuple[str, ...] = (TOPOLOGY.name
 
 def read_seeded(kubeconfig: Path, topology: Topology = TOPOLOGY) -> dict[tuple[str, str], Obj]:
     """Every object the seed builder made for `topology`, read back by kind and name (absent ones left out)."""
-    from lab.seed import group_of, type_index
+    from lab.seed import type_index
     from lab.seed_objects import build
+    from metal3_pivot.kube import group_of
 
     async def go() -> dict[tuple[str, str], Obj]:
         index = type_index(bundle_types())
