@@ -8,13 +8,15 @@
 
 Exit codes: 0 done; 1 other error; 2 bad input or move refused by the pre-flight (nothing changed);
 3 a cluster unreachable; 4 the API server refused a request; 5 deadline passed (run again to finish);
-6 verify found violations. Progress goes to stderr, results to stdout.
+6 verify found violations; 7 another move holds the move lock (nothing changed; wait, then run again).
+Progress goes to stderr, results to stdout.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import sys
 import time
@@ -31,6 +33,13 @@ from metal3_pivot.mover import MoveOptions, Mover, Plan, make_plan
 from metal3_pivot.verify import verify
 
 EXIT_VIOLATIONS = 6
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):     # no passwd entry (containers): the lock still names host and pid
+        return "unknown user"
 
 
 def progress(msg: str) -> None:
@@ -98,7 +107,8 @@ def plan_dot(plan: Plan) -> str:
 
 async def cmd_move(a: argparse.Namespace) -> int:
     opts = MoveOptions(namespaces=a.namespace or (), dry_run=a.dry_run, concurrency=a.concurrency,
-                       timeout=a.timeout, progress=progress)
+                       timeout=a.timeout, progress=progress, holder=f"metal3-pivot CLI ({_user()})",
+                       lock_duration=a.lock_duration)
     if a.from_directory:
         if not a.to_kubeconfig:
             raise InputError("--from-directory needs --to-kubeconfig")
@@ -173,6 +183,8 @@ def parser() -> argparse.ArgumentParser:
     mv.add_argument("--to-directory", help="write the objects as YAML files instead of moving them")
     mv.add_argument("--from-directory", help="create the objects of a --to-directory backup in the target")
     mv.add_argument("--timeout", type=float, help="give up (safely) after this many seconds")
+    mv.add_argument("--lock-duration", type=float, default=60.0,
+                    help="seconds the move lock outlives this process if it dies (default 60)")
     pl = sub.add_parser("plan", help="show the object graph and the ordered plan; writes nothing")
     common(pl)
     pl.add_argument("-o", "--output", choices=("text", "json", "dot"), default="text")

@@ -74,6 +74,18 @@ class MoveTimeoutError(PivotError):
     exit_code = 5
 
 
+class LockHeldError(PivotError):
+    """Another mover holds the move lock: nothing was changed; wait for it, then run again."""
+
+    exit_code = 7
+
+
+class LockLostError(PivotError):
+    """This move stalled past its lock's expiry and another mover took over: stopped before the next write."""
+
+    exit_code = 7
+
+
 class Problem:
     """One pre-flight finding: which object, what is wrong, what to do."""
 
@@ -137,7 +149,13 @@ class TargetConflictError(PreflightError):
     code = "conflict"
 
 
+class ForeignMoveError(PreflightError):
+    """Another tool (clusterctl move) is evidently moving these objects: its marks are on them."""
+
+    code = "foreign-move"
+
+
 PREFLIGHT_ERRORS: dict[str, type[PreflightError]] = {
     cls.code: cls for cls in (MissingNamespaceError, MissingCrdError, ProviderVersionError, BlockedMoveError,
                               NotProvisionedError, AlreadyPausedError, BrokenOwnerChainError, HostStatusError,
-                              TargetConflictError)}
+                              TargetConflictError, ForeignMoveError)}

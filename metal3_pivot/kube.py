@@ -10,9 +10,11 @@ TLS) and we do the requests ourselves (docs/architecture.md, "Kubernetes client"
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +36,27 @@ KILL_AFTER_WRITES_ENV = "METAL3_PIVOT_KILL_AFTER_WRITES"
 _writes_total = 0
 
 
-def _count_write() -> None:
+#: For the concurrency tests: append one JSON line per successful write (time, pid, server, verb, path)
+#: to this file, so that writes of several movers can be checked for interleaving. Unset in normal use.
+WRITE_JOURNAL_ENV = "METAL3_PIVOT_WRITE_JOURNAL"
+#: For the concurrency tests: sleep this many seconds after each write, so that a move lasts long enough
+#: for a second mover to run into it. Unset in normal use.
+WRITE_DELAY_ENV = "METAL3_PIVOT_WRITE_DELAY"
+
+
+def _count_write(server: str, method: str, path: str) -> float:
+    """Book-keeping after a successful write; returns how long the caller must pause (test seam)."""
     global _writes_total
     _writes_total += 1
+    journal = os.environ.get(WRITE_JOURNAL_ENV)
+    if journal:
+        line = json.dumps({"t": time.time(), "pid": os.getpid(), "server": server, "method": method, "path": path})
+        with open(journal, "a") as f:
+            f.write(line + "\n")
     limit = os.environ.get(KILL_AFTER_WRITES_ENV)
     if limit and _writes_total >= int(limit):
         os.kill(os.getpid(), signal.SIGKILL)
+    return float(os.environ.get(WRITE_DELAY_ENV) or 0)
 
 
 #: statuses worth retrying: throttled, server busy, or transient proxy/gateway failures
@@ -190,7 +207,9 @@ class Kube:
                 if resp.status_code < 300:
                     if method != "GET":
                         self.writes += 1
-                        _count_write()
+                        pause = _count_write(self.server, method, path)
+                        if pause:
+                            await asyncio.sleep(pause)
                     return cast(Obj, resp.json()) if resp.content else {}
                 if resp.status_code == 404 and ok_missing:
                     return None
@@ -256,8 +275,14 @@ class Kube:
             params=params, content_type="application/apply-patch+yaml"))
 
     async def delete(self, rt: ResourceType, name: str, namespace: str | None = None, *,
-                     propagation: str | None = None) -> bool:
-        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation} if propagation else None
+                     propagation: str | None = None, preconditions: dict[str, str] | None = None) -> bool:
+        body: Obj | None = None
+        if propagation or preconditions:
+            body = {"kind": "DeleteOptions", "apiVersion": "v1"}
+            if propagation:
+                body["propagationPolicy"] = propagation
+            if preconditions:
+                body["preconditions"] = preconditions
         return await self.request("DELETE", rt.path(namespace, name), body=body, ok_missing=True) is not None
 
     async def version(self) -> Obj:

@@ -27,9 +27,10 @@ from typing import Any
 
 from metal3_pivot import preflight
 from metal3_pivot.discovery import ClusterView, discover
-from metal3_pivot.errors import ConflictError, MoveTimeoutError, NotFoundError, PivotError
+from metal3_pivot.errors import ConflictError, LockHeldError, MoveTimeoutError, NotFoundError, PivotError
 from metal3_pivot.graph import CAPI_GROUP, Node, ObjKey, levels
 from metal3_pivot.kube import NAMESPACE, VALIDATING_WEBHOOKS, Kube
+from metal3_pivot.lock import DEFAULT_DURATION, Holder, MoveLock, read_lock
 
 Obj = dict[str, Any]
 
@@ -62,6 +63,8 @@ class MoveOptions:
     block_move_timeout: float = 120.0
     timeout: float | None = None               # whole-move deadline, seconds
     progress: Progress = _quiet
+    holder: str = "metal3-pivot CLI"           # who moves, as the move lock shows it to other movers
+    lock_duration: float = DEFAULT_DURATION    # seconds a killed mover's lock outlives it (other hosts)
 
 
 @dataclass
@@ -198,6 +201,22 @@ async def delete_webhook_groups(kube: Kube) -> set[str]:
     return groups
 
 
+def unpause_patches(view: ClusterView) -> list[tuple[Node, Obj]]:
+    """What is still paused by a move of ours in this cluster, and the patch that unpauses each."""
+    patches: list[tuple[Node, Obj]] = []
+    for node in view.graph.nodes.values():
+        ann = node.annotations
+        gk = node.key.group_kind
+        if gk == (CAPI_GROUP, "Cluster") and ann.get(PAUSED_BY):
+            # `null` removes the field, as clusterctl does: the object ends as it was before the move
+            patches.append((node, {"spec": {"paused": None}, "metadata": {"annotations": {PAUSED_BY: None}}}))
+        elif gk == (CAPI_GROUP, "ClusterClass") and ann.get(PAUSED_BY):
+            patches.append((node, {"metadata": {"annotations": {PAUSED_BY: None, CLUSTERCLASS_PAUSED: None}}}))
+        elif gk == (BMH_GROUP, "BareMetalHost") and ann.get(BMH_PAUSED) == OUR_PAUSE_VALUE:
+            patches.append((node, {"metadata": {"annotations": {BMH_PAUSED: None}}}))
+    return patches
+
+
 # ---------------------------------------------------------------------------------------------- the mover
 
 class Mover:
@@ -208,11 +227,14 @@ class Mover:
         self.deadline = time.monotonic() + self.opts.timeout if self.opts.timeout else None
         self.sem = asyncio.Semaphore(self.opts.concurrency)
         self.delete_webhook_groups: set[str] = {ALL_GROUPS}
+        self.lock: MoveLock | None = None
 
     def say(self, msg: str) -> None:
         self.opts.progress(msg)
 
     def check_deadline(self, phase: str) -> None:
+        if self.lock is not None:
+            self.lock.check()
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise MoveTimeoutError(f"the move ran past its deadline during {phase}; nothing is lost: "
                                    "run it again to finish")
@@ -233,17 +255,45 @@ class Mover:
             report.phases[name] = round(now - phase_start, 3)
             phase_start = now
 
+        # read-only first: a move refused by the pre-flight or the lock changes nothing, not even a Lease
         plan = await self.discover()
         phase("discover")
-        self.say(f"discovered {len(plan.moving)} objects to move ({len(plan.to_create)} to create, "
-                 f"{len(plan.already_in_target)} already in {self.dst.name})")
         preflight.check(plan, self.opts.namespaces)
+        for kube in (self.src, self.dst):
+            held = await read_lock(kube)
+            if held is not None:
+                raise LockHeldError(held.refusal(kube.name))
         phase("preflight")
         report.moved = plan.counts()
-        if self.opts.dry_run:
+        if not plan.moving and not unpause_patches(plan.target):
+            self.say(f"nothing to move: every object is in {self.dst.name} already")
             report.seconds = time.monotonic() - t0
             return report
+        if self.opts.dry_run:
+            self.say(f"would move {len(plan.moving)} objects ({len(plan.to_create)} to create, "
+                     f"{len(plan.already_in_target)} already in {self.dst.name})")
+            report.seconds = time.monotonic() - t0
+            return report
+        holder = Holder.me(self.opts.holder, f"{self.src.name} ({self.src.server}) -> {self.dst.name} "
+                                             f"({self.dst.server})")
+        self.lock = MoveLock([self.src, self.dst], holder, duration=self.opts.lock_duration, progress=self.say)
         writes0 = self.src.writes + self.dst.writes
+        async with self.lock:
+            phase("lock")
+            # again under the lock: another mover may have finished (or half-done) a move since
+            plan = await self.discover()
+            preflight.check(plan, self.opts.namespaces)
+            report.moved = plan.counts()
+            phase("rediscover")
+            self.say(f"discovered {len(plan.moving)} objects to move ({len(plan.to_create)} to create, "
+                     f"{len(plan.already_in_target)} already in {self.dst.name})")
+            await self._write(plan, report, phase)
+        report.writes = self.src.writes + self.dst.writes - writes0
+        report.seconds = time.monotonic() - t0
+        self.say(report.summary())
+        return report
+
+    async def _write(self, plan: Plan, report: MoveReport, phase: Callable[[str], None]) -> None:
         if plan.moving:
             report.paused = await self.pause(plan)
             phase("pause")
@@ -253,12 +303,9 @@ class Mover:
             phase("create")
             report.deleted = await self.delete(plan)
             phase("delete")
+        self.check_deadline("unpause")
         report.unpaused = await self.unpause()
         phase("unpause")
-        report.writes = self.src.writes + self.dst.writes - writes0
-        report.seconds = time.monotonic() - t0
-        self.say(report.summary())
-        return report
 
     async def _bounded(self, items: Sequence[Any], fn: Callable[[Any], Any], label: str) -> list[Any]:
         done = 0
@@ -268,6 +315,8 @@ class Mover:
         async def one(item: Any) -> Any:
             nonlocal done, last
             async with self.sem:
+                if self.lock is not None:
+                    self.lock.check()
                 result = await fn(item)
             done += 1
             if time.monotonic() - last > 1.0 and done < total:
@@ -290,8 +339,13 @@ class Mover:
         preflight.check(plan, ())
         report.moved = plan.counts()
         if not self.opts.dry_run:
-            report.created = await self.create(plan)
-            report.unpaused = await self.unpause()
+            holder = Holder.me(self.opts.holder, f"directory {directory} -> {self.dst.name} ({self.dst.server})")
+            self.lock = MoveLock([self.dst], holder, duration=self.opts.lock_duration, progress=self.say)
+            async with self.lock:
+                plan = make_plan(view, await discover(self.dst, sorted(view.namespaces)))
+                preflight.check(plan, ())
+                report.created = await self.create(plan)
+                report.unpaused = await self.unpause()
         report.seconds = time.monotonic() - t0
         return report
 
@@ -456,17 +510,7 @@ class Mover:
         """Unpause in the target exactly what a move of ours paused (read fresh: this is also how a run
         that died after the deletes finishes)."""
         view = await discover(self.dst, list(self.opts.namespaces))
-        patches: list[tuple[Node, Obj]] = []
-        for node in view.graph.nodes.values():
-            ann = node.annotations
-            gk = node.key.group_kind
-            if gk == (CAPI_GROUP, "Cluster") and ann.get(PAUSED_BY):
-                # `null` removes the field, as clusterctl does: the object ends as it was before the move
-                patches.append((node, {"spec": {"paused": None}, "metadata": {"annotations": {PAUSED_BY: None}}}))
-            elif gk == (CAPI_GROUP, "ClusterClass") and ann.get(PAUSED_BY):
-                patches.append((node, {"metadata": {"annotations": {PAUSED_BY: None, CLUSTERCLASS_PAUSED: None}}}))
-            elif gk == (BMH_GROUP, "BareMetalHost") and ann.get(BMH_PAUSED) == OUR_PAUSE_VALUE:
-                patches.append((node, {"metadata": {"annotations": {BMH_PAUSED: None}}}))
+        patches = unpause_patches(view)
 
         async def apply(item: tuple[Node, Obj]) -> None:
             node, patch = item

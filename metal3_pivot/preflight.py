@@ -55,7 +55,7 @@ def _condition(obj: dict[str, Any], kind: str) -> bool:
 
 
 def findings(plan: Plan, namespaces: Sequence[str]) -> list[Problem]:
-    from metal3_pivot.mover import BMH_GROUP, BMH_STATUS, PAUSED_BY, status_annotation_of
+    from metal3_pivot.mover import BMH_GROUP, BMH_STATUS, DELETE_FOR_MOVE, PAUSED_BY, status_annotation_of
 
     problems: list[Problem] = []
     src, dst = plan.source, plan.target
@@ -65,6 +65,13 @@ def findings(plan: Plan, namespaces: Sequence[str]) -> list[Problem]:
                                     f"exists in neither {src.name} nor {dst.name}: check --namespace"))
     for key, why in plan.conflicts:
         problems.append(Problem("conflict", str(key), f"in {dst.name}: {why}"))
+    # clusterctl marks what it is about to delete; on an object we have not copied, the mark is not ours
+    ours = set(plan.already_in_target)
+    for key, node in sorted(plan.moving.items()):
+        if DELETE_FOR_MOVE in node.annotations and key not in ours:
+            problems.append(Problem("foreign-move", str(key),
+                                    f"carries {DELETE_FOR_MOVE} but no copy of ours exists in {dst.name}: "
+                                    "another tool (clusterctl move?) is moving it; let that move finish"))
 
     if plan.to_create:
         for gk in sorted({(k.group, k.kind) for k in plan.to_create}):

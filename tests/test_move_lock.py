@@ -1,0 +1,175 @@
+"""The cluster-side move lock, with the engine CLI against real clusters.
+
+A second mover is refused at once, naming the holder; a killed holder's lock is taken over and its move
+finished; a lock held on another host blocks until it expires; a mover whose lock is taken over stops
+before its next write; another tool's move in progress is refused. The write journal
+(tests/concurrency.py) proves that no two movers' writes ever interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+
+import pytest
+
+from metal3_pivot.kube import KILL_AFTER_WRITES_ENV, LEASE
+from metal3_pivot.lock import HOST, LOCK_NAME, LOCK_NAMESPACE, PID
+from metal3_pivot.mover import DELETE_FOR_MOVE
+from tests.concurrency import interleavings, journal_env, lease, move_spans, start_cli, wait_for_lease
+from tests.movekit import (
+    TOPOLOGY,
+    bundle_types,
+    canonical,
+    check,
+    cli_move_args,
+    engine_cli,
+    kube,
+    resource_versions,
+    seed_pair,
+    snapshot,
+)
+
+pytestmark = pytest.mark.cluster
+
+
+def _micro(t: dt.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def foreign_lease(duration: int, renewed_ago: float = 0.0) -> dict:
+    """A lock as a mover on another machine would hold it."""
+    renewed = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=renewed_ago)
+    return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": LOCK_NAME, "namespace": LOCK_NAMESPACE,
+                         "annotations": {"metal3-pivot.io/holder": "pulumi stack fleet/prod", HOST: "bastion-2",
+                                         PID: "4242", "metal3-pivot.io/direction": "ephemeral -> target",
+                                         "metal3-pivot.io/started": _micro(renewed)}},
+            "spec": {"holderIdentity": "pulumi stack fleet/prod on bastion-2 (pid 4242)",
+                     "leaseDurationSeconds": duration, "acquireTime": _micro(renewed), "renewTime": _micro(renewed)}}
+
+
+def put_lease(cluster, body: dict) -> None:
+    async def go() -> None:
+        async with kube(cluster) as k:
+            current = await k.get(LEASE, LOCK_NAME, LOCK_NAMESPACE)
+            if current is None:
+                await k.create(LEASE, body)
+            else:
+                body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                await k.replace(LEASE, body)
+    asyncio.run(go())
+
+
+def test_a_second_mover_is_refused_while_the_first_moves(fresh_clusters, tmp_path) -> None:
+    clusters = fresh_clusters()
+    eph, tgt = clusters["ephemeral"], clusters["target"]
+    seed_pair(clusters)
+    original = {k: canonical(o) for k, o in snapshot(eph).items()}
+    journal = tmp_path / "journal"
+    first = start_cli(*cli_move_args(eph, tgt), "--lock-duration", "3", env_extra=journal_env(journal))
+    wait_for_lease(tgt, first)
+    wait_for_lease(eph, first)                                  # both halves (taken in cluster-UID order)
+    held = lease(eph)
+    assert held is not None and held["metadata"]["annotations"][PID] == str(first.pid)
+    assert "metal3-pivot CLI" in held["spec"]["holderIdentity"]
+    assert "source (https://" in held["metadata"]["annotations"]["metal3-pivot.io/direction"]
+
+    time.sleep(1.5)                                             # renewed every duration / 3 = 1 s
+    renewed = lease(eph)
+    assert renewed is not None and renewed["spec"]["renewTime"] > held["spec"]["renewTime"]
+
+    second = engine_cli(*cli_move_args(eph, tgt), env_extra=journal_env(journal, slow=False))
+    assert second.returncode == 7, second.stderr
+    assert "another move is in progress" in second.stderr and f"(pid {first.pid})" in second.stderr
+    assert "kubectl -n kube-system get lease metal3-pivot-move" in second.stderr
+
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert set(move_spans(journal)) == {first.pid}          # the refused mover wrote nothing at all
+    assert interleavings(journal) == 0
+    assert lease(eph) is None and lease(tgt) is None           # released in both clusters
+    assert check(eph, tgt, expect="target").ok
+    assert {k: canonical(o) for k, o in snapshot(tgt).items()} == original
+
+
+def test_a_killed_movers_lock_is_taken_over_and_its_move_finished(fresh_clusters) -> None:
+    clusters = fresh_clusters()
+    eph, tgt = clusters["ephemeral"], clusters["target"]
+    seed_pair(clusters)
+    original = {k: canonical(o) for k, o in snapshot(eph).items()}
+    killed = engine_cli(*cli_move_args(eph, tgt), env_extra={KILL_AFTER_WRITES_ENV: "50"})
+    assert killed.returncode == -9
+    assert lease(eph) is not None and lease(tgt) is not None    # the dead mover's lock is still there
+    again = engine_cli(*cli_move_args(eph, tgt))
+    assert again.returncode == 0, again.stderr
+    assert "took over the move lock" in again.stderr and "is no longer running" in again.stderr
+    assert lease(eph) is None and lease(tgt) is None
+    assert check(eph, tgt, expect="target").ok
+    assert {k: canonical(o) for k, o in snapshot(tgt).items()} == original
+
+
+def test_a_lock_held_on_another_host_refuses_until_it_expires(fresh_clusters) -> None:
+    clusters = fresh_clusters()
+    eph, tgt = clusters["ephemeral"], clusters["target"]
+    seed_pair(clusters)
+    put_lease(tgt, foreign_lease(duration=4))
+    before = {c.name: resource_versions(c) for c in (eph, tgt)}
+    refused = engine_cli(*cli_move_args(eph, tgt))
+    assert refused.returncode == 7, refused.stderr
+    assert "pulumi stack fleet/prod on bastion-2 (pid 4242) is moving ephemeral -> target" in refused.stderr
+    assert "expires by itself" in refused.stderr
+    assert {c.name: resource_versions(c) for c in (eph, tgt)} == before
+    assert lease(eph) is None                                   # not even the other half of the lock taken
+
+    time.sleep(4.5)
+    done = engine_cli(*cli_move_args(eph, tgt))
+    assert done.returncode == 0, done.stderr
+    assert "took over the move lock in target from pulumi stack fleet/prod" in done.stderr
+    assert "expired at" in done.stderr
+    assert check(eph, tgt, expect="target").ok
+    assert lease(tgt) is None
+
+
+def test_a_mover_whose_lock_is_taken_over_stops_before_its_next_write(fresh_clusters, tmp_path) -> None:
+    clusters = fresh_clusters()
+    eph, tgt = clusters["ephemeral"], clusters["target"]
+    seed_pair(clusters)
+    original = {k: canonical(o) for k, o in snapshot(eph).items()}
+    journal = tmp_path / "journal"
+    mover = start_cli(*cli_move_args(eph, tgt), "--lock-duration", "3", env_extra=journal_env(journal))
+    wait_for_lease(eph, mover)
+    time.sleep(2.0)
+    put_lease(eph, foreign_lease(duration=3))                   # somebody else's mover takes it over
+    stolen_at = time.time()
+    out, err = mover.communicate(timeout=300)
+    assert mover.returncode == 7, err
+    assert "was taken over by another mover" in err
+    # it stopped within one renewal period (duration / 3) plus the write in flight
+    last_write = move_spans(journal)[mover.pid].last
+    assert last_write < stolen_at + 1.0 + 2 * float(0.25) + 1.0
+    time.sleep(3.5)                                             # the "other mover" is gone: its lock expires
+    done = engine_cli(*cli_move_args(eph, tgt))
+    assert done.returncode == 0, done.stderr
+    assert check(eph, tgt, expect="target").ok
+    assert {k: canonical(o) for k, o in snapshot(tgt).items()} == original
+
+
+def test_another_tools_move_in_progress_is_refused(fresh_clusters) -> None:
+    clusters = fresh_clusters()
+    eph, tgt = clusters["ephemeral"], clusters["target"]
+    seed_pair(clusters)
+    host = sorted(k.name for k in snapshot(eph) if k.kind == "BareMetalHost")[0]
+
+    async def mark() -> None:
+        rt = next(r for r in bundle_types().values() if r.kind == "BareMetalHost")
+        async with kube(eph) as k:
+            await k.patch(rt, host, TOPOLOGY.namespace, {"metadata": {"annotations": {DELETE_FOR_MOVE: ""}}})
+    asyncio.run(mark())
+    before = {c.name: resource_versions(c) for c in (eph, tgt)}
+    refused = engine_cli(*cli_move_args(eph, tgt))
+    assert refused.returncode == 2, refused.stderr
+    assert f"BareMetalHost {TOPOLOGY.namespace}/{host}" in refused.stderr or host in refused.stderr
+    assert "another tool (clusterctl move?) is moving it" in refused.stderr
+    assert {c.name: resource_versions(c) for c in (eph, tgt)} == before
