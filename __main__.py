@@ -58,17 +58,19 @@ if config.providers.install:
     installs.append(ProviderInstall("target-providers", target.provider, config.providers, root))
 
 # move.yml / move_back.yml: Ironic (+ BMO) leaves the source and starts on the destination before the move
-ironic = Ironic("ironic", (ephemeral if config.location == "ephemeral" else target).provider, config.ironic,
-                config.location, opts=pulumi.ResourceOptions(depends_on=installs))
+movers_wait_for: list[pulumi.Resource] = list(installs)
+if config.ironic.install:
+    movers_wait_for.append(Ironic("ironic", (ephemeral if config.location == "ephemeral" else target).provider,
+                                  config.ironic, config.location, opts=pulumi.ResourceOptions(depends_on=installs)))
 
 objects = ObjectLocation(
     "objects", location=config.location, ephemeral_kubeconfig=ephemeral_kubeconfig,
     target_kubeconfig=target_kubeconfig, namespaces=config.namespaces, ephemeral_context=config.ephemeral.context,
     target_context=config.target.context, timeout=config.move_timeout, concurrency=config.concurrency,
     target_providers_managed=config.providers.install,
-    opts=pulumi.ResourceOptions(depends_on=[*installs, ironic], protect=config.protect))
+    opts=pulumi.ResourceOptions(depends_on=movers_wait_for, protect=config.protect))
 
 pulumi.export("location", objects.location)
 pulumi.export("objects", objects.objects)
 pulumi.export("digest", objects.digest)
-pulumi.export("ironic", config.location)
+pulumi.export("ironic", config.location if config.ironic.install else "managed elsewhere")

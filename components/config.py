@@ -63,6 +63,7 @@ class ProvidersConfig(_Model):
 class IronicConfig(_Model):
     """Ironic + BMO, placed on the cluster where the objects live (exactly one at any time)."""
 
+    install: bool = True              # false: Ironic/BMO are run by something else (this stack only moves)
     namespace: str = "baremetal-operator-system"
     image: str = "quay.io/metal3-io/ironic:v29.0.0"
     bmo_image: str = Field(default="quay.io/metal3-io/baremetal-operator:v0.13.2", alias="bmoImage")

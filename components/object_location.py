@@ -36,8 +36,9 @@ from pulumi.dynamic import (
 )
 
 from metal3_pivot.discovery import ClusterView, discover
-from metal3_pivot.errors import PivotError, PreflightError
+from metal3_pivot.errors import LockHeldError, PivotError, PreflightError
 from metal3_pivot.kube import Kube, load_kubeconfig
+from metal3_pivot.lock import read_lock
 from metal3_pivot.mover import MoveOptions, Mover, make_plan
 from metal3_pivot.preflight import findings
 
@@ -86,6 +87,13 @@ async def _views(props: dict[str, Any]) -> tuple[ClusterView, ClusterView]:
         return await asyncio.gather(discover(e, ns), discover(t, ns))
 
 
+async def _locks(props: dict[str, Any]) -> list[str]:
+    """Moves in progress by other movers, as the lock shows them (read-only)."""
+    async with _kube(props, "ephemeral") as e, _kube(props, "target") as t:
+        held = await asyncio.gather(read_lock(e), read_lock(t))
+    return [state.refusal(name) for name, state in zip(LOCATIONS, held, strict=True) if state is not None]
+
+
 def where(e: ClusterView, t: ClusterView) -> str:
     """ephemeral, target, split (a move in progress) or none."""
     in_e, in_t = bool(e.graph.move_nodes()), bool(t.graph.move_nodes())
@@ -120,6 +128,8 @@ def inspect(props: dict[str, Any]) -> dict[str, Any]:
     result["pending"] = {"from": src, "to": desired, "objects": plan.counts()}
     result["preflight"] = [{"code": p.code, "subject": p.subject, "message": p.message}
                            for p in findings(plan, list(props.get("namespaces") or []))]
+    result["preflight"] += [{"code": "move-in-progress", "subject": "move lock", "message": why}
+                            for why in asyncio.run(_locks(props))]
     return result
 
 
@@ -193,7 +203,8 @@ class ObjectLocationProvider(ResourceProvider):
         progress = _Progress(action)
         src, dst = state["pending"]["from"], state["pending"]["to"]
         opts = MoveOptions(namespaces=list(props.get("namespaces") or []), progress=progress,
-                           timeout=float(props.get("timeout") or 1800), concurrency=int(props.get("concurrency") or 32))
+                           timeout=float(props.get("timeout") or 1800), concurrency=int(props.get("concurrency") or 32),
+                           holder=str(props.get("holder") or "a pulumi stack"))
 
         async def run() -> Any:
             async with _kube(props, src, opts.concurrency) as s, _kube(props, dst, opts.concurrency) as d:
@@ -201,7 +212,7 @@ class ObjectLocationProvider(ResourceProvider):
 
         try:
             report = asyncio.run(run())
-        except PreflightError as err:
+        except (PreflightError, LockHeldError) as err:
             raise Exception(f"{err} (details: {progress.path})") from None
         except PivotError as err:
             raise Exception(f"the move from {src} to {dst} stopped: {err}. Nothing is lost: run `pulumi up` "
@@ -242,6 +253,8 @@ class ObjectLocation(pulumi.dynamic.Resource):
             "ephemeralContext": ephemeral_context or "", "targetContext": target_context or "",
             "namespaces": namespaces, "timeout": timeout, "concurrency": concurrency,
             "targetProvidersManaged": target_providers_managed,
+            # who moves, as the cluster-side move lock shows it to other movers
+            "holder": f"pulumi stack {pulumi.get_project()}/{pulumi.get_stack()}",
             "objects": None, "digest": None, "pending": None, "preflight": None, "actual": None, "lastMove": None,
             "providers": None,
         }, opts)

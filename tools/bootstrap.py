@@ -302,6 +302,51 @@ def ensure_crd_modules() -> None:
     (ROOT / ".tools" / "crd-modules.json").write_text(json.dumps(found, indent=2))
 
 
+# ---------------------------------------------------------------------------------------------- postgresql
+
+PG_SERVER = ("initdb", "pg_ctl", "postgres")
+
+
+def postgres_bin() -> Path | None:
+    """Debian keeps the server binaries in /usr/lib/postgresql/<major>/bin (lab/postgres.py looks there too)."""
+    for d in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if all(os.access(d / b, os.X_OK) for b in PG_SERVER):
+            return d
+    found = shutil.which("pg_ctl")
+    return Path(os.path.realpath(found)).parent if found and shutil.which("initdb") else None
+
+
+def ensure_postgres() -> str:
+    """The team-backend tests start a real PostgreSQL; the server comes from Debian's archive, not Go.
+
+    Debian's package would create and start a system-wide "main" server: we only want the binaries (the
+    tests run their own throw-away server), so `create_main_cluster = false` is set first when the
+    package's cluster configuration does not exist yet.
+    """
+    found = postgres_bin()
+    if found:
+        return f"using {found}"
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        raise BootstrapError("PostgreSQL is not installed and cannot be installed here (needs root and apt-get); "
+                             "install Debian's `postgresql` package, or any PostgreSQL >= 12 with initdb and "
+                             "pg_ctl on PATH")
+    conf = Path("/etc/postgresql-common/createcluster.conf")
+    if not conf.exists():
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text("# written by metal3-pivot's bootstrap: binaries only, no system-wide server\n"
+                        "create_main_cluster = false\n")
+    env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
+    log = cache_root() / "logs" / "apt-postgresql.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    run_logged(["apt-get", "update", "-q"], cwd=ROOT, env=env, log=log, what="apt-get update")
+    run_logged(["apt-get", "install", "-y", "-q", "--no-install-recommends", "-o", "Dpkg::Options::=--force-confold",
+                "postgresql"], cwd=ROOT, env=env, log=log, what="apt-get install postgresql")
+    found = postgres_bin()
+    if not found:
+        raise BootstrapError(f"apt-get installed postgresql but initdb/pg_ctl are not found (log: {log})")
+    return f"installed Debian's postgresql ({found})"
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 def main() -> int:
@@ -346,6 +391,8 @@ def main() -> int:
         if not args.only:
             say(f"python language host: {install_language_host()}")
             ensure_crd_modules()
+        if not args.only or "postgresql" in args.only:
+            say(f"postgresql: {ensure_postgres()}")
     except BootstrapError as err:
         print(f"bootstrap: ERROR: {err}\nbootstrap: what to do: fix the cause above and run "
               "`python3 tools/bootstrap.py` again; finished tools are kept.", file=sys.stderr)
