@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from lab.cluster import LocalCluster, processes_under
+from lab.postgres import LocalPostgres, server_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS_BIN = ROOT / ".tools" / "bin"
@@ -24,6 +25,8 @@ VENV_BIN = ROOT / ".venv" / "bin"
 
 # every cluster of the session lives below this folder (the orphan check scans for it)
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="m3p-test-"))
+# PostgreSQL runs as its own user, which cannot enter SESSION_DIR: its folders carry the session's name
+PG_PREFIX = f"m3p-pg-{SESSION_DIR.name}-"
 
 
 def tool_env(**extra: str) -> dict[str, str]:
@@ -54,6 +57,14 @@ def cluster_pair() -> Iterator[dict[str, LocalCluster]]:
         c.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    """A real PostgreSQL on loopback for the team state backend, stopped completely at the end."""
+    server = LocalPostgres(base=Path(tempfile.mkdtemp(prefix=PG_PREFIX))).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def fresh_clusters(request: pytest.FixtureRequest) -> Iterator[Callable[..., dict[str, LocalCluster]]]:
     """A factory of fresh clusters for tests that write; all stopped when the test ends."""
@@ -74,9 +85,9 @@ def fresh_clusters(request: pytest.FixtureRequest) -> Iterator[Callable[..., dic
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    left = processes_under(SESSION_DIR)
+    left = processes_under(SESSION_DIR) + server_processes(Path(tempfile.gettempdir()) / PG_PREFIX)
     if left:
-        print(f"\nORPHANS: cluster processes still running after the suite: {left}")
+        print(f"\nORPHANS: cluster or PostgreSQL processes still running after the suite: {left}")
         session.exitstatus = 1
     else:
         shutil.rmtree(SESSION_DIR, ignore_errors=True)

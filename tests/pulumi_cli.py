@@ -33,30 +33,46 @@ class Result:
 class PulumiProject:
     directory: Path
     stack: str = "dev"
+    backend: str = ""                  # default: a file:// folder inside the project
     env_extra: dict[str, str] = field(default_factory=dict)
     transcript: list[Result] = field(default_factory=list)
 
     @classmethod
     def create(cls, directory: Path, name: str, program: str, stack: str = "dev",
-               extra_yaml: str = "") -> PulumiProject:
+               extra_yaml: str = "", backend: str = "") -> PulumiProject:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "Pulumi.yaml").write_text(
             f"name: {name}\nruntime:\n  name: python\n  options:\n    virtualenv: {ROOT / '.venv'}\n{extra_yaml}")
         (directory / "__main__.py").write_text(textwrap.dedent(program))
         (directory / "state").mkdir(exist_ok=True)
-        project = cls(directory, stack)
+        project = cls(directory, stack, backend)
         project.run("stack", "init", stack, check=True)
         return project
 
     @property
     def env(self) -> dict[str, str]:
-        return tool_env(PULUMI_BACKEND_URL=f"file://{self.directory / 'state'}",
+        return tool_env(PULUMI_BACKEND_URL=self.backend or f"file://{self.directory / 'state'}",
                         PULUMI_CONFIG_PASSPHRASE=PASSPHRASE, **self.env_extra)
 
-    def run(self, *args: str, check: bool = False, stdin: str | None = None, timeout: float = 300) -> Result:
+    def command(self, *args: str) -> list[str]:
         cmd = ["pulumi", *args, "--non-interactive", "--cwd", str(self.directory)]
         if args[:2] != ("stack", "init"):
             cmd += ["--stack", self.stack]
+        return cmd
+
+    def start(self, *args: str, env_extra: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """In the background (concurrency tests); collect with `finish`."""
+        return subprocess.Popen(self.command(*args), env={**self.env, **(env_extra or {})}, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def finish(self, proc: subprocess.Popen[str], timeout: float = 300) -> Result:
+        out, err = proc.communicate(timeout=timeout)
+        result = Result([str(a) for a in proc.args], proc.returncode, out, err)  # type: ignore[union-attr]
+        self.transcript.append(result)
+        return result
+
+    def run(self, *args: str, check: bool = False, stdin: str | None = None, timeout: float = 300) -> Result:
+        cmd = self.command(*args)
         proc = subprocess.run(cmd, env=self.env, input=stdin, capture_output=True, text=True, timeout=timeout)
         result = Result(cmd, proc.returncode, proc.stdout, proc.stderr)
         self.transcript.append(result)

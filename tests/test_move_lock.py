@@ -85,7 +85,7 @@ def test_a_second_mover_is_refused_while_the_first_moves(fresh_clusters, tmp_pat
     assert "another move is in progress" in second.stderr and f"(pid {first.pid})" in second.stderr
     assert "kubectl -n kube-system get lease metal3-pivot-move" in second.stderr
 
-    out, err = first.communicate(timeout=300)
+    _out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     assert set(move_spans(journal)) == {first.pid}          # the refused mover wrote nothing at all
     assert interleavings(journal) == 0
@@ -143,12 +143,12 @@ def test_a_mover_whose_lock_is_taken_over_stops_before_its_next_write(fresh_clus
     time.sleep(2.0)
     put_lease(eph, foreign_lease(duration=3))                   # somebody else's mover takes it over
     stolen_at = time.time()
-    out, err = mover.communicate(timeout=300)
+    _out, err = mover.communicate(timeout=300)
     assert mover.returncode == 7, err
     assert "was taken over by another mover" in err
     # it stopped within one renewal period (duration / 3) plus the write in flight
     last_write = move_spans(journal)[mover.pid].last
-    assert last_write < stolen_at + 1.0 + 2 * float(0.25) + 1.0
+    assert last_write < stolen_at + 1.0 + 2 * 0.25 + 1.0
     time.sleep(3.5)                                             # the "other mover" is gone: its lock expires
     done = engine_cli(*cli_move_args(eph, tgt))
     assert done.returncode == 0, done.stderr

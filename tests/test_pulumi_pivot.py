@@ -21,6 +21,7 @@ import pytest
 from lab.cli import seed_cluster
 from lab.cluster import LocalCluster
 from metal3_pivot.kube import KILL_AFTER_WRITES_ENV, Kube, ResourceType, load_kubeconfig
+from tests.concurrency import lease
 from tests.conftest import ROOT
 from tests.movekit import (
     TOPOLOGY,
@@ -80,14 +81,15 @@ def ironic_on(cluster: LocalCluster) -> bool:
     return asyncio.run(go())
 
 
-def test_pivot_and_move_back_with_pulumi_up(fresh_clusters, tmp_path: Path) -> None:
+def test_pivot_and_move_back_with_pulumi_up(fresh_clusters, postgres, tmp_path: Path) -> None:
+    """The team setup: the stack state lives in a real PostgreSQL (lab/postgres.py), not in files."""
     eph = fresh_clusters(("ephemeral",))["ephemeral"]
     tgt = fresh_clusters(("target",), with_crds=False)["target"]     # a bare target: the stack installs it
     asyncio.run(seed_cluster(eph, TOPOLOGY))
     original = {k: canonical(o) for k, o in snapshot(eph).items()}
     bmc_password = _bmc_password(eph)
 
-    p = PulumiProject.create(tmp_path / "proj", "metal3-pivot", PROGRAM)
+    p = PulumiProject.create(tmp_path / "proj", "metal3-pivot", PROGRAM, stack="pivot", backend=postgres.url)
     p.set_config("location", "ephemeral")
     p.run("config", "set", "--secret", "--path", "ephemeral.kubeconfig", stdin=eph.kubeconfig.read_text(), check=True)
     p.run("config", "set", "--secret", "--path", "target.kubeconfig", stdin=tgt.kubeconfig.read_text(), check=True)
@@ -139,7 +141,9 @@ def test_pivot_and_move_back_with_pulumi_up(fresh_clusters, tmp_path: Path) -> N
     del p.env_extra[KILL_AFTER_WRITES_ENV]
     assert killed.returncode != 0
     assert snapshot(eph) and snapshot(tgt)                      # really interrupted mid-move
+    assert lease(eph) is not None                               # the killed mover's lock is left behind
     p.run("up", "--yes", check=True)
+    assert lease(eph) is None and lease(tgt) is None            # taken over (holder dead), then released
     assert check(eph, tgt, expect="target").ok
     assert {k: canonical(o) for k, o in snapshot(tgt).items()} == original
     settle(tgt)
@@ -153,8 +157,11 @@ def test_pivot_and_move_back_with_pulumi_up(fresh_clusters, tmp_path: Path) -> N
     p.run("up", "--yes", check=True)
     assert check(eph, tgt, expect="target").ok
 
-    # 7. secrets: no kubeconfig key and no BMC password anywhere in state or output
-    everything = p.all_text()
+    # 7. secrets: no kubeconfig key and no BMC password anywhere in state or output, the state being the
+    #    PostgreSQL table (queried, every row) and the project's files
+    rows = postgres.sql("SELECT key || ' ' || data::text FROM pulumi_state", database=postgres.database)
+    assert "/stacks/metal3-pivot/pivot.json" in rows and "ciphertext" in rows    # the stack, secrets sealed
+    everything = p.all_text() + rows
     for cluster in (eph, tgt):
         key = next(line.split(":", 1)[1].strip() for line in cluster.kubeconfig.read_text().splitlines()
                    if "client-key-data" in line)

@@ -1,0 +1,164 @@
+"""Two movers started together, with the real pulumi CLI, the real PostgreSQL backend and real clusters.
+
+Three races: two `pulumi up` of one stack; two stacks pointed at the same clusters; the engine CLI
+against `pulumi up`. In each, exactly one moves; the other is refused with a message that says who
+moves (our lock) or that the stack is locked (Pulumi's); the write journal shows no interleaving and
+the invariant checker passes. The stacks only move (providers pre-installed, `ironic.install: false`)
+so that the race is about the move. Every write pauses a little (METAL3_PIVOT_WRITE_DELAY) so a move
+lasts long enough for the second mover to meet it.
+
+Each race runs once in the suite, alternating direction; `python -m benchmarks.concurrency_stress`
+runs each 10 times (METAL3_PIVOT_STRESS) and prints the table of outcomes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from lab.cluster import LocalCluster
+from tests.concurrency import (
+    interleavings,
+    journal_env,
+    lease,
+    move_spans,
+    repeats,
+    report_attempt,
+    start_cli,
+    wait_for_lease,
+)
+from tests.movekit import canonical, check, cli_move_args, seed_pair, settle, snapshot
+from tests.pulumi_cli import PulumiProject, Result
+from tests.test_pulumi_pivot import PROGRAM
+
+pytestmark = [pytest.mark.pulumi, pytest.mark.cluster]
+
+OUR_LOCK = "another move is in progress"
+PULUMI_LOCK = "the stack is currently locked"
+
+
+@dataclass
+class Race:
+    clusters: dict[str, LocalCluster]
+    original: dict
+    location: str = "ephemeral"
+
+    @property
+    def eph(self) -> LocalCluster:
+        return self.clusters["ephemeral"]
+
+    @property
+    def tgt(self) -> LocalCluster:
+        return self.clusters["target"]
+
+    def flip(self) -> str:
+        """The next destination; the controllers of the current side reconcile first (as after a pivot)."""
+        settle(self.eph if self.location == "ephemeral" else self.tgt)
+        self.location = "target" if self.location == "ephemeral" else "ephemeral"
+        return self.location
+
+    def assert_settled(self) -> None:
+        dst = self.tgt if self.location == "target" else self.eph
+        assert check(self.eph, self.tgt, expect=self.location).ok
+        assert {k: canonical(o) for k, o in snapshot(dst).items()} == self.original
+        assert lease(self.eph) is None and lease(self.tgt) is None
+
+
+@pytest.fixture
+def race(fresh_clusters) -> Race:
+    clusters = fresh_clusters()
+    seed_pair(clusters)
+    return Race(clusters, {k: canonical(o) for k, o in snapshot(clusters["ephemeral"]).items()})
+
+
+def move_only_stack(directory: Path, stack: str, race: Race, backend: str, *, create: bool = True) -> PulumiProject:
+    if create:
+        p = PulumiProject.create(directory, "metal3-pivot", PROGRAM, stack=stack, backend=backend)
+    else:
+        p = PulumiProject(directory, stack, backend)
+        p.run("stack", "init", stack, check=True)
+    p.run("config", "set", "--secret", "--path", "ephemeral.kubeconfig", stdin=race.eph.kubeconfig.read_text(),
+          check=True)
+    p.run("config", "set", "--secret", "--path", "target.kubeconfig", stdin=race.tgt.kubeconfig.read_text(),
+          check=True)
+    for path, value in (("providers.install", "false"), ("ironic.install", "false"), ("protect", "false"),
+                        ("skipAwait", "true")):
+        p.run("config", "set", "--path", path, value, check=True)
+    p.set_config("location", race.location)
+    p.run("up", "--yes", check=True)                    # adopts where the objects are: nothing moves
+    return p
+
+
+def moved(result: Result) -> bool:
+    return result.returncode == 0 and "metal3-pivot: moved" in result.output
+
+
+def judge(scenario: str, results: dict[str, Result], journal: Path, race: Race) -> None:
+    """Exactly one moved; every other was refused with a clear message; no interleaving; nothing lost."""
+    winners = [name for name, r in results.items() if moved(r)]
+    refusals = {}
+    for name, r in results.items():
+        if name in winners:
+            continue
+        assert r.returncode != 0, f"{name} neither moved nor was refused:\n{r.output[-3000:]}"
+        text = r.output
+        assert OUR_LOCK in text or PULUMI_LOCK in text, f"{name}: unclear refusal:\n{text[-3000:]}"
+        refusals[name] = "our lock" if OUR_LOCK in text else "pulumi's stack lock"
+    spans = move_spans(journal)
+    report_attempt(scenario, {"direction": race.location, "winners": winners, "refusals": refusals,
+                              "writers": len(spans), "interleavings": interleavings(journal)})
+    assert len(winners) == 1, {n: r.output[-2000:] for n, r in results.items()}
+    assert len(spans) == 1, spans
+    assert interleavings(journal) == 0
+    race.assert_settled()
+
+
+@pytest.mark.parametrize("attempt", range(repeats()))
+def test_two_ups_of_one_stack_on_the_team_backend(race, postgres, tmp_path, attempt) -> None:
+    backend = postgres.url.replace("table=pulumi_state", f"table=race_{tmp_path.name[-12:].replace('-', '_')}")
+    p = move_only_stack(tmp_path / "proj", "team", race, backend)
+    journal = tmp_path / "journal"
+    p.set_config("location", race.flip())
+    env = journal_env(journal)
+    procs = {"first": p.start("up", "--yes", env_extra=env), "second": p.start("up", "--yes", env_extra=env)}
+    judge("two ups, one stack", {n: p.finish(proc) for n, proc in procs.items()}, journal, race)
+
+
+@pytest.mark.parametrize("attempt", range(repeats()))
+def test_two_stacks_on_the_same_clusters(race, postgres, tmp_path, attempt) -> None:
+    backend = postgres.url.replace("table=pulumi_state", f"table=race_{tmp_path.name[-12:].replace('-', '_')}")
+    a = move_only_stack(tmp_path / "proj", "alice", race, backend)
+    b = move_only_stack(tmp_path / "proj", "bob", race, backend, create=False)
+    journal = tmp_path / "journal"
+    destination = race.flip()
+    for p in (a, b):
+        p.set_config("location", destination)
+    env = journal_env(journal)
+    procs = {"alice": a.start("up", "--yes", env_extra=env), "bob": b.start("up", "--yes", env_extra=env)}
+    judge("two stacks, same clusters", {"alice": a.finish(procs["alice"]), "bob": b.finish(procs["bob"])},
+          journal, race)
+
+
+@pytest.mark.parametrize("attempt", range(repeats()))
+def test_engine_cli_against_pulumi_up(race, tmp_path, attempt) -> None:
+    """Twice: both started at once (the CLI, quicker to start, usually wins and `pulumi up` is refused by
+    its check), then the CLI started once `pulumi up` holds the lock (the CLI is refused)."""
+    p = move_only_stack(tmp_path / "proj", "dev", race, "")
+    for cli_waits in (False, True):
+        journal = tmp_path / f"journal-{cli_waits}"
+        destination = race.flip()
+        p.set_config("location", destination)
+        src, dst = (race.eph, race.tgt) if destination == "target" else (race.tgt, race.eph)
+        env = journal_env(journal)
+        up = p.start("up", "--yes", env_extra=env)
+        if cli_waits:
+            wait_for_lease(race.eph, up, timeout=120)
+        engine = start_cli(*cli_move_args(src, dst), env_extra=env)
+        out, err = engine.communicate(timeout=300)
+        # the CLI prints "moved N objects ..." on stdout, as the pulumi program's progress does on stderr
+        engine_result = Result(["metal3-pivot", "move"], engine.returncode, "", err + out.replace(
+            "moved ", "metal3-pivot: moved ", 1))
+        judge("engine CLI against pulumi up", {"pulumi up": p.finish(up), "engine CLI": engine_result}, journal,
+              race)
