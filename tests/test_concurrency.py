@@ -13,11 +13,13 @@ runs each 10 times (METAL3_PIVOT_STRESS) and prints the table of outcomes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from lab.cli import start_clusters
 from lab.cluster import LocalCluster
 from tests.concurrency import (
     interleavings,
@@ -29,6 +31,7 @@ from tests.concurrency import (
     start_cli,
     wait_for_lease,
 )
+from tests.conftest import SESSION_DIR
 from tests.movekit import canonical, check, cli_move_args, seed_pair, settle, snapshot
 from tests.pulumi_cli import PulumiProject, Result
 from tests.test_pulumi_pivot import PROGRAM
@@ -41,9 +44,13 @@ PULUMI_LOCK = "the stack is currently locked"
 
 @dataclass
 class Race:
+    """One cluster pair for the module; the races take turns on it, each from where the last left off."""
+
     clusters: dict[str, LocalCluster]
     original: dict
+    base: Path
     location: str = "ephemeral"
+    stacks: dict[tuple[str, str], PulumiProject] = field(default_factory=dict)
 
     @property
     def eph(self) -> LocalCluster:
@@ -66,19 +73,27 @@ class Race:
         assert lease(self.eph) is None and lease(self.tgt) is None
 
 
-@pytest.fixture
-def race(fresh_clusters) -> Race:
-    clusters = fresh_clusters()
+@pytest.fixture(scope="module")
+def race(tmp_path_factory) -> Iterator[Race]:
+    clusters = start_clusters(["ephemeral", "target"], SESSION_DIR / "concurrency", attached=True)
     seed_pair(clusters)
-    return Race(clusters, {k: canonical(o) for k, o in snapshot(clusters["ephemeral"]).items()})
+    yield Race(clusters, {k: canonical(o) for k, o in snapshot(clusters["ephemeral"]).items()},
+               tmp_path_factory.mktemp("races"))
+    for c in clusters.values():
+        c.stop()
 
 
-def move_only_stack(directory: Path, stack: str, race: Race, backend: str, *, create: bool = True) -> PulumiProject:
-    if create:
+def move_only_stack(project: str, stack: str, race: Race, backend: str) -> PulumiProject:
+    """A stack that only moves (made once per module, then reused by every attempt)."""
+    if (project, stack) in race.stacks:
+        return race.stacks[(project, stack)]
+    directory = race.base / project
+    if not (directory / "Pulumi.yaml").exists():
         p = PulumiProject.create(directory, "metal3-pivot", PROGRAM, stack=stack, backend=backend)
     else:
         p = PulumiProject(directory, stack, backend)
         p.run("stack", "init", stack, check=True)
+    race.stacks[(project, stack)] = p
     p.run("config", "set", "--secret", "--path", "ephemeral.kubeconfig", stdin=race.eph.kubeconfig.read_text(),
           check=True)
     p.run("config", "set", "--secret", "--path", "target.kubeconfig", stdin=race.tgt.kubeconfig.read_text(),
@@ -117,8 +132,7 @@ def judge(scenario: str, results: dict[str, Result], journal: Path, race: Race) 
 
 @pytest.mark.parametrize("attempt", range(repeats()))
 def test_two_ups_of_one_stack_on_the_team_backend(race, postgres, tmp_path, attempt) -> None:
-    backend = postgres.url.replace("table=pulumi_state", f"table=race_{tmp_path.name[-12:].replace('-', '_')}")
-    p = move_only_stack(tmp_path / "proj", "team", race, backend)
+    p = move_only_stack("team", "team", race, postgres.url.replace("pulumi_state", "race_one_stack"))
     journal = tmp_path / "journal"
     p.set_config("location", race.flip())
     env = journal_env(journal)
@@ -128,9 +142,9 @@ def test_two_ups_of_one_stack_on_the_team_backend(race, postgres, tmp_path, atte
 
 @pytest.mark.parametrize("attempt", range(repeats()))
 def test_two_stacks_on_the_same_clusters(race, postgres, tmp_path, attempt) -> None:
-    backend = postgres.url.replace("table=pulumi_state", f"table=race_{tmp_path.name[-12:].replace('-', '_')}")
-    a = move_only_stack(tmp_path / "proj", "alice", race, backend)
-    b = move_only_stack(tmp_path / "proj", "bob", race, backend, create=False)
+    backend = postgres.url.replace("pulumi_state", "race_two_stacks")
+    a = move_only_stack("two", "alice", race, backend)
+    b = move_only_stack("two", "bob", race, backend)
     journal = tmp_path / "journal"
     destination = race.flip()
     for p in (a, b):
@@ -145,7 +159,7 @@ def test_two_stacks_on_the_same_clusters(race, postgres, tmp_path, attempt) -> N
 def test_engine_cli_against_pulumi_up(race, tmp_path, attempt) -> None:
     """Twice: both started at once (the CLI, quicker to start, usually wins and `pulumi up` is refused by
     its check), then the CLI started once `pulumi up` holds the lock (the CLI is refused)."""
-    p = move_only_stack(tmp_path / "proj", "dev", race, "")
+    p = move_only_stack("cli", "dev", race, "")
     for cli_waits in (False, True):
         journal = tmp_path / f"journal-{cli_waits}"
         destination = race.flip()
