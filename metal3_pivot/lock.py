@@ -28,6 +28,7 @@ import contextlib
 import datetime as dt
 import os
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -189,6 +190,7 @@ class MoveLock:
         self.say = progress or (lambda _msg: None)
         self.held: dict[str, tuple[Kube, Obj]] = {}    # cluster name -> (client, our Lease as last written)
         self.lost: str | None = None
+        self.renewed: dict[str, float] = {}             # cluster name -> monotonic time of the last good write
         self._renewer: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> MoveLock:
@@ -199,9 +201,18 @@ class MoveLock:
         await self.release()
 
     def check(self) -> None:
-        """Called between phases: stop before the next write if another mover has taken the lock over."""
+        """Called before every write: stop if another mover has taken the lock over, or if renewals have
+        failed for so long that it could have (client-go's "renew deadline": two thirds of the duration,
+        so we stop before the Lease can expire in anybody's eyes)."""
         if self.lost:
             raise LockLostError(self.lost)
+        now = time.monotonic()
+        for name, at in self.renewed.items():
+            if now - at > self.duration * 2 / 3:
+                self.lost = (f"could not renew the move lock in {name} for {now - at:.0f} s (its duration is "
+                             f"{self.duration:.0f} s): stopped before another mover could take it over. Nothing "
+                             "is lost: run the move again")
+                raise LockLostError(self.lost)
 
     # -- acquire -------------------------------------------------------------------------------------
     async def acquire(self) -> None:
@@ -209,6 +220,7 @@ class MoveLock:
         try:
             for _, kube in sorted(zip(uids, self.kubes, strict=True), key=lambda p: p[0]):
                 self.held[kube.name] = (kube, await self._take(kube))
+                self.renewed[kube.name] = time.monotonic()
         except BaseException:
             await self.release()
             raise
@@ -278,10 +290,12 @@ class MoveLock:
                 body["spec"] = {**lease["spec"], "renewTime": _micro(_now())}
                 try:
                     self.held[name] = (kube, await kube.replace(LEASE, body))
+                    self.renewed[name] = time.monotonic()
                 except ConflictError:
                     fresh = await kube.get(LEASE, LOCK_NAME, LOCK_NAMESPACE)
                     if fresh is not None and self._mine(fresh):     # our renewal landed, its answer did not
                         self.held[name] = (kube, fresh)
+                        self.renewed[name] = time.monotonic()
                         continue
                     self.lost = self._lost_message(name)
                     return
@@ -307,6 +321,7 @@ class MoveLock:
             with contextlib.suppress(PivotError):
                 await self._drop(kube, lease)
         self.held.clear()
+        self.renewed.clear()
 
     async def _drop(self, kube: Kube, lease: Obj) -> None:
         """Delete our Lease, and only ours: if another mover took it over, theirs stays. A renewal cut

@@ -1,0 +1,70 @@
+"""The move lock's judgement, offline: when a Lease may be taken over, and when a holder must stop."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from metal3_pivot.errors import LockLostError
+from metal3_pivot.lock import Holder, LeaseState, MoveLock, process_start
+
+
+def lease(holder: Holder | None, *, renewed_ago: float = 0.0, duration: int = 60) -> dict:
+    renewed = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=renewed_ago)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return {"metadata": {"name": "metal3-pivot-move", "annotations": holder.annotations() if holder else {}},
+            "spec": {"holderIdentity": holder.identity if holder else None, "leaseDurationSeconds": duration,
+                     "renewTime": renewed}}
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_live_holder_keeps_its_lock() -> None:
+    me = Holder.me("metal3-pivot CLI (ops)", "ephemeral -> target")
+    state = LeaseState.of(lease(me))
+    assert state.takeable == (False, "")
+    message = state.refusal("target")
+    assert f"metal3-pivot CLI (ops) on {socket.gethostname()} (pid {os.getpid()})" in message
+    assert "is moving ephemeral -> target" in message and "kubectl -n kube-system get lease" in message
+
+
+def test_an_expired_lock_is_taken_over() -> None:
+    other = Holder("pulumi stack fleet/prod", "target -> ephemeral", "bastion-2", 4242, "1", "t")
+    ok, why = LeaseState.of(lease(other, renewed_ago=61)).takeable
+    assert ok and why.startswith("expired at")
+    assert LeaseState.of(lease(other, renewed_ago=30)).takeable[0] is False   # alive elsewhere: not ours to judge
+
+
+def test_a_dead_holder_on_this_host_is_taken_over_at_once() -> None:
+    pid = dead_pid()
+    gone = Holder("metal3-pivot CLI", "a -> b", socket.gethostname(), pid, "12345", "t")
+    ok, why = LeaseState.of(lease(gone)).takeable
+    assert ok and f"pid {pid} on this host" in why
+
+
+def test_a_recycled_pid_is_not_mistaken_for_the_holder() -> None:
+    recycled = Holder("metal3-pivot CLI", "a -> b", socket.gethostname(), os.getpid(), "not-my-start-time", "t")
+    assert recycled.is_gone()
+    assert not Holder("x", "a -> b", socket.gethostname(), os.getpid(), process_start(os.getpid()), "t").is_gone()
+
+
+def test_a_released_lease_is_free() -> None:
+    assert LeaseState.of(lease(None)).takeable == (True, "released")
+
+
+def test_a_holder_that_cannot_renew_stops_before_the_lock_could_expire() -> None:
+    lock = MoveLock([], Holder.me("metal3-pivot CLI", "a -> b"), duration=60)
+    lock.renewed["target"] = time.monotonic() - 39
+    lock.check()                                    # within the renew deadline (2/3 of 60 s)
+    lock.renewed["target"] = time.monotonic() - 41
+    with pytest.raises(LockLostError, match="could not renew the move lock in target for 41 s"):
+        lock.check()
