@@ -15,7 +15,8 @@ bootstrap:
 demo: bootstrap
 	python -m lab.demo
 
-test: bootstrap
+test:
+	python3 tools/bootstrap.py --tests
 	tools/offline python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 

@@ -353,6 +353,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="report what is missing; build nothing")
     parser.add_argument("--only", action="append", help="only this tool (repeatable)")
+    parser.add_argument("--tests", action="store_true",
+                        help="also what only the test suite needs (PostgreSQL for the team-backend tests)")
     args = parser.parse_args()
     start = time.monotonic()
     all_tools = [t for t in tools() if not args.only or t.name in args.only]
@@ -391,7 +393,7 @@ def main() -> int:
         if not args.only:
             say(f"python language host: {install_language_host()}")
             ensure_crd_modules()
-        if not args.only or "postgresql" in args.only:
+        if (args.tests and not args.only) or (args.only and "postgresql" in args.only):
             say(f"postgresql: {ensure_postgres()}")
     except BootstrapError as err:
         print(f"bootstrap: ERROR: {err}\nbootstrap: what to do: fix the cause above and run "
