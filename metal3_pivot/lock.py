@@ -70,12 +70,14 @@ def _parse(value: str | None) -> dt.datetime | None:
 
 def process_start(pid: int) -> str:
     """The kernel's start time of a process (clock ticks since boot): with the pid, it names one process
-    for good, so a recycled pid is not mistaken for a live holder. Empty where /proc is unavailable."""
+    for good, so a recycled pid is not mistaken for a live holder. Empty when there is no such running
+    process (a zombie, killed but not yet reaped by its parent, is not running) or /proc is unavailable."""
     try:
-        stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115 - one read of a tiny file
-    except OSError:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
         return ""
-    return stat.rsplit(")", 1)[1].split()[19]
+    return "" if fields[0] in ("Z", "X") else fields[19]
 
 
 @dataclass(frozen=True)

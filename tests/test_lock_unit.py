@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -49,6 +50,18 @@ def test_a_dead_holder_on_this_host_is_taken_over_at_once() -> None:
     gone = Holder("metal3-pivot CLI", "a -> b", socket.gethostname(), pid, "12345", "t")
     ok, why = LeaseState.of(lease(gone)).takeable
     assert ok and f"pid {pid} on this host" in why
+
+
+def test_a_killed_holder_not_yet_reaped_is_gone() -> None:
+    """pulumi's engine may not have reaped the SIGKILLed provider process yet when the next run looks."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    stat = Path(f"/proc/{proc.pid}/stat")
+    while time.monotonic() < deadline and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        time.sleep(0.05)
+    zombie = Holder("metal3-pivot CLI", "a -> b", socket.gethostname(), proc.pid, "1", "t")
+    assert zombie.is_gone()
+    proc.wait()
 
 
 def test_a_recycled_pid_is_not_mistaken_for_the_holder() -> None:
