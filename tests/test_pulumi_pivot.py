@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import re
 import threading
 from pathlib import Path
@@ -159,9 +160,10 @@ def test_pivot_and_move_back_with_pulumi_up(fresh_clusters, postgres, tmp_path: 
 
     # 7. secrets: no kubeconfig key and no BMC password anywhere in state or output, the state being the
     #    PostgreSQL table (queried, every row) and the project's files
-    rows = postgres.sql("SELECT key || ' ' || data::text FROM pulumi_state", database=postgres.database)
-    assert "/stacks/metal3-pivot/pivot.json" in rows and "ciphertext" in rows    # the stack, secrets sealed
-    everything = p.all_text() + rows
+    rows = state_rows(postgres)
+    assert "pulumi/.pulumi/stacks/metal3-pivot/pivot.json" in rows
+    assert '"ciphertext"' in rows["pulumi/.pulumi/stacks/metal3-pivot/pivot.json"]      # secrets sealed in it
+    everything = p.all_text() + "\n".join(rows.values())
     for cluster in (eph, tgt):
         key = next(line.split(":", 1)[1].strip() for line in cluster.kubeconfig.read_text().splitlines()
                    if "client-key-data" in line)
@@ -196,6 +198,22 @@ def test_bad_config_fails_preview_and_writes_nothing(fresh_clusters, tmp_path: P
     after = {c.name: resource_versions(c) for c in (eph, tgt)}
     assert after == before
     assert "client-key-data" not in p.all_text()
+
+
+def state_rows(postgres) -> dict[str, str]:
+    """Every row of the backend's table, as the file it stands for: the backend keeps each file's bytes
+    base64-encoded in a JSON column (`{"data": "..."}`), some gzip-compressed; decoded here, so that the
+    search below reads what the state really says, not its encoding."""
+    out = {}
+    listing = postgres.sql("SELECT key || ' ' || (data->>'data') FROM pulumi_state", database=postgres.database)
+    for line in listing.splitlines():
+        key, _, encoded = line.partition(" ")
+        raw = base64.b64decode(encoded)
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        out[key] = raw.decode(errors="replace")
+    assert out, "the PostgreSQL state table is empty"
+    return out
 
 
 def _bmc_password(cluster: LocalCluster) -> str:
