@@ -218,11 +218,11 @@ def via_pulumi(step: int, topo: Topology) -> int:
             eph.stop()
             tgt.stop()
     minutes = (time.monotonic() - t0) / 60
-    print("| via | objects | kill step | kill points tried (move / back) | converged | objects lost | pulumi ups "
-          "| minutes |")
-    print("|---|---|---|---|---|---|---|---|")
-    print(f"| pulumi up | {len(original)} | {step} | {tried} (last points {writes.get('target')} / "
-          f"{writes.get('ephemeral')}) | {converged} | {lost} | {ups} | {minutes:.1f} |")
+    print("| via | objects | kill step | kill points tried | converged | first k not reached (move / back) "
+          "| objects lost | pulumi ups | minutes |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| pulumi up | {len(original)} | {step} | {tried} | {converged} | {writes.get('target')} / "
+          f"{writes.get('ephemeral')} | {lost} | {ups} | {minutes:.1f} |")
     return 0 if converged == tried and lost == 0 else 1
 
 
