@@ -6,7 +6,10 @@
    (move.yml's `clusterctl init`) and Ironic + BMO on the ephemeral cluster;
 3. location=target: `pulumi preview --diff`, then `pulumi up`: Ironic hands over, the objects pivot;
 4. the target's controllers reconcile (played by lab.seed.settle: no controller images run here);
-5. location=ephemeral: preview, then `pulumi up`: the move back; then `metal3-pivot verify`.
+5. location=ephemeral: preview, then `pulumi up`: the move back; then `metal3-pivot verify`;
+6. a `metal3-pivot move --to-directory` backup, then the secrets audit (lab/audit.py): the state, every
+   log this run wrote, the captured output (.lab/demo-output.log) searched for the kubeconfigs'
+   credentials and the BMC passwords; the backup folder must be 0700 with 0600 files.
 
 State goes to a file:// backend in .state/; the passphrase defaults to the demo value the committed
 local stack was created with (it protects nothing but these throw-away clusters). The clusters keep
@@ -23,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from lab import crds
+from lab import audit, crds
 from lab.cli import seed_cluster, start_clusters
 from lab.cluster import LocalCluster
 from lab.seed import settle
@@ -47,9 +50,21 @@ def pulumi_env() -> dict[str, str]:
     return env
 
 
+TRANSCRIPT = ROOT / ".lab" / "demo-output.log"
+
+
 def run(*cmd: str, check: bool = True) -> int:
+    """Run a command, its output shown and kept in TRANSCRIPT (which the secrets audit searches)."""
     print(f"$ {' '.join(cmd)}", flush=True)
-    rc = subprocess.run(list(cmd), env=pulumi_env(), cwd=ROOT).returncode
+    with subprocess.Popen(list(cmd), env=pulumi_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, errors="replace") as proc, TRANSCRIPT.open("a") as out:
+        out.write(f"$ {' '.join(cmd)}\n")
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            out.write(line)
+    rc = proc.returncode
     if check and rc != 0:
         raise SystemExit(f"demo: `{' '.join(cmd)}` failed (exit {rc})")
     return rc
@@ -77,9 +92,26 @@ def relocate(what: str, location: str, eph: LocalCluster, tgt: LocalCluster) -> 
         "-n", TOPOLOGY.namespace, "--expect", "target" if location == "target" else "source")
 
 
+def move_log_dir() -> Path:
+    """Where the ObjectLocation provider writes its move logs (components/object_location.py)."""
+    base = os.environ.get("METAL3_PIVOT_CACHE") or os.path.join(os.path.expanduser("~/.cache"), "metal3-pivot")
+    return Path(base) / "logs" / "moves"
+
+
+def secrets_audit(eph: LocalCluster, tgt: LocalCluster, since: float, backup: Path) -> audit.AuditReport:
+    needles = {**audit.kubeconfig_needles(eph.kubeconfig, "ephemeral kubeconfig"),
+               **audit.kubeconfig_needles(tgt.kubeconfig, "target kubeconfig"), **audit.bmc_needles(TOPOLOGY)}
+    files = [*audit.files_under(ROOT / ".state"), *audit.files_under(move_log_dir(), since=since),
+             *audit.files_under(ROOT / ".lab", suffixes=(".log",))]
+    return audit.audit(files, needles, [backup])
+
+
 def main() -> int:
     t0 = time.monotonic()
+    started = time.time()
     lab = ROOT / ".lab"
+    lab.mkdir(exist_ok=True)
+    TRANSCRIPT.write_text("")
     step("starting the local management clusters (etcd + kube-apiserver + kube-controller-manager each)")
     for name in ("ephemeral", "target"):
         if (lab / name / "cluster.json").exists():
@@ -101,9 +133,19 @@ def main() -> int:
     reconcile(tgt)
     relocate("move back", "ephemeral", eph, tgt)
     pulumi("stack", "output")
+    backup = lab / "backup"
+    step(f"a --to-directory backup into {backup.relative_to(ROOT)} (holds Secrets: 0700 folder, 0600 files)")
+    shutil.rmtree(backup, ignore_errors=True)
+    run("metal3-pivot", "move", "--kubeconfig", str(eph.kubeconfig), "-n", TOPOLOGY.namespace,
+        "--to-directory", str(backup))
+    step("secrets audit: state, logs, output and backup searched for kubeconfig credentials and BMC passwords")
+    report = secrets_audit(eph, tgt, started, backup)
+    for finding in report.findings:
+        print(f"  {finding}")
+    print(report.summary(), flush=True)
     step(f"done in {time.monotonic() - t0:.0f} s: the objects pivoted to the target and came back. Clusters keep "
          "running (kubeconfigs in .lab/*/kubeconfig); `make clusters-down` stops them")
-    return 0
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

@@ -54,9 +54,13 @@ def read(directory: Path, served: dict[tuple[str, str], ResourceType]) -> Cluste
     core = {("", "Secret"): SECRET, ("", "ConfigMap"): CONFIGMAP}
     for path in sorted(directory.glob("*.yaml")):
         try:
-            obj = yaml.safe_load(path.read_text())
+            obj = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as err:
             raise InputError(f"{path}: not valid YAML: {err}") from None
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: not UTF-8 text, so not YAML") from None
+        except RecursionError:
+            raise InputError(f"{path}: nested deeper than a YAML parser follows: not a Kubernetes object") from None
         if not isinstance(obj, dict) or "kind" not in obj or "metadata" not in obj:
             raise InputError(f"{path}: not a Kubernetes object")
         api = obj["apiVersion"]

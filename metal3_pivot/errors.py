@@ -155,7 +155,20 @@ class ForeignMoveError(PreflightError):
     code = "foreign-move"
 
 
+class ObjectTooLargeError(PreflightError):
+    """An object whose copy would exceed a size limit of the API server (annotations 256 KiB, etcd's
+    request limit): the target would reject it halfway through the move."""
+
+    code = "too-large"
+
+
+class NestingTooDeepError(PreflightError):
+    """An object nested deeper than this tool's JSON parser follows: refused before any write."""
+
+    code = "too-deep"
+
+
 PREFLIGHT_ERRORS: dict[str, type[PreflightError]] = {
     cls.code: cls for cls in (MissingNamespaceError, MissingCrdError, ProviderVersionError, BlockedMoveError,
                               NotProvisionedError, AlreadyPausedError, BrokenOwnerChainError, HostStatusError,
-                              TargetConflictError, ForeignMoveError)}
+                              TargetConflictError, ForeignMoveError, ObjectTooLargeError, NestingTooDeepError)}

@@ -14,6 +14,7 @@ import json
 import os
 import random
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -26,7 +27,14 @@ from lightkube.config.client_adapter import user_auth, verify_cluster
 from lightkube.config.kubeconfig import KubeConfig, SingleConfig
 from lightkube.core.exceptions import ConfigError
 
-from metal3_pivot.errors import ApiError, KubeconfigError, UnknownContextError, UnreachableClusterError
+from metal3_pivot.errors import (
+    ApiError,
+    KubeconfigError,
+    NestingTooDeepError,
+    Problem,
+    UnknownContextError,
+    UnreachableClusterError,
+)
 
 Obj = dict[str, Any]
 
@@ -124,9 +132,12 @@ def load_kubeconfig(source: str | Path, context: str | None = None, *, label: st
                                     and not source.lstrip().startswith(("{", "apiVersion"))):
         path = Path(source).expanduser()
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as err:
             raise KubeconfigError(f"{label}: cannot read {path}: {err.strerror}") from None
+        except UnicodeDecodeError as err:
+            raise KubeconfigError(f"{path} is not UTF-8 text (byte {err.start}): a kubeconfig is YAML, "
+                                  "which must be UTF-8") from None
         where = str(path)
     else:
         text, where, path = str(source), f"{label} (inline)", None
@@ -136,6 +147,8 @@ def load_kubeconfig(source: str | Path, context: str | None = None, *, label: st
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise KubeconfigError(f"{where} is not valid YAML{at}") from None
+    except RecursionError:
+        raise KubeconfigError(f"{where} is not a kubeconfig: it nests deeper than a YAML parser follows") from None
     if not isinstance(data, dict) or not data.get("clusters") or not data.get("contexts"):
         raise KubeconfigError(f"{where} is not a kubeconfig: it needs `clusters` and `contexts`")
     try:
@@ -210,11 +223,12 @@ class Kube:
                         pause = _count_write(self.server, method, path)
                         if pause:
                             await asyncio.sleep(pause)
-                    return cast(Obj, resp.json()) if resp.content else {}
+                    return _decode(resp, self.name, method, path) if resp.content else {}
                 if resp.status_code == 404 and ok_missing:
                     return None
-                if resp.status_code not in RETRYABLE or attempt == self.retries:
-                    raise ApiError.from_response(self.name, method, path, resp.status_code, _json_or_none(resp))
+                answer = _json_or_none(resp)
+                if resp.status_code not in RETRYABLE or attempt == self.retries or _too_large(answer):
+                    raise ApiError.from_response(self.name, method, path, resp.status_code, answer)
             await asyncio.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 2.0)
         raise AssertionError("unreachable")
@@ -289,9 +303,29 @@ class Kube:
         return cast(Obj, await self.request("GET", "/version"))
 
 
+def _decode(resp: httpx.Response, cluster: str, method: str, path: str) -> Obj:
+    """The answer's JSON. An object nested deeper than Python's parser follows (the API server accepts up
+    to 10,000 levels, Python's recursion limit stops at about 900) is refused by name, never a traceback;
+    this happens while reading, so before any write of a move."""
+    try:
+        return cast(Obj, resp.json())
+    except RecursionError:
+        where = f"{method} {path}"
+        raise NestingTooDeepError(
+            f"{cluster}: {where}: an object in the answer is nested deeper than metal3-pivot can read (about "
+            f"{sys.getrecursionlimit() - 100} levels); nothing was changed: find it (`kubectl get ... -o json`), "
+            "flatten it or move it by hand", [Problem("too-deep", f"{cluster}: {where}", "nested too deep")]
+        ) from None
+
+
+def _too_large(body: Obj | None) -> bool:
+    """etcd refused the request for its size (HTTP 500): retrying cannot help."""
+    return "request is too large" in str((body or {}).get("message", ""))
+
+
 def _json_or_none(resp: httpx.Response) -> Obj | None:
     try:
         data = resp.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None

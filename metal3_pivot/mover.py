@@ -189,6 +189,39 @@ def status_annotation_of(obj: Obj) -> str | None:
     return json.dumps(status, sort_keys=True, separators=(",", ":"))
 
 
+def pause_patch(node: Node) -> Obj | None:
+    """The merge patch that pauses a source object (None: nothing to pause). Also what the pre-flight adds
+    to an object's annotations when it checks that the copy will fit the API server's limits."""
+    ann = node.annotations
+    gk = node.key.group_kind
+    if gk == (CAPI_GROUP, "Cluster") and not (node.obj.get("spec") or {}).get("paused"):
+        return {"spec": {"paused": True}, "metadata": {"annotations": {PAUSED_BY: "true"}}}
+    if gk == (CAPI_GROUP, "ClusterClass") and CLUSTERCLASS_PAUSED not in ann:
+        return {"metadata": {"annotations": {CLUSTERCLASS_PAUSED: "", PAUSED_BY: "true"}}}
+    if gk == (BMH_GROUP, "BareMetalHost"):
+        add: dict[str, str] = {}
+        if BMH_PAUSED not in ann:
+            add[BMH_PAUSED] = OUR_PAUSE_VALUE
+        if BMH_STATUS not in ann:
+            carried = status_annotation_of(node.obj)
+            if carried is not None:
+                add[BMH_STATUS] = carried
+        if add:
+            return {"metadata": {"annotations": add}}
+    return None
+
+
+def copy_annotations(node: Node) -> dict[str, str]:
+    """The annotations the target's copy of a source object will carry: the source's, plus what the pause
+    adds, plus our marks (a resourceVersion is at most 20 digits), minus delete-for-move."""
+    ann = node.annotations
+    ann.update(((pause_patch(node) or {}).get("metadata") or {}).get("annotations") or {})
+    ann.pop(DELETE_FOR_MOVE, None)
+    ann[SOURCE_UID] = node.uid or "0" * 36
+    ann[SOURCE_VERSION] = "9" * 20
+    return ann
+
+
 async def delete_webhook_groups(kube: Kube) -> set[str]:
     """API groups whose DELETE a validating webhook intercepts ("*" matches every group)."""
     groups: set[str] = set()
@@ -352,25 +385,7 @@ class Mover:
     # -- pause -----------------------------------------------------------------------------------------
     async def pause(self, plan: Plan) -> int:
         """Stop the source's controllers acting on what moves: Clusters, ClusterClasses, hosts."""
-        patches: list[tuple[Node, Obj]] = []
-        for node in plan.moving.values():
-            md = node.obj["metadata"]
-            ann = md.get("annotations") or {}
-            gk = node.key.group_kind
-            if gk == (CAPI_GROUP, "Cluster") and not (node.obj.get("spec") or {}).get("paused"):
-                patches.append((node, {"spec": {"paused": True}, "metadata": {"annotations": {PAUSED_BY: "true"}}}))
-            elif gk == (CAPI_GROUP, "ClusterClass") and CLUSTERCLASS_PAUSED not in ann:
-                patches.append((node, {"metadata": {"annotations": {CLUSTERCLASS_PAUSED: "", PAUSED_BY: "true"}}}))
-            elif gk == (BMH_GROUP, "BareMetalHost"):
-                add: dict[str, str] = {}
-                if BMH_PAUSED not in ann:
-                    add[BMH_PAUSED] = OUR_PAUSE_VALUE
-                if BMH_STATUS not in ann:
-                    carried = status_annotation_of(node.obj)
-                    if carried is not None:
-                        add[BMH_STATUS] = carried
-                if add:
-                    patches.append((node, {"metadata": {"annotations": add}}))
+        patches = [(node, patch) for node in plan.moving.values() if (patch := pause_patch(node)) is not None]
 
         async def apply(item: tuple[Node, Obj]) -> None:
             node, patch = item

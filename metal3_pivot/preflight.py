@@ -54,6 +54,76 @@ def _condition(obj: dict[str, Any], kind: str) -> bool:
     return False
 
 
+#: Kubernetes' limit on the total size of an object's annotations (keys + values), bytes
+ANNOTATIONS_LIMIT = 256 * 1024
+#: etcd's default --max-request-bytes: the largest object an API server with a default etcd stores. The
+#: margin covers the key and the request's framing (measured: a custom resource of 1,572,752 bytes of
+#: JSON is stored, 30 bytes more are refused with "etcdserver: request is too large")
+ETCD_REQUEST_LIMIT = 1536 * 1024
+ETCD_MARGIN = 1024
+
+
+def annotations_size(annotations: dict[str, str]) -> int:
+    return sum(len(k.encode()) + len(v.encode()) for k, v in annotations.items())
+
+
+def stored_size(node: Node, added: int) -> int:
+    """What the copy will weigh in etcd, from above: the source object's JSON (managedFields included),
+    plus what we add (twice: the annotation and its managedFields entry). Secrets and ConfigMaps are
+    stored as protobuf, where `data` counts as raw bytes, not base64."""
+    size = len(json.dumps(node.obj, separators=(",", ":"), ensure_ascii=False).encode())
+    if node.key.group_kind == ("", "Secret"):
+        size -= sum(len(v) - len(v) * 3 // 4 for v in (node.obj.get("data") or {}).values())
+    return size + 2 * added + 256
+
+
+#: the deepest nesting of maps and lists the engine copies. The API server accepts up to 10,000 levels;
+#: Python copies and serialises recursively (about 2 stack frames per level, 1,000 frames in all), and real
+#: Cluster-API objects nest fewer than 20 levels
+MAX_DEPTH = 100
+
+
+def depth(value: Any) -> int:
+    """How deeply maps and lists nest in `value` (a scalar: 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+        else:
+            continue
+        deepest = max(deepest, level + 1)
+    return deepest
+
+
+def _size_problems(node: Node) -> list[Problem]:
+    from metal3_pivot.mover import copy_annotations
+
+    levels = depth(node.obj)
+    if levels > MAX_DEPTH:
+        return [Problem("too-deep", str(node.key),
+                        f"nests {levels} levels deep, more than the {MAX_DEPTH} metal3-pivot copies safely: "
+                        "flatten it or move it by hand")]
+    after = copy_annotations(node)
+    size = annotations_size(after)
+    out = []
+    if size > ANNOTATIONS_LIMIT:
+        out.append(Problem("too-large", str(node.key),
+                           f"its annotations would grow to {size} bytes with the marks a move adds "
+                           f"({size - annotations_size(node.annotations)} bytes), over Kubernetes' limit of "
+                           f"{ANNOTATIONS_LIMIT}: the target would reject it halfway; shrink its annotations"))
+    stored = stored_size(node, size - annotations_size(node.annotations))
+    if stored > ETCD_REQUEST_LIMIT - ETCD_MARGIN:
+        out.append(Problem("too-large", str(node.key),
+                           f"about {stored} bytes once copied, over what an API server with etcd's default "
+                           f"request limit ({ETCD_REQUEST_LIMIT} bytes) stores: the target would reject it "
+                           "halfway; shrink it or move it by hand"))
+    return out
+
+
 def findings(plan: Plan, namespaces: Sequence[str]) -> list[Problem]:
     from metal3_pivot.mover import BMH_GROUP, BMH_STATUS, DELETE_FOR_MOVE, PAUSED_BY, status_annotation_of
 
@@ -144,6 +214,8 @@ def findings(plan: Plan, namespaces: Sequence[str]) -> list[Problem]:
             problems.append(Problem("bmh-status", str(node.key),
                                     f"is {state!r}: a host is only moved in a steady state "
                                     f"({', '.join(sorted(s for s in MOVABLE_HOST_STATES if s))}); wait for BMO"))
+    for key in plan.to_create:
+        problems.extend(_size_problems(plan.moving[key]))
     for node, why in plan.source.graph.broken_chains():
         if node.key in plan.moving:
             problems.append(Problem("owner-chain", str(node.key),

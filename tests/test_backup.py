@@ -39,3 +39,19 @@ def test_backup_then_restore_into_an_empty_cluster(fresh_clusters, tmp_path) -> 
     # both clusters now hold the objects: that is what a restore is; verify says so
     report = check(eph, tgt)
     assert {v.code for v in report.violations} == {"duplicate"}
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    (b"apiVersion: v1\nkind: " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested deeper than a YAML parser follows"),
+    (b"apiVersion: v1\nkind: Secret\n# caf\xe9\n", "not UTF-8 text"),
+    (b"kind: [oops\n", "not valid YAML"),
+])
+def test_hostile_backup_files_are_refused_by_name(tmp_path, content: bytes, needle: str) -> None:
+    """A --from-directory file nested 5,000 deep, not UTF-8, or broken: InputError naming the file."""
+    from metal3_pivot.backup import read
+    from metal3_pivot.errors import InputError
+
+    (tmp_path / "x.yaml").write_bytes(content)
+    with pytest.raises(InputError) as err:
+        read(tmp_path, {})
+    assert needle in str(err.value) and "x.yaml" in str(err.value)

@@ -1,0 +1,76 @@
+"""The pre-flight's size and depth rules on hand-made objects (pure: no cluster). The real API server's
+answers behind these limits are in tests/test_bad_input.py."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from metal3_pivot.graph import MOVE_HIERARCHY_LABEL, MOVE_LABEL, Node, ObjKey, TypeInfo
+from metal3_pivot.kube import SECRET, ResourceType
+from metal3_pivot.mover import BMH_PAUSED, SOURCE_UID, SOURCE_VERSION, copy_annotations
+from metal3_pivot.preflight import ANNOTATIONS_LIMIT, MAX_DEPTH, _size_problems, annotations_size, depth
+
+BMH = TypeInfo.from_crd({"metadata": {"labels": {MOVE_LABEL: "", MOVE_HIERARCHY_LABEL: ""}}},
+                        ResourceType("metal3.io", "v1alpha1", "BareMetalHost", "baremetalhosts"))
+UID = "0a1b2c3d-0000-4000-8000-000000000001"
+
+
+def node(info: TypeInfo, obj: dict[str, Any]) -> Node:
+    obj["metadata"].setdefault("uid", UID)
+    obj["metadata"].setdefault("namespace", "metal3")
+    return Node(ObjKey.of(obj), info, obj)
+
+
+def host(annotations: dict[str, str], **spec: Any) -> Node:
+    return node(BMH, {"apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+                      "metadata": {"name": "h", "annotations": dict(annotations)}, "spec": spec})
+
+
+def test_depth_counts_maps_and_lists_without_recursion() -> None:
+    assert depth("x") == 0 and depth({}) == 1 and depth({"a": [{"b": {}}]}) == 4
+    deep: dict[str, Any] = {}
+    cur = deep
+    for _ in range(50_000):                      # far past Python's recursion limit
+        cur["a"] = {}
+        cur = cur["a"]
+    assert depth(deep) == 50_001
+
+
+def test_copy_annotations_are_what_the_target_will_hold() -> None:
+    after = copy_annotations(host({"keep": "me", "clusterctl.cluster.x-k8s.io/delete-for-move": ""}))
+    assert after["keep"] == "me" and after[BMH_PAUSED] == "metal3-pivot" and after[SOURCE_UID] == UID
+    assert len(after[SOURCE_VERSION]) == 20 and "clusterctl.cluster.x-k8s.io/delete-for-move" not in after
+
+
+def test_annotations_that_only_fit_without_our_marks_are_refused() -> None:
+    base = host({})
+    room = ANNOTATIONS_LIMIT - annotations_size(copy_annotations(base)) - len("n")
+    fits = host({"n": "x" * room})
+    assert _size_problems(fits) == []
+    over = host({"n": "x" * (room + 1)})
+    assert annotations_size(over.annotations) < ANNOTATIONS_LIMIT         # the source accepted it
+    problems = _size_problems(over)
+    assert [p.code for p in problems] == ["too-large"] and "annotations would grow to" in problems[0].message
+
+
+def test_a_full_secret_with_full_annotations_is_not_refused() -> None:
+    """Secrets are stored as protobuf (data as raw bytes): 1 MiB of data + 200 KiB of annotations fit in
+    etcd although their JSON (base64) is over 1.5 MiB."""
+    data = base64.b64encode(b"\0" * (1024 * 1024)).decode()
+    secret = node(TypeInfo(SECRET), {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                                     "metadata": {"name": "s", "annotations": {"n": "x" * 200_000}},
+                                     "data": {"blob": data}})
+    assert _size_problems(secret) == []
+
+
+def test_an_object_near_etcds_limit_is_refused_and_one_too_deep_too() -> None:
+    problems = _size_problems(host({}, description="x" * 1_572_000))
+    assert [p.code for p in problems] == ["too-large"] and "etcd's default request limit" in problems[0].message
+    nested: dict[str, Any] = {}
+    cur = nested
+    for _ in range(MAX_DEPTH):
+        cur["a"] = {}
+        cur = cur["a"]
+    assert [p.code for p in _size_problems(host({}, nested=nested))] == ["too-deep"]
+    assert _size_problems(host({}, description="x" * 1_400_000)) == []
