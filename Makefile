@@ -6,6 +6,9 @@ export PULUMI_SKIP_UPDATE_CHECK := true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
 export CLUSTERCTL_DISABLE_VERSIONCHECK := true
 PYTEST_ARGS ?=
+# two workers, a test file each (its module fixtures stay in one process): most of the suite waits on
+# API servers and the pulumi CLI, so two files at a time fit the 2-core machines it runs on
+PYTEST_WORKERS ?= -n 2 --dist loadfile
 
 .PHONY: bootstrap demo test lint bench clusters-down clean
 
@@ -17,7 +20,7 @@ demo: bootstrap
 
 test:
 	python3 tools/bootstrap.py --tests
-	tools/offline python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	tools/offline python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 bench: bootstrap
