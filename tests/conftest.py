@@ -92,15 +92,3 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     else:
         shutil.rmtree(SESSION_DIR, ignore_errors=True)
 
-
-#: the longest test files (minutes each on 2 cores), started first so that the two workers of `make test`
-#: (`--dist loadfile`) do not end with one of them running a long file alone
-LONGEST_FIRST = ("test_pulumi_pivot.py", "test_concurrency.py", "test_demo.py", "test_policies_preview.py",
-                 "test_move_resume.py", "test_bad_input.py", "test_move_lock.py", "test_faults.py")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        name = item.path.name
-        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
-    items.sort(key=rank)   # stable: the order within a file, and of the other files, is kept
