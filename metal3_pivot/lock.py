@@ -54,7 +54,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _micro(t: dt.datetime) -> str:
+def micro_time(t: dt.datetime) -> str:
     """The Lease's MicroTime format."""
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -94,7 +94,7 @@ class Holder:
     @classmethod
     def me(cls, who: str, direction: str) -> Holder:
         pid = os.getpid()
-        return cls(who, direction, socket.gethostname(), pid, process_start(pid), _micro(_now()))
+        return cls(who, direction, socket.gethostname(), pid, process_start(pid), micro_time(_now()))
 
     @property
     def identity(self) -> str:
@@ -229,7 +229,7 @@ class MoveLock:
         self._renewer = asyncio.create_task(self._renew_forever())
 
     def _body(self, base: Obj | None = None) -> Obj:
-        now = _micro(_now())
+        now = micro_time(_now())
         lease: Obj = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                       "metadata": {"name": LOCK_NAME, "namespace": LOCK_NAMESPACE,
                                    "annotations": self.holder.annotations(),
@@ -289,7 +289,7 @@ class MoveLock:
             await asyncio.sleep(self.duration / 3)
             for name, (kube, lease) in list(self.held.items()):
                 body = dict(lease)
-                body["spec"] = {**lease["spec"], "renewTime": _micro(_now())}
+                body["spec"] = {**lease["spec"], "renewTime": micro_time(_now())}
                 try:
                     self.held[name] = (kube, await kube.replace(LEASE, body))
                     self.renewed[name] = time.monotonic()

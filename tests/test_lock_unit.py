@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from metal3_pivot.errors import LockLostError
-from metal3_pivot.lock import Holder, LeaseState, MoveLock, process_start
+from metal3_pivot.lock import Holder, LeaseState, MoveLock, micro_time, process_start
 
 
 def lease(holder: Holder | None, *, renewed_ago: float = 0.0, duration: int = 60) -> dict:
-    renewed = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=renewed_ago)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    renewed = micro_time(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=renewed_ago))
     return {"metadata": {"name": "metal3-pivot-move", "annotations": holder.annotations() if holder else {}},
             "spec": {"holderIdentity": holder.identity if holder else None, "leaseDurationSeconds": duration,
                      "renewTime": renewed}}

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from metal3_pivot.kube import KILL_AFTER_WRITES_ENV, LEASE
-from metal3_pivot.lock import HOST, LOCK_NAME, LOCK_NAMESPACE, PID
+from metal3_pivot.lock import HOST, LOCK_NAME, LOCK_NAMESPACE, PID, micro_time
 from metal3_pivot.mover import DELETE_FOR_MOVE
 from tests.concurrency import interleavings, journal_env, lease, move_spans, start_cli, wait_for_lease
 from tests.movekit import (
@@ -34,10 +34,6 @@ from tests.movekit import (
 pytestmark = pytest.mark.cluster
 
 
-def _micro(t: dt.datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def foreign_lease(duration: int, renewed_ago: float = 0.0) -> dict:
     """A lock as a mover on another machine would hold it."""
     renewed = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=renewed_ago)
@@ -45,9 +41,10 @@ def foreign_lease(duration: int, renewed_ago: float = 0.0) -> dict:
             "metadata": {"name": LOCK_NAME, "namespace": LOCK_NAMESPACE,
                          "annotations": {"metal3-pivot.io/holder": "pulumi stack fleet/prod", HOST: "bastion-2",
                                          PID: "4242", "metal3-pivot.io/direction": "ephemeral -> target",
-                                         "metal3-pivot.io/started": _micro(renewed)}},
+                                         "metal3-pivot.io/started": micro_time(renewed)}},
             "spec": {"holderIdentity": "pulumi stack fleet/prod on bastion-2 (pid 4242)",
-                     "leaseDurationSeconds": duration, "acquireTime": _micro(renewed), "renewTime": _micro(renewed)}}
+                     "leaseDurationSeconds": duration, "acquireTime": micro_time(renewed),
+                     "renewTime": micro_time(renewed)}}
 
 
 def put_lease(cluster, body: dict) -> None:
