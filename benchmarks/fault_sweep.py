@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import copy
 import sys
 import tempfile
 import time
@@ -28,13 +27,13 @@ from lab import crds
 from lab.cli import seed_cluster, start_clusters
 from lab.cluster import LocalCluster
 from lab.faultproxy import FaultProxy, FaultRates
-from lab.seed import settle
+from lab.seed import canonical, settle
 from lab.seed_objects import Topology
 from metal3_pivot.discovery import discover
 from metal3_pivot.errors import PivotError
 from metal3_pivot.graph import ObjKey
 from metal3_pivot.kube import Kube, load_kubeconfig
-from metal3_pivot.mover import SOURCE_UID, SOURCE_VERSION, MoveOptions, Mover
+from metal3_pivot.mover import MoveOptions, Mover
 from metal3_pivot.verify import verify
 
 NS = "metal3"
@@ -57,25 +56,6 @@ class Leg:
 def kube(c: LocalCluster | Path, name: str, **kw: Any) -> Kube:
     path = c.kubeconfig if isinstance(c, LocalCluster) else c
     return Kube(load_kubeconfig(path), name=name, **kw)
-
-
-def canonical(obj: dict[str, Any]) -> dict[str, Any]:
-    o = copy.deepcopy(obj)
-    md = o["metadata"]
-    for f in ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields"):
-        md.pop(f, None)
-    ann = md.get("annotations") or {}
-    ann.pop(SOURCE_UID, None)
-    ann.pop(SOURCE_VERSION, None)
-    if not ann:
-        md.pop("annotations", None)
-    for ref in md.get("ownerReferences") or []:
-        ref.pop("uid", None)
-    o.pop("status", None)
-    spec = o.get("spec")
-    if isinstance(spec, dict) and spec.get("paused") is False:
-        spec.pop("paused")
-    return o
 
 
 async def objects(c: LocalCluster) -> dict[ObjKey, dict[str, Any]]:

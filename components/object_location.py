@@ -87,11 +87,13 @@ async def _views(props: dict[str, Any]) -> tuple[ClusterView, ClusterView]:
         return await asyncio.gather(discover(e, ns), discover(t, ns))
 
 
-async def _locks(props: dict[str, Any]) -> list[str]:
-    """Moves in progress by other movers, as the lock shows them (read-only)."""
+async def _views_and_locks(props: dict[str, Any]) -> tuple[ClusterView, ClusterView, list[str]]:
+    """Both views, and the moves in progress by other movers as the lock shows them (read-only), over one
+    connection per cluster."""
+    ns = list(props.get("namespaces") or [])
     async with _kube(props, "ephemeral") as e, _kube(props, "target") as t:
-        held = await asyncio.gather(read_lock(e), read_lock(t))
-    return [state.refusal(name) for name, state in zip(LOCATIONS, held, strict=True) if state is not None]
+        ev, tv, el, tl = await asyncio.gather(discover(e, ns), discover(t, ns), read_lock(e), read_lock(t))
+    return ev, tv, [state.refusal(name) for name, state in zip(LOCATIONS, (el, tl), strict=True) if state is not None]
 
 
 def where(e: ClusterView, t: ClusterView) -> str:
@@ -115,7 +117,7 @@ def _digest(e: ClusterView, t: ClusterView) -> str:
 
 def inspect(props: dict[str, Any]) -> dict[str, Any]:
     """Where the objects are, what an update would move, and the pre-flight findings for that move."""
-    e, t = asyncio.run(_views(props))
+    e, t, locks = asyncio.run(_views_and_locks(props))
     actual = where(e, t)
     desired = props["location"]
     views = {"ephemeral": e, "target": t}
@@ -129,7 +131,7 @@ def inspect(props: dict[str, Any]) -> dict[str, Any]:
     result["preflight"] = [{"code": p.code, "subject": p.subject, "message": p.message}
                            for p in findings(plan, list(props.get("namespaces") or []))]
     result["preflight"] += [{"code": "move-in-progress", "subject": "move lock", "message": why}
-                            for why in asyncio.run(_locks(props))]
+                            for why in locks]
     return result
 
 

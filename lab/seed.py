@@ -9,6 +9,7 @@ them (clusterctl's pre-flight reads them). Within a level, creates run in parall
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 
 from lab.seed_objects import SeedObject, Topology, build
 from metal3_pivot.kube import CONFIGMAP, NAMESPACE, SECRET, Kube, ResourceType, group_of
+from metal3_pivot.mover import SOURCE_UID, SOURCE_VERSION
 
 CORE = {("", "Secret"): SECRET, ("", "ConfigMap"): CONFIGMAP}
 
@@ -96,3 +98,31 @@ async def settle(kube: Kube, topology: Topology, types: dict[str, ResourceType],
 
     await asyncio.gather(*(one(so) for so in build(topology) if so.status and so.obj["kind"] != "BareMetalHost"))
     return written
+
+
+# ---------------------------------------------------------------------------------------------- comparing
+
+VOLATILE_METADATA = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields")
+
+
+def canonical(obj: dict[str, Any], *, keep_status: bool = False, sort_owners: bool = False) -> dict[str, Any]:
+    """An object without what legitimately differs between clusters: UIDs, versions, timestamps, our marks."""
+    o = copy.deepcopy(obj)
+    md = o["metadata"]
+    for f in VOLATILE_METADATA:
+        md.pop(f, None)
+    ann = md.get("annotations") or {}
+    ann.pop(SOURCE_UID, None)
+    ann.pop(SOURCE_VERSION, None)
+    if not ann:
+        md.pop("annotations", None)
+    for ref in md.get("ownerReferences") or []:
+        ref.pop("uid", None)
+    if sort_owners and md.get("ownerReferences"):
+        md["ownerReferences"].sort(key=lambda r: (r.get("kind", ""), r.get("name", "")))
+    if not keep_status:
+        o.pop("status", None)
+    spec = o.get("spec")
+    if isinstance(spec, dict) and spec.get("paused") is False:
+        spec.pop("paused")       # unpaused: `false` and absent mean the same
+    return o

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +11,12 @@ from typing import Any
 from lab import crds
 from lab.cli import seed_cluster
 from lab.cluster import LocalCluster
+from lab.seed import canonical  # noqa: F401 - the tests import it from here
 from lab.seed_objects import Topology
 from metal3_pivot.discovery import discover
 from metal3_pivot.graph import ObjKey
 from metal3_pivot.kube import CONFIGMAP, NAMESPACE, Kube, load_kubeconfig
-from metal3_pivot.mover import SOURCE_UID, SOURCE_VERSION, MoveOptions, Mover, MoveReport
+from metal3_pivot.mover import MoveOptions, Mover, MoveReport
 from metal3_pivot.verify import VerifyReport, verify
 from tests.conftest import ROOT, tool_env
 
@@ -88,32 +88,6 @@ def resource_versions(cluster: LocalCluster, namespaces: tuple[str, ...] = ()) -
             view = await discover(k, list(namespaces))
             return {key: str(n.obj["metadata"]["resourceVersion"]) for key, n in view.graph.nodes.items()}
     return asyncio.run(go())
-
-
-VOLATILE_METADATA = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields")
-
-
-def canonical(obj: Obj, *, keep_status: bool = False, sort_owners: bool = False) -> Obj:
-    """An object without what legitimately differs between clusters: UIDs, versions, timestamps, our marks."""
-    o = copy.deepcopy(obj)
-    md = o["metadata"]
-    for f in VOLATILE_METADATA:
-        md.pop(f, None)
-    ann = md.get("annotations") or {}
-    ann.pop(SOURCE_UID, None)
-    ann.pop(SOURCE_VERSION, None)
-    if not ann:
-        md.pop("annotations", None)
-    for ref in md.get("ownerReferences") or []:
-        ref.pop("uid", None)
-    if sort_owners and md.get("ownerReferences"):
-        md["ownerReferences"].sort(key=lambda r: (r.get("kind", ""), r.get("name", "")))
-    if not keep_status:
-        o.pop("status", None)
-    spec = o.get("spec")
-    if isinstance(spec, dict) and spec.get("paused") is False:
-        spec.pop("paused")       # unpaused: `false` and absent mean the same
-    return o
 
 
 def move(src: LocalCluster, dst: LocalCluster, **opts: Any) -> MoveReport:
