@@ -29,12 +29,7 @@ from lab.cluster import LocalCluster
 from lab.faultproxy import FaultProxy, FaultRates
 from lab.seed import canonical, settle
 from lab.seed_objects import Topology
-from metal3_pivot.discovery import discover
-from metal3_pivot.errors import PivotError
-from metal3_pivot.graph import ObjKey
-from metal3_pivot.kube import Kube, load_kubeconfig
-from metal3_pivot.mover import MoveOptions, Mover
-from metal3_pivot.verify import verify
+from metal3_pivot import Kube, MoveOptions, Mover, ObjKey, PivotError, discover, load_kubeconfig, verify
 
 NS = "metal3"
 #: how a total fault rate is shared between the fault kinds (stalls are the slowest, so the rarest)

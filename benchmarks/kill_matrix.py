@@ -26,11 +26,10 @@ from pathlib import Path
 from lab import crds
 from lab.cli import seed_cluster, start_clusters
 from lab.cluster import LocalCluster
+from lab.seams import seam_env
 from lab.seed import settle
 from lab.seed_objects import Topology
-from metal3_pivot.kube import KILL_AFTER_WRITES_ENV, Kube, load_kubeconfig
-from metal3_pivot.mover import MoveOptions, Mover
-from metal3_pivot.verify import verify
+from metal3_pivot import Kube, MoveOptions, Mover, load_kubeconfig, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,7 +41,7 @@ def kube(c: LocalCluster, name: str) -> Kube:
 def cli(src: LocalCluster, dst: LocalCluster, kill_after: int | None) -> int:
     env = dict(os.environ)
     if kill_after:
-        env[KILL_AFTER_WRITES_ENV] = str(kill_after)
+        env.update(seam_env(kill_after=kill_after))
     return subprocess.run([sys.executable, "-m", "metal3_pivot.cli", "move", "--kubeconfig", str(src.kubeconfig),
                            "--to-kubeconfig", str(dst.kubeconfig), "-n", "metal3"], cwd=ROOT, env=env,
                           capture_output=True).returncode
@@ -138,9 +137,8 @@ class Stack:
         env["PATH"] = f"{ROOT / '.tools' / 'bin'}{os.pathsep}{ROOT / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"
         env.update(PULUMI_BACKEND_URL=f"file://{self.dir / 'state'}", PULUMI_CONFIG_PASSPHRASE=PASSPHRASE,
                    PULUMI_SKIP_UPDATE_CHECK="true", PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION="true")
-        env.pop(KILL_AFTER_WRITES_ENV, None)
         if kill_after:
-            env[KILL_AFTER_WRITES_ENV] = str(kill_after)
+            env.update(seam_env(kill_after=kill_after))
         cmd = ["pulumi", *args, "--non-interactive", "--cwd", str(self.dir)]
         if args[:2] != ("stack", "init"):
             cmd += ["--stack", "kill"]

@@ -30,8 +30,7 @@ from lab.cli import start_clusters
 from lab.cluster import LocalCluster
 from lab.seed import seed, settle, type_index
 from lab.seed_objects import Topology, build
-from metal3_pivot.kube import NAMESPACE, Kube, group_of, load_kubeconfig
-from metal3_pivot.mover import MoveOptions, Mover, MoveReport
+from metal3_pivot import NAMESPACE, Kube, MoveOptions, Mover, MoveReport, group_of, load_kubeconfig
 
 ROOT = Path(__file__).resolve().parent.parent
 

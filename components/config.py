@@ -15,10 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 PROJECT = "metal3-pivot"
 
-PROVIDER_NAMES = ("cluster-api", "bootstrap-kubeadm", "control-plane-kubeadm", "infrastructure-metal3",
-                  "ipam-metal3")
-
-
 class ConfigError(Exception):
     """The stack configuration is invalid; the message names every offending key."""
 
@@ -128,8 +124,7 @@ def probe(name: str, kubeconfig: str, context: str | None) -> None:
     import asyncio
     import concurrent.futures
 
-    from metal3_pivot.errors import PivotError
-    from metal3_pivot.kube import Kube, load_kubeconfig
+    from metal3_pivot import Kube, PivotError, load_kubeconfig
 
     async def go() -> None:
         async with Kube(load_kubeconfig(kubeconfig, context, label=f"{PROJECT}:{name}"), name=name,

@@ -22,15 +22,16 @@ from typing import Any
 
 import yaml
 
+from metal3_pivot import CLUSTERCTL_LABEL, INVENTORY, MOVE_HIERARCHY_LABEL, MOVE_LABEL
+
 ROOT = Path(__file__).resolve().parent.parent
 MODULES_FILE = ROOT / ".tools" / "crd-modules.json"
 RENDER_CACHE = ROOT / ".tools" / "manifests"
 
-CLUSTERCTL = "clusterctl.cluster.x-k8s.io"
-MOVE = "clusterctl.cluster.x-k8s.io/move"
-MOVE_HIERARCHY = "clusterctl.cluster.x-k8s.io/move-hierarchy"
+# clusterctl's labels, as the engine reads them (short names kept for the lab and the tests)
+CLUSTERCTL, MOVE, MOVE_HIERARCHY = CLUSTERCTL_LABEL, MOVE_LABEL, MOVE_HIERARCHY_LABEL
 PROVIDER_LABEL = "cluster.x-k8s.io/provider"
-INVENTORY_API = "clusterctl.cluster.x-k8s.io/v1alpha3"
+INVENTORY_API = INVENTORY.api_version
 
 KEEP_KINDS = {"Namespace", "ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding",
               "ConfigMap", "Service", "Deployment"}

@@ -35,19 +35,51 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from metal3_pivot.discovery import ClusterView, discover
-from metal3_pivot.errors import LockHeldError, PivotError, PreflightError
-from metal3_pivot.kube import Kube, load_kubeconfig
-from metal3_pivot.lock import read_lock
-from metal3_pivot.mover import MoveOptions, Mover, make_plan
-from metal3_pivot.preflight import findings
+from metal3_pivot import (
+    LOCATIONS,
+    ClusterView,
+    Code,
+    Finding,
+    Kube,
+    LocationInputs,
+    LocationState,
+    LockHeldError,
+    MoveOptions,
+    Mover,
+    MoveReport,
+    PendingMove,
+    PivotError,
+    PreflightError,
+    ProviderEntry,
+    discover,
+    findings,
+    load_kubeconfig,
+    make_plan,
+    placement,
+    prop_key,
+    read_lock,
+)
 
-LOCATIONS = ("ephemeral", "target")
 #: problems that an update may legitimately fix first (the stack installs the target's providers)
-FIXED_BY_STACK = {"missing-crd", "provider-version"}
+FIXED_BY_STACK = {Code.MISSING_CRD, Code.PROVIDER_VERSION}
 #: problems reported by the policy pack (owner-chain, bmh-status-annotation) rather than by `check`, so a
 #: preview with the pack names the policy; without the pack, `update`'s pre-flight still refuses them
-LEFT_TO_POLICIES = {"owner-chain", "bmh-status"}
+LEFT_TO_POLICIES = {Code.OWNER_CHAIN, Code.BMH_STATUS}
+
+
+#: the inputs whose change is an update (where the objects go, which objects, which clusters); timeout,
+#: concurrency and holder only shape how a move runs
+MOVE_INPUTS = ("location", "namespaces", "ephemeral_context", "target_context", "ephemeral_kubeconfig",
+               "target_kubeconfig")
+LOCATION = prop_key("location")
+
+
+class MoveRefusedError(Exception):
+    """The engine refused the move before writing (pre-flight, or another mover holds the lock)."""
+
+
+class MoveStoppedError(Exception):
+    """The move started and stopped part-way; nothing is lost and `pulumi up` again finishes it."""
 #: what pulumi passes for a value not known during preview
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
@@ -76,37 +108,24 @@ class _Progress:
             print(f"metal3-pivot: {msg}", file=sys.stderr, flush=True)
 
 
-def _kube(props: dict[str, Any], side: str, concurrency: int = 32) -> Kube:
-    return Kube(load_kubeconfig(props[f"{side}Kubeconfig"], props.get(f"{side}Context") or None,
-                                label=f"{side} kubeconfig"), name=side, concurrency=concurrency)
+def _kube(inputs: LocationInputs, side: str, concurrency: int = 32) -> Kube:
+    return Kube(load_kubeconfig(inputs.kubeconfig(side), inputs.context(side), label=f"{side} kubeconfig"),
+                name=side, concurrency=concurrency)
 
 
-async def _views(props: dict[str, Any]) -> tuple[ClusterView, ClusterView]:
-    ns = list(props.get("namespaces") or [])
-    async with _kube(props, "ephemeral") as e, _kube(props, "target") as t:
-        return await asyncio.gather(discover(e, ns), discover(t, ns))
+async def _views(inputs: LocationInputs) -> tuple[ClusterView, ClusterView]:
+    async with _kube(inputs, "ephemeral") as e, _kube(inputs, "target") as t:
+        ev, tv = await asyncio.gather(discover(e, inputs.namespaces), discover(t, inputs.namespaces))
+    return ev, tv
 
 
-async def _views_and_locks(props: dict[str, Any]) -> tuple[ClusterView, ClusterView, list[str]]:
+async def _views_and_locks(inputs: LocationInputs) -> tuple[ClusterView, ClusterView, list[str]]:
     """Both views, and the moves in progress by other movers as the lock shows them (read-only), over one
     connection per cluster."""
-    ns = list(props.get("namespaces") or [])
-    async with _kube(props, "ephemeral") as e, _kube(props, "target") as t:
+    ns = inputs.namespaces
+    async with _kube(inputs, "ephemeral") as e, _kube(inputs, "target") as t:
         ev, tv, el, tl = await asyncio.gather(discover(e, ns), discover(t, ns), read_lock(e), read_lock(t))
     return ev, tv, [state.refusal(name) for name, state in zip(LOCATIONS, (el, tl), strict=True) if state is not None]
-
-
-def where(e: ClusterView, t: ClusterView) -> str:
-    """ephemeral, target, split (a move in progress) or none."""
-    in_e, in_t = bool(e.graph.move_nodes()), bool(t.graph.move_nodes())
-    return "split" if in_e and in_t else "ephemeral" if in_e else "target" if in_t else "none"
-
-
-def _counts(view: ClusterView) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for key in view.graph.move_nodes():
-        counts[key.kind] = counts.get(key.kind, 0) + 1
-    return dict(sorted(counts.items()))
 
 
 def _digest(e: ClusterView, t: ClusterView) -> str:
@@ -115,43 +134,41 @@ def _digest(e: ClusterView, t: ClusterView) -> str:
     return "sha256:" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
 
 
-def inspect(props: dict[str, Any]) -> dict[str, Any]:
+def inspect(inputs: LocationInputs) -> LocationState:
     """Where the objects are, what an update would move, and the pre-flight findings for that move."""
-    e, t, locks = asyncio.run(_views_and_locks(props))
-    actual = where(e, t)
-    desired = props["location"]
+    e, t, locks = asyncio.run(_views_and_locks(inputs))
+    actual = placement(e, t)
+    desired = inputs.location
     views = {"ephemeral": e, "target": t}
-    result: dict[str, Any] = {"actual": actual, "pending": {}, "preflight": [], "digest": _digest(e, t),
-                              "providers": {side: _providers(v) for side, v in views.items()}}
+    state = LocationState(actual=actual, digest=_digest(e, t),
+                          providers={side: _providers(v) for side, v in views.items()})
     if actual in ("none", desired):
-        return result
+        return state
     src = "target" if desired == "ephemeral" else "ephemeral"
     plan = make_plan(views[src], views[desired])
-    result["pending"] = {"from": src, "to": desired, "objects": plan.counts()}
-    result["preflight"] = [{"code": p.code, "subject": p.subject, "message": p.message}
-                           for p in findings(plan, list(props.get("namespaces") or []))]
-    result["preflight"] += [{"code": "move-in-progress", "subject": "move lock", "message": why}
-                            for why in locks]
-    return result
+    state.pending = PendingMove(src, desired, plan.counts())
+    state.preflight = findings(plan, inputs.namespaces)
+    state.preflight += [Finding(Code.MOVE_IN_PROGRESS, "move lock", why) for why in locks]
+    return state
 
 
 def _outputs(props: dict[str, Any], moved: dict[str, Any] | None = None) -> dict[str, Any]:
     """Echo the inputs (diff sees old *outputs*) plus where the objects are now."""
-    e, t = asyncio.run(_views(props))
-    actual = where(e, t)
-    out = dict(props)
-    out.update(location=actual if actual != "none" else props["location"],
-               objects=_counts(e if actual == "ephemeral" else t), digest=_digest(e, t),
-               pending={}, preflight=[])
+    inputs = LocationInputs.from_props(props)
+    e, t = asyncio.run(_views(inputs))
+    actual = placement(e, t)
+    state = LocationState.from_props(props)
+    state.objects = (e if actual == "ephemeral" else t).graph.kind_counts()
+    state.digest = _digest(e, t)
+    state.pending, state.preflight = None, []
     if moved is not None:
-        out["lastMove"] = moved
-    return out
+        state.last_move = moved
+    return {**props, **state.to_props(), "location": actual if actual != "none" else inputs.location}
 
 
-def _providers(view: ClusterView) -> list[dict[str, str]]:
+def _providers(view: ClusterView) -> list[ProviderEntry]:
     """clusterctl's inventory of a cluster: what the target-initialised policy compares."""
-    return sorted(({"name": p["metadata"]["name"], "type": str(p.get("type")), "version": str(p.get("version"))}
-                   for p in view.providers), key=lambda p: p["name"])
+    return sorted((ProviderEntry.of(p) for p in view.providers), key=lambda p: p.name)
 
 
 def _unknown(value: Any) -> bool:
@@ -161,64 +178,61 @@ def _unknown(value: Any) -> bool:
 class ObjectLocationProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures: list[CheckFailure] = []
-        location = news.get("location")
-        if location not in LOCATIONS:
-            failures.append(CheckFailure("location", f"location must be one of {', '.join(LOCATIONS)}; got "
-                                                     f"{location!r}"))
+        inputs = LocationInputs.from_props(news)
+        if inputs.location not in LOCATIONS:
+            failures.append(CheckFailure(LOCATION, f"location must be one of {', '.join(LOCATIONS)}; got "
+                                                   f"{inputs.location!r}"))
         for side in LOCATIONS:
-            text = news.get(f"{side}Kubeconfig")
+            text = inputs.kubeconfig(side)
             if not text:
-                failures.append(CheckFailure(f"{side}Kubeconfig", f"the {side} cluster's kubeconfig is missing"))
+                failures.append(CheckFailure(prop_key(f"{side}_kubeconfig"),
+                                             f"the {side} cluster's kubeconfig is missing"))
             elif not _unknown(text):
                 try:
-                    load_kubeconfig(text, news.get(f"{side}Context") or None, label=f"{side} kubeconfig")
+                    load_kubeconfig(text, inputs.context(side), label=f"{side} kubeconfig")
                 except PivotError as err:
-                    failures.append(CheckFailure(f"{side}Kubeconfig", str(err)))
+                    failures.append(CheckFailure(prop_key(f"{side}_kubeconfig"), str(err)))
         if failures or any(_unknown(v) for v in news.values()):
             return CheckResult(news, failures)
         try:
-            state = inspect(news)
+            state = inspect(inputs)
         except PivotError as err:
-            return CheckResult(news, [CheckFailure("location", str(err))])
-        managed = bool(news.get("targetProvidersManaged"))
-        blocking = [p for p in state["preflight"]
-                    if not (managed and p["code"] in FIXED_BY_STACK) and p["code"] not in LEFT_TO_POLICIES]
+            return CheckResult(news, [CheckFailure(LOCATION, str(err))])
+        managed = inputs.target_providers_managed
+        blocking = [p for p in state.preflight
+                    if not (managed and p.code in FIXED_BY_STACK) and p.code not in LEFT_TO_POLICIES]
         for p in blocking:
-            failures.append(CheckFailure("location", f"move refused by the pre-flight: {p['subject']}: "
-                                                     f"{p['message']}"))
-        return CheckResult({**news, **state}, failures)
+            failures.append(CheckFailure(LOCATION, f"move refused by the pre-flight: {p}"))
+        return CheckResult({**news, **state.to_props()}, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in ("location", "namespaces", "ephemeralContext", "targetContext")
-                   if olds.get(k) != news.get(k)]
-        if news.get("pending"):
-            changed.append("pending")
-        for side in LOCATIONS:
-            if olds.get(f"{side}Kubeconfig") != news.get(f"{side}Kubeconfig"):
-                changed.append(f"{side}Kubeconfig")
+        old, new = LocationInputs.from_props(olds), LocationInputs.from_props(news)
+        changed = [prop_key(f) for f in MOVE_INPUTS if getattr(old, f) != getattr(new, f)]
+        if LocationState.from_props(news).pending is not None:
+            changed.append(prop_key("pending"))
         return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
 
     def _move(self, props: dict[str, Any], action: str) -> dict[str, Any]:
-        state = inspect(props)
-        if not state["pending"]:
-            return {"moved": 0, "from": None, "to": props["location"], "seconds": 0.0}
+        inputs = LocationInputs.from_props(props)
+        pending = inspect(inputs).pending
+        if pending is None:
+            return {"moved": 0, "from": None, "to": inputs.location, "seconds": 0.0}
         progress = _Progress(action)
-        src, dst = state["pending"]["from"], state["pending"]["to"]
-        opts = MoveOptions(namespaces=list(props.get("namespaces") or []), progress=progress,
-                           timeout=float(props.get("timeout") or 1800), concurrency=int(props.get("concurrency") or 32),
-                           holder=str(props.get("holder") or "a pulumi stack"))
+        src, dst = pending.source, pending.target
+        opts = MoveOptions(namespaces=inputs.namespaces, progress=progress, timeout=inputs.timeout,
+                           concurrency=inputs.concurrency, holder=inputs.holder)
 
-        async def run() -> Any:
-            async with _kube(props, src, opts.concurrency) as s, _kube(props, dst, opts.concurrency) as d:
+        async def run() -> MoveReport:
+            async with _kube(inputs, src, opts.concurrency) as s, _kube(inputs, dst, opts.concurrency) as d:
                 return await Mover(s, d, opts).run()
 
         try:
             report = asyncio.run(run())
         except (PreflightError, LockHeldError) as err:
-            raise Exception(f"{err} (details: {progress.path})") from None
+            raise MoveRefusedError(f"{err} (details: {progress.path})") from None
         except PivotError as err:
-            raise Exception(f"the move from {src} to {dst} stopped: {err}. Nothing is lost: run `pulumi up` "
-                            f"again to finish it (log: {progress.path})") from None
+            raise MoveStoppedError(f"the move from {src} to {dst} stopped: {err}. Nothing is lost: run `pulumi up` "
+                                   f"again to finish it (log: {progress.path})") from None
         return {"moved": sum(report.moved.values()), "from": src, "to": dst, "seconds": round(report.seconds, 1),
                 "log": str(progress.path)}
 
@@ -248,15 +262,12 @@ class ObjectLocation(pulumi.dynamic.Resource):
                  target_kubeconfig: pulumi.Input[str], namespaces: list[str], ephemeral_context: str | None = None,
                  target_context: str | None = None, timeout: float = 1800.0, concurrency: int = 32,
                  target_providers_managed: bool = False, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(ObjectLocationProvider(), name, {
-            "location": location,
-            "ephemeralKubeconfig": pulumi.Output.secret(ephemeral_kubeconfig),
-            "targetKubeconfig": pulumi.Output.secret(target_kubeconfig),
-            "ephemeralContext": ephemeral_context or "", "targetContext": target_context or "",
-            "namespaces": namespaces, "timeout": timeout, "concurrency": concurrency,
-            "targetProvidersManaged": target_providers_managed,
-            # who moves, as the cluster-side move lock shows it to other movers
-            "holder": f"pulumi stack {pulumi.get_project()}/{pulumi.get_stack()}",
-            "objects": None, "digest": None, "pending": None, "preflight": None, "actual": None, "lastMove": None,
-            "providers": None,
-        }, opts)
+        inputs = LocationInputs(
+            location=location, ephemeral_kubeconfig=pulumi.Output.secret(ephemeral_kubeconfig),
+            target_kubeconfig=pulumi.Output.secret(target_kubeconfig), namespaces=namespaces,
+            ephemeral_context=ephemeral_context or "", target_context=target_context or "", timeout=timeout,
+            concurrency=concurrency, target_providers_managed=target_providers_managed,
+            holder=f"pulumi stack {pulumi.get_project()}/{pulumi.get_stack()}")
+        # the computed properties start unknown (None): the provider fills them in `check` and after moves
+        super().__init__(ObjectLocationProvider(), name,
+                         {**inputs.to_props(), **dict.fromkeys(LocationState.prop_keys())}, opts)

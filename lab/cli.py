@@ -19,7 +19,7 @@ from lab.cluster import ClusterError, LocalCluster, start_all
 
 if TYPE_CHECKING:
     from lab.seed_objects import Topology
-from metal3_pivot.kube import Kube, load_kubeconfig
+from metal3_pivot import Kube, load_kubeconfig
 
 DEFAULT_DIR = Path(".lab")
 

@@ -24,12 +24,11 @@ from components.manifests import (
     crds,
     inventory,
 )
-from metal3_pivot.kube import CRD, NAMESPACE, Kube, ResourceType, resource_type_of_crd
+from metal3_pivot import CRD, INVENTORY, NAMESPACE, Kube, ResourceType, resource_type_of_crd
 
 __all__ = ["CLUSTERCTL", "INVENTORY", "MOVE", "MOVE_HIERARCHY", "PROVIDER_LABEL", "Bundle", "CrdSourceError",
            "bundle", "install"]
 
-INVENTORY = ResourceType("clusterctl.cluster.x-k8s.io", "v1alpha3", "Provider", "providers")
 CrdSourceError = ManifestError
 
 

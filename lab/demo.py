@@ -31,7 +31,7 @@ from lab.cli import seed_cluster, start_clusters
 from lab.cluster import LocalCluster
 from lab.seed import settle
 from lab.seed_objects import Topology
-from metal3_pivot.kube import Kube, load_kubeconfig
+from metal3_pivot import Kube, load_kubeconfig
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = "local"

@@ -16,8 +16,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.seed_objects import SeedObject, Topology, build
-from metal3_pivot.kube import CONFIGMAP, NAMESPACE, SECRET, Kube, ResourceType, group_of
-from metal3_pivot.mover import SOURCE_UID, SOURCE_VERSION
+from metal3_pivot import (
+    CONFIGMAP,
+    NAMESPACE,
+    SECRET,
+    SERVER_SET_METADATA,
+    SOURCE_UID,
+    SOURCE_VERSION,
+    Kube,
+    ResourceType,
+    group_of,
+)
 
 CORE = {("", "Secret"): SECRET, ("", "ConfigMap"): CONFIGMAP}
 
@@ -102,14 +111,11 @@ async def settle(kube: Kube, topology: Topology, types: dict[str, ResourceType],
 
 # ---------------------------------------------------------------------------------------------- comparing
 
-VOLATILE_METADATA = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields")
-
-
 def canonical(obj: dict[str, Any], *, keep_status: bool = False, sort_owners: bool = False) -> dict[str, Any]:
     """An object without what legitimately differs between clusters: UIDs, versions, timestamps, our marks."""
     o = copy.deepcopy(obj)
     md = o["metadata"]
-    for f in VOLATILE_METADATA:
+    for f in SERVER_SET_METADATA:
         md.pop(f, None)
     ann = md.get("annotations") or {}
     ann.pop(SOURCE_UID, None)

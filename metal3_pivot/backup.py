@@ -1,7 +1,7 @@
 """`--to-directory` / `--from-directory`: the move set as readable YAML files, and back into a cluster.
 
 The files hold Secrets (BMC credentials, cluster CAs), so the folder is created 0700 and every file
-0600; docs/user-guide.md says to treat a backup like the kubeconfigs themselves. One object per file,
+0600; docs/reliability.md says to treat a backup like the kubeconfigs themselves. One object per file,
 named `<Kind>.<group>_<namespace>_<name>.yaml`, written with the source's UIDs and ownerReferences so a
 restore can rebuild the owner chains and rewrite them to the new cluster's UIDs.
 """
@@ -18,10 +18,12 @@ from metal3_pivot.discovery import ClusterView
 from metal3_pivot.errors import InputError
 from metal3_pivot.graph import TypeInfo, build_graph
 from metal3_pivot.kube import CONFIGMAP, SECRET, ResourceType, group_of
+from metal3_pivot.plan import SERVER_SET_METADATA
 
 Obj = dict[str, Any]
 
-DROP_ON_BACKUP = ("managedFields", "resourceVersion", "generation", "creationTimestamp", "selfLink")
+#: the server-set metadata, except the UID: a restore rewrites ownerReferences from the source's UIDs
+DROP_ON_BACKUP = tuple(f for f in SERVER_SET_METADATA if f != "uid")
 
 
 def file_name(obj: Obj) -> str:

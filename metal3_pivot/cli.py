@@ -7,8 +7,10 @@
     metal3-pivot verify --kubeconfig A --to-kubeconfig B [--expect source|target]
 
 Exit codes: 0 done; 1 other error; 2 bad input or move refused by the pre-flight (nothing changed);
-3 a cluster unreachable; 4 the API server refused a request; 5 deadline passed (run again to finish);
-6 verify found violations; 7 another move holds the move lock (nothing changed; wait, then run again).
+3 a cluster unreachable; 4 the API server refused a request; 5 deadline passed, or objects still
+blocked the move when its wait ran out (the source may be paused: run again to finish); 6 verify found
+violations; 7 another move holds the move lock (nothing changed; wait, then run again); 8 this move
+lost its lock to another mover (stopped before its next write: let that one finish, or run again).
 Progress goes to stderr, results to stdout.
 """
 
@@ -29,7 +31,8 @@ from metal3_pivot.discovery import discover
 from metal3_pivot.errors import InputError, PivotError, UnreachableClusterError
 from metal3_pivot.graph import Node
 from metal3_pivot.kube import Kube, load_kubeconfig
-from metal3_pivot.mover import MoveOptions, Mover, Plan, make_plan
+from metal3_pivot.mover import MoveOptions, Mover
+from metal3_pivot.plan import Plan, make_plan
 from metal3_pivot.verify import verify
 
 EXIT_VIOLATIONS = 6
@@ -159,7 +162,7 @@ async def cmd_verify(a: argparse.Namespace) -> int:
     for name, counts in report.counts.items():
         print(f"{name}: {sum(counts.values())} objects " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     for v in report.violations:
-        print(v)
+        print(v.tagged())
     print("verify: OK" if report.ok else f"verify: {len(report.violations)} violation(s)")
     return 0 if report.ok else EXIT_VIOLATIONS
 

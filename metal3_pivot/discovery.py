@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from metal3_pivot.graph import CLUSTERCTL_LABEL, Graph, TypeInfo, build_graph
+from metal3_pivot.inventory import INVENTORY
 from metal3_pivot.kube import CONFIGMAP, CRD, NAMESPACE, SECRET, Kube, ResourceType, resource_type_of_crd
 
 Obj = dict[str, Any]
-
-INVENTORY = ResourceType("clusterctl.cluster.x-k8s.io", "v1alpha3", "Provider", "providers")
-
 
 @dataclass
 class ClusterView:

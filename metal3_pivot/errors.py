@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from metal3_pivot.findings import Code, Finding
+
 
 class PivotError(Exception):
     """Base of every error the engine raises on purpose. CLI exit code: `exit_code`."""
@@ -74,6 +76,11 @@ class MoveTimeoutError(PivotError):
     exit_code = 5
 
 
+class BlockMoveTimeoutError(MoveTimeoutError):
+    """Objects still carried clusterctl's block-move annotation when the wait ran out. Raised after the
+    source was paused, so not "nothing changed": the state is consistent and a re-run resumes the wait."""
+
+
 class LockHeldError(PivotError):
     """Another mover holds the move lock: nothing was changed; wait for it, then run again."""
 
@@ -81,94 +88,79 @@ class LockHeldError(PivotError):
 
 
 class LockLostError(PivotError):
-    """This move stalled past its lock's expiry and another mover took over: stopped before the next write."""
+    """This move stalled past its lock's expiry and another mover took over: stopped before the next write.
+    Unlike LockHeldError, this run may have written: the other mover (or a re-run) finishes the move."""
 
-    exit_code = 7
-
-
-class Problem:
-    """One pre-flight finding: which object, what is wrong, what to do."""
-
-    __slots__ = ("code", "message", "subject")
-
-    def __init__(self, code: str, subject: str, message: str) -> None:
-        self.code = code
-        self.subject = subject
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.subject}: {self.message}"
-
-    def __repr__(self) -> str:
-        return f"Problem({self.code!r}, {self.subject!r})"
+    exit_code = 8
 
 
 class PreflightError(InputError):
     """The move was refused before any write. `problems` lists every finding, not just the first."""
 
-    code = ""
+    code: Code | None = None
 
-    def __init__(self, message: str, problems: list[Problem] | None = None) -> None:
+    def __init__(self, message: str, problems: list[Finding] | None = None) -> None:
         super().__init__(message)
         self.problems = problems or []
 
 
 class MissingNamespaceError(PreflightError):
-    code = "missing-namespace"
+    code = Code.MISSING_NAMESPACE
 
 
 class MissingCrdError(PreflightError):
-    code = "missing-crd"
+    code = Code.MISSING_CRD
 
 
 class ProviderVersionError(PreflightError):
-    code = "provider-version"
+    code = Code.PROVIDER_VERSION
 
 
 class BlockedMoveError(PreflightError):
-    code = "block-move"
+    code = Code.BLOCK_MOVE
 
 
 class NotProvisionedError(PreflightError):
-    code = "not-provisioned"
+    code = Code.NOT_PROVISIONED
 
 
 class AlreadyPausedError(PreflightError):
-    code = "already-paused"
+    code = Code.ALREADY_PAUSED
 
 
 class BrokenOwnerChainError(PreflightError):
-    code = "owner-chain"
+    code = Code.OWNER_CHAIN
 
 
 class HostStatusError(PreflightError):
-    code = "bmh-status"
+    code = Code.BMH_STATUS
 
 
 class TargetConflictError(PreflightError):
-    code = "conflict"
+    code = Code.CONFLICT
 
 
 class ForeignMoveError(PreflightError):
     """Another tool (clusterctl move) is evidently moving these objects: its marks are on them."""
 
-    code = "foreign-move"
+    code = Code.FOREIGN_MOVE
 
 
 class ObjectTooLargeError(PreflightError):
     """An object whose copy would exceed a size limit of the API server (annotations 256 KiB, etcd's
     request limit): the target would reject it halfway through the move."""
 
-    code = "too-large"
+    code = Code.TOO_LARGE
 
 
 class NestingTooDeepError(PreflightError):
     """An object nested deeper than this tool's JSON parser follows: refused before any write."""
 
-    code = "too-deep"
+    code = Code.TOO_DEEP
 
 
-PREFLIGHT_ERRORS: dict[str, type[PreflightError]] = {
+PREFLIGHT_ERRORS: dict[Code, type[PreflightError]] = {
     cls.code: cls for cls in (MissingNamespaceError, MissingCrdError, ProviderVersionError, BlockedMoveError,
                               NotProvisionedError, AlreadyPausedError, BrokenOwnerChainError, HostStatusError,
-                              TargetConflictError, ForeignMoveError, ObjectTooLargeError, NestingTooDeepError)}
+                              TargetConflictError, ForeignMoveError, ObjectTooLargeError, NestingTooDeepError)
+    if cls.code is not None}

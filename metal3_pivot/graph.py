@@ -19,7 +19,7 @@ report such chains (`broken_chains`) so the pre-flight can refuse the move inste
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,9 +29,9 @@ from metal3_pivot.kube import ResourceType, group_of
 Obj = dict[str, Any]
 
 CLUSTERCTL_LABEL = "clusterctl.cluster.x-k8s.io"
-MOVE_LABEL = "clusterctl.cluster.x-k8s.io/move"
-MOVE_HIERARCHY_LABEL = "clusterctl.cluster.x-k8s.io/move-hierarchy"
-BLOCK_MOVE_ANNOTATION = "clusterctl.cluster.x-k8s.io/block-move"
+MOVE_LABEL = f"{CLUSTERCTL_LABEL}/move"
+MOVE_HIERARCHY_LABEL = f"{CLUSTERCTL_LABEL}/move-hierarchy"
+BLOCK_MOVE_ANNOTATION = f"{CLUSTERCTL_LABEL}/block-move"
 
 CAPI_GROUP = "cluster.x-k8s.io"
 ADDONS_GROUP = "addons.cluster.x-k8s.io"
@@ -112,10 +112,6 @@ class Node:
         return self.type.force_move_hierarchy or MOVE_HIERARCHY_LABEL in self.labels
 
     @property
-    def is_global(self) -> bool:
-        return not self.type.rt.namespaced
-
-    @property
     def moves(self) -> bool:
         return bool(self.tenants) or self.force_move
 
@@ -130,6 +126,10 @@ class Graph:
 
     def move_nodes(self) -> dict[ObjKey, Node]:
         return {k: n for k, n in self.nodes.items() if n.moves}
+
+    def kind_counts(self) -> dict[str, int]:
+        """How many objects of each kind move (what plans, reports and outputs show)."""
+        return kind_counts(self.move_nodes())
 
     def of_kind(self, group: str, kind: str) -> list[Node]:
         return [n for n in self.nodes.values() if n.key.group_kind == (group, kind)]
@@ -147,6 +147,11 @@ class Graph:
                 if owner not in moving:
                     found.append((node, f"its owner {owner} does not move with it"))
         return found
+
+
+def kind_counts(keys: Iterable[ObjKey]) -> dict[str, int]:
+    """Objects per kind, sorted by kind: the one way counts are shown."""
+    return dict(sorted(Counter(k.kind for k in keys).items()))
 
 
 def _secret_cluster(name: str) -> str | None:

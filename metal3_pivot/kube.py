@@ -10,13 +10,9 @@ TLS) and we do the requests ourselves (docs/architecture.md, "Kubernetes client"
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import random
-import signal
 import sys
-import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -31,40 +27,34 @@ from metal3_pivot.errors import (
     ApiError,
     KubeconfigError,
     NestingTooDeepError,
-    Problem,
     UnknownContextError,
     UnreachableClusterError,
 )
+from metal3_pivot.findings import Code, Finding
 
 Obj = dict[str, Any]
 
-#: Fault injection for the kill tests: SIGKILL this process right after this many successful writes
-#: (across every client of the process). Unset in normal use.
-KILL_AFTER_WRITES_ENV = "METAL3_PIVOT_KILL_AFTER_WRITES"
-_writes_total = 0
+@dataclass(frozen=True)
+class Write:
+    """A write the API server accepted: what the write hooks see."""
+
+    server: str
+    method: str
+    path: str
 
 
-#: For the concurrency tests: append one JSON line per successful write (time, pid, server, verb, path)
-#: to this file, so that writes of several movers can be checked for interleaving. Unset in normal use.
-WRITE_JOURNAL_ENV = "METAL3_PIVOT_WRITE_JOURNAL"
-#: For the concurrency tests: sleep this many seconds after each write, so that a move lasts long enough
-#: for a second mover to run into it. Unset in normal use.
-WRITE_DELAY_ENV = "METAL3_PIVOT_WRITE_DELAY"
+WriteHook = Callable[[Write], Awaitable[None]]
+
+#: Observers of every accepted write of every client in this process, awaited in order before the write
+#: returns. Empty in normal use: the test seams (lab/seams.py: a journal of writes, a pause after each,
+#: a SIGKILL after the k-th) install themselves here; the engine reads no environment for them.
+WRITE_HOOKS: list[WriteHook] = []
 
 
-def _count_write(server: str, method: str, path: str) -> float:
-    """Book-keeping after a successful write; returns how long the caller must pause (test seam)."""
-    global _writes_total
-    _writes_total += 1
-    journal = os.environ.get(WRITE_JOURNAL_ENV)
-    if journal:
-        line = json.dumps({"t": time.time(), "pid": os.getpid(), "server": server, "method": method, "path": path})
-        with open(journal, "a") as f:
-            f.write(line + "\n")
-    limit = os.environ.get(KILL_AFTER_WRITES_ENV)
-    if limit and _writes_total >= int(limit):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return float(os.environ.get(WRITE_DELAY_ENV) or 0)
+def add_write_hook(hook: WriteHook) -> Callable[[], None]:
+    """Install a write hook; returns the function that removes it again."""
+    WRITE_HOOKS.append(hook)
+    return lambda: WRITE_HOOKS.remove(hook)
 
 
 #: statuses worth retrying: throttled, server busy, or transient proxy/gateway failures
@@ -220,9 +210,8 @@ class Kube:
                 if resp.status_code < 300:
                     if method != "GET":
                         self.writes += 1
-                        pause = _count_write(self.server, method, path)
-                        if pause:
-                            await asyncio.sleep(pause)
+                        for hook in WRITE_HOOKS:
+                            await hook(Write(self.server, method, path))
                     return _decode(resp, self.name, method, path) if resp.content else {}
                 if resp.status_code == 404 and ok_missing:
                     return None
@@ -268,11 +257,6 @@ class Kube:
         return cast(Obj, await self.request("PUT", rt.path(md.get("namespace") if rt.namespaced else None,
                                                             md["name"]), body=obj))
 
-    async def replace_status(self, rt: ResourceType, obj: Obj) -> Obj:
-        md = obj["metadata"]
-        return cast(Obj, await self.request("PUT", rt.path(md.get("namespace") if rt.namespaced else None,
-                                                            md["name"], "status"), body=obj))
-
     async def patch(self, rt: ResourceType, name: str, namespace: str | None, patch: Any, *,
                     kind: str = "merge", sub: str | None = None, ok_missing: bool = False) -> Obj | None:
         ctype = {"merge": "application/merge-patch+json", "json": "application/json-patch+json",
@@ -314,7 +298,7 @@ def _decode(resp: httpx.Response, cluster: str, method: str, path: str) -> Obj:
         raise NestingTooDeepError(
             f"{cluster}: {where}: an object in the answer is nested deeper than metal3-pivot can read (about "
             f"{sys.getrecursionlimit() - 100} levels); nothing was changed: find it (`kubectl get ... -o json`), "
-            "flatten it or move it by hand", [Problem("too-deep", f"{cluster}: {where}", "nested too deep")]
+            "flatten it or move it by hand", [Finding(Code.TOO_DEEP, f"{cluster}: {where}", "nested too deep")]
         ) from None
 
 

@@ -6,47 +6,50 @@ lacks (owners first), delete from the source only once everything exists in the 
 the target. A run killed at any point is finished by the next run; the same call with source and
 target swapped moves back, or rolls back a half-finished move.
 
-Two annotations make a re-run recognise its own work:
-- `SOURCE_UID` on every object we create: the UID of the object it was copied from, so a copy made by
-  an earlier, interrupted run is told apart from an unrelated object of the same name.
-- `PAUSED_BY` on every Cluster / ClusterClass we pause (BareMetalHosts carry our value in BMO's own
-  paused annotation), so we only ever unpause what we paused.
+What a run does is derived by the pure functions of metal3_pivot/plan.py (which also hold the
+annotation vocabulary a re-run recognises its own work by); this module does the I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
-import json
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from metal3_pivot import preflight
-from metal3_pivot.discovery import ClusterView, discover
-from metal3_pivot.errors import ConflictError, LockHeldError, MoveTimeoutError, NotFoundError, PivotError
-from metal3_pivot.graph import CAPI_GROUP, Node, ObjKey, levels
+from metal3_pivot import backup, preflight
+from metal3_pivot.discovery import discover, discover_types
+from metal3_pivot.errors import (
+    BlockMoveTimeoutError,
+    ConflictError,
+    LockHeldError,
+    MoveTimeoutError,
+    NotFoundError,
+    PivotError,
+)
+from metal3_pivot.graph import BLOCK_MOVE_ANNOTATION, Node, ObjKey
 from metal3_pivot.kube import NAMESPACE, VALIDATING_WEBHOOKS, Kube
 from metal3_pivot.lock import DEFAULT_DURATION, Holder, MoveLock, read_lock
+from metal3_pivot.plan import (
+    BMH_GROUP,
+    DELETE_FOR_MOVE,
+    SOURCE_UID,
+    SOURCE_VERSION,
+    Obj,
+    Plan,
+    carried_bmh_status,
+    make_plan,
+    pause_patch,
+    related,
+    target_copy,
+    unpause_patches,
+)
 
-Obj = dict[str, Any]
-
-SOURCE_UID = "metal3-pivot.io/source-uid"
-SOURCE_VERSION = "metal3-pivot.io/source-resource-version"
-PAUSED_BY = "metal3-pivot.io/paused"
-DELETE_FOR_MOVE = "clusterctl.cluster.x-k8s.io/delete-for-move"
-CLUSTERCLASS_PAUSED = "cluster.x-k8s.io/paused"
-BMH_GROUP = "metal3.io"
-BMH_PAUSED = "baremetalhost.metal3.io/paused"
-BMH_STATUS = "baremetalhost.metal3.io/status"
-OUR_PAUSE_VALUE = "metal3-pivot"
-
+#: a validating webhook rule's apiGroups entry that matches every group
 ALL_GROUPS = "*"
-STRIP_METADATA = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "selfLink",
-                  "deletionTimestamp", "deletionGracePeriodSeconds")
 
 Progress = Callable[[str], None]
 
@@ -65,29 +68,6 @@ class MoveOptions:
     progress: Progress = _quiet
     holder: str = "metal3-pivot CLI"           # who moves, as the move lock shows it to other movers
     lock_duration: float = DEFAULT_DURATION    # seconds a killed mover's lock outlives it (other hosts)
-
-
-@dataclass
-class Plan:
-    """What a run will do, derived from both clusters; also what `plan` and `--dry-run` print."""
-
-    source: ClusterView
-    target: ClusterView
-    moving: dict[ObjKey, Node]                  # every object of the move, as the source has it
-    to_create: list[ObjKey]
-    already_in_target: list[ObjKey]
-    conflicts: list[tuple[ObjKey, str]]
-
-    def ordered(self) -> list[list[Node]]:
-        return levels(self.moving)
-
-    def counts(self) -> dict[str, int]:
-        return dict(sorted(Counter(k.kind for k in self.moving).items()))
-
-    @property
-    def complete(self) -> bool:
-        """Nothing left in the source: the move (or a previous run of it) has finished."""
-        return not self.moving
 
 
 @dataclass
@@ -112,116 +92,6 @@ class MoveReport:
                 f"in {self.seconds:.1f} s")
 
 
-# ---------------------------------------------------------------------------------------------- pairing
-
-def related(a: Obj, b: Obj) -> bool:
-    """True when one object was copied from the other by a move of ours (in either direction)."""
-    a_md, b_md = a["metadata"], b["metadata"]
-    return bool((a_md.get("annotations") or {}).get(SOURCE_UID) == b_md.get("uid")
-                or (b_md.get("annotations") or {}).get(SOURCE_UID) == a_md.get("uid"))
-
-
-def make_plan(source: ClusterView, target: ClusterView) -> Plan:
-    moving = dict(source.graph.move_nodes())
-    # Leftovers of an interrupted run: source objects whose copy already exists in the target are part of
-    # the move even if discovery no longer reaches them (their owner may be gone from the source).
-    for key, node in source.graph.nodes.items():
-        if key not in moving and key in target.graph.nodes and related(node.obj, target.graph.nodes[key].obj):
-            moving[key] = node
-    to_create, present, conflicts = [], [], []
-    for key, node in sorted(moving.items()):
-        other = target.graph.nodes.get(key)
-        if other is None:
-            to_create.append(key)
-        elif related(node.obj, other.obj):
-            present.append(key)
-        else:
-            conflicts.append((key, "the target already has an object of this name that no move of ours "
-                                   "created: remove it from the target or resolve it by hand"))
-    return Plan(source, target, moving, to_create, present, conflicts)
-
-
-# ---------------------------------------------------------------------------------------------- object surgery
-
-def target_copy(node: Node, uid_map: dict[ObjKey, str], by_source_uid: dict[str, ObjKey]) -> Obj:
-    """The object to create in the target: identity kept, cluster-assigned metadata and status dropped,
-    ownerReferences pointed at the target's UIDs, and our SOURCE_UID mark added."""
-    obj = copy.deepcopy(node.obj)
-    md = obj["metadata"]
-    md.get("annotations", {}).pop(DELETE_FOR_MOVE, None)
-    for f in STRIP_METADATA:
-        md.pop(f, None)
-    obj.pop("status", None)
-    source_version = str(node.obj["metadata"].get("resourceVersion", ""))
-    md.setdefault("annotations", {})[SOURCE_UID] = node.uid
-    md["annotations"][SOURCE_VERSION] = source_version
-    refs = []
-    for ref in md.get("ownerReferences") or []:
-        owner = by_source_uid.get(str(ref.get("uid")))
-        if owner is None or owner not in uid_map:
-            raise PivotError(f"{node.key}: owner {ref.get('kind')} {ref.get('name')} is not in the target yet; "
-                             "this is a bug in the move order, nothing was deleted from the source")
-        refs.append({**ref, "uid": uid_map[owner]})
-    if refs:
-        md["ownerReferences"] = refs
-    return obj
-
-
-def carried_bmh_status(obj: Obj) -> Obj | None:
-    """The BareMetalHost status held in its status annotation (what BMO itself restores from)."""
-    raw = (obj["metadata"].get("annotations") or {}).get(BMH_STATUS)
-    if not raw:
-        return None
-    try:
-        status = json.loads(raw)
-    except ValueError:
-        return None
-    return status if isinstance(status, dict) else None
-
-
-def status_annotation_of(obj: Obj) -> str | None:
-    """What CAPM3 writes into BMH_STATUS when a Cluster is paused: the status without hardware details
-    (those live in the HardwareData object)."""
-    status = copy.deepcopy(obj.get("status") or {})
-    if not status.get("provisioning"):
-        return None
-    status.pop("hardware", None)
-    return json.dumps(status, sort_keys=True, separators=(",", ":"))
-
-
-def pause_patch(node: Node) -> Obj | None:
-    """The merge patch that pauses a source object (None: nothing to pause). Also what the pre-flight adds
-    to an object's annotations when it checks that the copy will fit the API server's limits."""
-    ann = node.annotations
-    gk = node.key.group_kind
-    if gk == (CAPI_GROUP, "Cluster") and not (node.obj.get("spec") or {}).get("paused"):
-        return {"spec": {"paused": True}, "metadata": {"annotations": {PAUSED_BY: "true"}}}
-    if gk == (CAPI_GROUP, "ClusterClass") and CLUSTERCLASS_PAUSED not in ann:
-        return {"metadata": {"annotations": {CLUSTERCLASS_PAUSED: "", PAUSED_BY: "true"}}}
-    if gk == (BMH_GROUP, "BareMetalHost"):
-        add: dict[str, str] = {}
-        if BMH_PAUSED not in ann:
-            add[BMH_PAUSED] = OUR_PAUSE_VALUE
-        if BMH_STATUS not in ann:
-            carried = status_annotation_of(node.obj)
-            if carried is not None:
-                add[BMH_STATUS] = carried
-        if add:
-            return {"metadata": {"annotations": add}}
-    return None
-
-
-def copy_annotations(node: Node) -> dict[str, str]:
-    """The annotations the target's copy of a source object will carry: the source's, plus what the pause
-    adds, plus our marks (a resourceVersion is at most 20 digits), minus delete-for-move."""
-    ann = node.annotations
-    ann.update(((pause_patch(node) or {}).get("metadata") or {}).get("annotations") or {})
-    ann.pop(DELETE_FOR_MOVE, None)
-    ann[SOURCE_UID] = node.uid or "0" * 36
-    ann[SOURCE_VERSION] = "9" * 20
-    return ann
-
-
 async def delete_webhook_groups(kube: Kube) -> set[str]:
     """API groups whose DELETE a validating webhook intercepts ("*" matches every group)."""
     groups: set[str] = set()
@@ -232,22 +102,6 @@ async def delete_webhook_groups(kube: Kube) -> set[str]:
                 if ops & {"DELETE", "*"}:
                     groups.update(rule.get("apiGroups") or [])
     return groups
-
-
-def unpause_patches(view: ClusterView) -> list[tuple[Node, Obj]]:
-    """What is still paused by a move of ours in this cluster, and the patch that unpauses each."""
-    patches: list[tuple[Node, Obj]] = []
-    for node in view.graph.nodes.values():
-        ann = node.annotations
-        gk = node.key.group_kind
-        if gk == (CAPI_GROUP, "Cluster") and ann.get(PAUSED_BY):
-            # `null` removes the field, as clusterctl does: the object ends as it was before the move
-            patches.append((node, {"spec": {"paused": None}, "metadata": {"annotations": {PAUSED_BY: None}}}))
-        elif gk == (CAPI_GROUP, "ClusterClass") and ann.get(PAUSED_BY):
-            patches.append((node, {"metadata": {"annotations": {PAUSED_BY: None, CLUSTERCLASS_PAUSED: None}}}))
-        elif gk == (BMH_GROUP, "BareMetalHost") and ann.get(BMH_PAUSED) == OUR_PAUSE_VALUE:
-            patches.append((node, {"metadata": {"annotations": {BMH_PAUSED: None}}}))
-    return patches
 
 
 # ---------------------------------------------------------------------------------------------- the mover
@@ -359,11 +213,8 @@ class Mover:
 
         return list(await asyncio.gather(*(one(i) for i in items)))
 
-    async def restore(self, directory: Any) -> MoveReport:
+    async def restore(self, directory: Path) -> MoveReport:
         """Create a --to-directory backup's objects in the target (this Mover's `dst`)."""
-        from metal3_pivot import backup
-        from metal3_pivot.discovery import discover_types
-
         t0 = time.monotonic()
         report = MoveReport(f"directory {directory}", self.dst.name, self.opts.dry_run)
         _, served = await discover_types(self.dst)
@@ -405,13 +256,13 @@ class Mover:
         deadline = time.monotonic() + self.opts.block_move_timeout
         delay = 0.2
         while blocked:
-            self.say(f"waiting for {len(blocked)} objects to drop clusterctl.cluster.x-k8s.io/block-move")
+            self.say(f"waiting for {len(blocked)} objects to drop {BLOCK_MOVE_ANNOTATION}")
             if time.monotonic() > deadline:
                 names = ", ".join(str(n.key) for n in blocked[:5])
-                raise preflight.BlockedMoveError(
-                    f"{len(blocked)} objects still carry clusterctl.cluster.x-k8s.io/block-move after "
+                raise BlockMoveTimeoutError(
+                    f"{len(blocked)} objects still carry {BLOCK_MOVE_ANNOTATION} after "
                     f"{self.opts.block_move_timeout:.0f} s ({names}); the source is paused and nothing was "
-                    "moved: find the controller that set it, or run again later")
+                    "created or deleted yet: find the controller that set it, then run again to finish")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
             still = []

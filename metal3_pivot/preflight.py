@@ -1,31 +1,39 @@
 """Pre-flight: every reason to refuse a move, found before the first write.
 
 All findings are collected (an operator fixing one problem at a time across several runs is slow and
-error-prone) and raised as the most specific PreflightError subclass that covers them all.
+error-prone) and raised as the most specific PreflightError subclass that covers them all. Each rule
+is a small function of the plan; `RULES` lists them in the order their findings are reported.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
-from metal3_pivot.errors import (
-    PREFLIGHT_ERRORS,
-    BlockedMoveError,
-    PreflightError,
-    Problem,
+from metal3_pivot.errors import PREFLIGHT_ERRORS, PreflightError
+from metal3_pivot.findings import Code, Finding
+from metal3_pivot.graph import BLOCK_MOVE_ANNOTATION, CAPI_GROUP, Node
+from metal3_pivot.inventory import version_key
+from metal3_pivot.plan import (
+    BMH_GROUP,
+    BMH_STATUS,
+    CLUSTERCLASS_PAUSED,
+    DELETE_FOR_MOVE,
+    PAUSED_BY,
+    Plan,
+    copy_annotations,
+    status_annotation_of,
 )
-from metal3_pivot.graph import CAPI_GROUP, Node
 
-if TYPE_CHECKING:
-    from metal3_pivot.mover import Plan
-
-__all__ = ["BlockedMoveError", "check", "findings"]
+__all__ = ["RULES", "check", "findings"]
 
 #: BareMetalHost provisioning states a host may be moved in: steady states only
 MOVABLE_HOST_STATES = frozenset({"", "unmanaged", "available", "ready", "provisioned", "externally provisioned",
                                  "detached"})
+
+#: a rule: the plan and the namespaces asked for -> its findings
+Rule = Callable[[Plan, Sequence[str]], Iterator[Finding]]
 
 
 def check(plan: Plan, namespaces: Sequence[str]) -> None:
@@ -39,12 +47,9 @@ def check(plan: Plan, namespaces: Sequence[str]) -> None:
     raise cls(f"move refused, nothing was changed ({len(problems)} problem(s)):\n{lines}{more}", problems)
 
 
-def _version(v: str) -> tuple[int, ...]:
-    core = v.lstrip("v").split("-", 1)[0].split("+", 1)[0]
-    try:
-        return tuple(int(p) for p in core.split("."))
-    except ValueError:
-        return (0,)
+def findings(plan: Plan, namespaces: Sequence[str]) -> list[Finding]:
+    """Every rule's findings, in RULES order."""
+    return [f for rule in RULES for f in rule(plan, namespaces)]
 
 
 def _condition(obj: dict[str, Any], kind: str) -> bool:
@@ -99,142 +104,180 @@ def depth(value: Any) -> int:
     return deepest
 
 
-def _size_problems(node: Node) -> list[Problem]:
-    from metal3_pivot.mover import copy_annotations
-
+def _size_problems(node: Node) -> list[Finding]:
     levels = depth(node.obj)
     if levels > MAX_DEPTH:
-        return [Problem("too-deep", str(node.key),
+        return [Finding(Code.TOO_DEEP, str(node.key),
                         f"nests {levels} levels deep, more than the {MAX_DEPTH} metal3-pivot copies safely: "
                         "flatten it or move it by hand")]
     after = copy_annotations(node)
     size = annotations_size(after)
     out = []
     if size > ANNOTATIONS_LIMIT:
-        out.append(Problem("too-large", str(node.key),
+        out.append(Finding(Code.TOO_LARGE, str(node.key),
                            f"its annotations would grow to {size} bytes with the marks a move adds "
                            f"({size - annotations_size(node.annotations)} bytes), over Kubernetes' limit of "
                            f"{ANNOTATIONS_LIMIT}: the target would reject it halfway; shrink its annotations"))
     stored = stored_size(node, size - annotations_size(node.annotations))
     if stored > ETCD_REQUEST_LIMIT - ETCD_MARGIN:
-        out.append(Problem("too-large", str(node.key),
+        out.append(Finding(Code.TOO_LARGE, str(node.key),
                            f"about {stored} bytes once copied, over what an API server with etcd's default "
                            f"request limit ({ETCD_REQUEST_LIMIT} bytes) stores: the target would reject it "
                            "halfway; shrink it or move it by hand"))
     return out
 
 
-def findings(plan: Plan, namespaces: Sequence[str]) -> list[Problem]:
-    from metal3_pivot.mover import BMH_GROUP, BMH_STATUS, DELETE_FOR_MOVE, PAUSED_BY, status_annotation_of
+# ---------------------------------------------------------------------------------------------- rules
 
-    problems: list[Problem] = []
+def namespaces_exist(plan: Plan, namespaces: Sequence[str]) -> Iterator[Finding]:
     src, dst = plan.source, plan.target
     for ns in namespaces:
         if ns not in src.namespaces and ns not in dst.namespaces:
-            problems.append(Problem("missing-namespace", f"namespace {ns}",
-                                    f"exists in neither {src.name} nor {dst.name}: check --namespace"))
+            yield Finding(Code.MISSING_NAMESPACE, f"namespace {ns}",
+                          f"exists in neither {src.name} nor {dst.name}: check --namespace")
+
+
+def no_conflicts(plan: Plan, _: Sequence[str]) -> Iterator[Finding]:
     for key, why in plan.conflicts:
-        problems.append(Problem("conflict", str(key), f"in {dst.name}: {why}"))
-    # clusterctl marks what it is about to delete; on an object we have not copied, the mark is not ours
+        yield Finding(Code.CONFLICT, str(key), f"in {plan.target.name}: {why}")
+
+
+def no_foreign_move(plan: Plan, _: Sequence[str]) -> Iterator[Finding]:
+    """clusterctl marks what it is about to delete; on an object we have not copied, the mark is not ours."""
     ours = set(plan.already_in_target)
     for key, node in sorted(plan.moving.items()):
         if DELETE_FOR_MOVE in node.annotations and key not in ours:
-            problems.append(Problem("foreign-move", str(key),
-                                    f"carries {DELETE_FOR_MOVE} but no copy of ours exists in {dst.name}: "
-                                    "another tool (clusterctl move?) is moving it; let that move finish"))
+            yield Finding(Code.FOREIGN_MOVE, str(key),
+                          f"carries {DELETE_FOR_MOVE} but no copy of ours exists in {plan.target.name}: "
+                          "another tool (clusterctl move?) is moving it; let that move finish")
 
-    if plan.to_create:
-        for gk in sorted({(k.group, k.kind) for k in plan.to_create}):
-            have = src.types[gk].rt if gk in src.types else None
-            there = dst.served.get(gk)
-            label = f"{gk[1]}.{gk[0]}" if gk[0] else gk[1]
-            if gk[0] == "":
-                continue
-            if there is None:
-                problems.append(Problem("missing-crd", f"kind {label}", f"{dst.name} has no CRD for it: install "
-                                        "the provider that owns it on the target first (clusterctl init or "
-                                        "the ProviderInstall component)"))
-            elif have is not None and there.version != have.version:
-                problems.append(Problem("missing-crd", f"kind {label}",
-                                        f"{dst.name} stores {there.version}, {src.name} stores {have.version}: "
-                                        "install the same provider version on both sides"))
-        target_providers = {(p["metadata"]["name"], p.get("type")): p for p in dst.providers}
-        for p in src.providers:
-            name = p["metadata"]["name"]
-            other = target_providers.get((name, p.get("type")))
-            if other is None:
-                problems.append(Problem("provider-version", f"provider {name}",
-                                        f"installed in {src.name} ({p.get('version')}) but not in {dst.name}: "
-                                        "install it on the target first"))
-            elif _version(str(other.get("version", ""))) < _version(str(p.get("version", ""))):
-                problems.append(Problem("provider-version", f"provider {name}",
-                                        f"{dst.name} has {other.get('version')}, older than {src.name}'s "
-                                        f"{p.get('version')}: upgrade the target first"))
 
-    clusters = [n for n in plan.moving.values() if n.key.group_kind == (CAPI_GROUP, "Cluster")]
-    resumed = any(n.annotations.get(PAUSED_BY) for n in clusters)
+def target_serves_kinds(plan: Plan, _: Sequence[str]) -> Iterator[Finding]:
+    """Every kind still to create is served by the target, at the version the source stores."""
+    src, dst = plan.source, plan.target
+    for gk in sorted({(k.group, k.kind) for k in plan.to_create}):
+        if gk[0] == "":
+            continue
+        have = src.types[gk].rt if gk in src.types else None
+        there = dst.served.get(gk)
+        label = f"{gk[1]}.{gk[0]}"
+        if there is None:
+            yield Finding(Code.MISSING_CRD, f"kind {label}", f"{dst.name} has no CRD for it: install the provider "
+                          "that owns it on the target first (clusterctl init or the ProviderInstall component)")
+        elif have is not None and there.version != have.version:
+            yield Finding(Code.MISSING_CRD, f"kind {label}", f"{dst.name} stores {there.version}, {src.name} "
+                          f"stores {have.version}: install the same provider version on both sides")
+
+
+def target_providers(plan: Plan, _: Sequence[str]) -> Iterator[Finding]:
+    """The target runs every provider the source runs, at least as new (only while there is something to
+    create: a finished move needs no providers checked)."""
+    if not plan.to_create:
+        return
+    src, dst = plan.source, plan.target
+    there = {(p["metadata"]["name"], p.get("type")): p for p in dst.providers}
+    for p in src.providers:
+        name = p["metadata"]["name"]
+        other = there.get((name, p.get("type")))
+        if other is None:
+            yield Finding(Code.PROVIDER_VERSION, f"provider {name}", f"installed in {src.name} "
+                          f"({p.get('version')}) but not in {dst.name}: install it on the target first")
+        elif version_key(str(other.get("version", ""))) < version_key(str(p.get("version", ""))):
+            yield Finding(Code.PROVIDER_VERSION, f"provider {name}", f"{dst.name} has {other.get('version')}, "
+                          f"older than {src.name}'s {p.get('version')}: upgrade the target first")
+
+
+def _clusters(plan: Plan) -> list[Node]:
+    return [n for n in plan.moving.values() if n.key.group_kind == (CAPI_GROUP, "Cluster")]
+
+
+def _resumed(plan: Plan) -> bool:
+    """A Cluster paused by us: an earlier run of this move got past the pause; its checks held then."""
+    return any(n.annotations.get(PAUSED_BY) for n in _clusters(plan))
+
+
+def clusters_ready(plan: Plan, _: Sequence[str]) -> Iterator[Finding]:
+    """Not paused by someone else; provisioned (clusterctl's rule) unless an earlier run of ours paused it."""
     to_create = set(plan.to_create)
-    for node in clusters:
+    for node in _clusters(plan):
+        ours = node.annotations.get(PAUSED_BY)
         spec = node.obj.get("spec") or {}
-        if (spec.get("paused") or "cluster.x-k8s.io/paused" in node.annotations) and not node.annotations.get(
-                PAUSED_BY):
-            problems.append(Problem("already-paused", str(node.key),
-                                    "is paused, and not by metal3-pivot: another move (clusterctl?) or an "
-                                    "operator paused it; finish or undo that first"))
-        elif not node.annotations.get(PAUSED_BY) and node.key in to_create:
-            problems.extend(_provisioning(node))
-    if not resumed and clusters:
-        cluster_namespaces = {n.key.namespace for n in clusters}
-        for m in src.graph.of_kind(CAPI_GROUP, "Machine"):
-            if m.key.namespace in cluster_namespaces and not ((m.obj.get("status") or {}).get("nodeRef") or {}).get(
-                    "name"):
-                problems.append(Problem("not-provisioned", str(m.key),
-                                        "has no status.nodeRef yet: wait until the machine has joined"))
-    if not resumed:
-        for node in plan.moving.values():
-            if node.blocks_move:
-                problems.append(Problem("block-move", str(node.key),
-                                        "carries clusterctl.cluster.x-k8s.io/block-move: a controller is "
-                                        "holding the move; wait for it to finish, then run again"))
+        if (spec.get("paused") or CLUSTERCLASS_PAUSED in node.annotations) and not ours:
+            yield Finding(Code.ALREADY_PAUSED, str(node.key), "is paused, and not by metal3-pivot: another move "
+                          "(clusterctl?) or an operator paused it; finish or undo that first")
+        elif not ours and node.key in to_create:
+            yield from _provisioning(node)
+
+
+def machines_joined(plan: Plan, _: Sequence[str]) -> Iterator[Finding]:
+    clusters = _clusters(plan)
+    if not clusters or _resumed(plan):
+        return
+    cluster_namespaces = {n.key.namespace for n in clusters}
+    for m in plan.source.graph.of_kind(CAPI_GROUP, "Machine"):
+        if m.key.namespace in cluster_namespaces and not ((m.obj.get("status") or {}).get("nodeRef") or {}).get(
+                "name"):
+            yield Finding(Code.NOT_PROVISIONED, str(m.key),
+                          "has no status.nodeRef yet: wait until the machine has joined")
+
+
+def not_blocked(plan: Plan, _: Sequence[str]) -> Iterator[Finding]:
+    if _resumed(plan):
+        return
+    for node in plan.moving.values():
+        if node.blocks_move:
+            yield Finding(Code.BLOCK_MOVE, str(node.key), f"carries {BLOCK_MOVE_ANNOTATION}: a controller is "
+                          "holding the move; wait for it to finish, then run again")
+
+
+def hosts_steady(plan: Plan, _: Sequence[str]) -> Iterator[Finding]:
+    """Every BareMetalHost has a status that can travel (BMO restores it from the annotation), in a steady
+    state."""
     for node in plan.moving.values():
         if node.key.group_kind != (BMH_GROUP, "BareMetalHost"):
             continue
         raw = node.annotations.get(BMH_STATUS) or status_annotation_of(node.obj)
         if not raw:
-            problems.append(Problem("bmh-status", str(node.key),
-                                    f"has no {BMH_STATUS} annotation and no status to carry: moved as is, BMO "
-                                    "in the target would re-inspect it; wait until BMO has registered the host"))
+            yield Finding(Code.BMH_STATUS, str(node.key), f"has no {BMH_STATUS} annotation and no status to carry: "
+                          "moved as is, BMO in the target would re-inspect it; wait until BMO has registered the "
+                          "host")
             continue
         try:
             state = (json.loads(raw).get("provisioning") or {}).get("state", "")
         except (ValueError, AttributeError):
-            problems.append(Problem("bmh-status", str(node.key), f"its {BMH_STATUS} annotation is not valid JSON"))
+            yield Finding(Code.BMH_STATUS, str(node.key), f"its {BMH_STATUS} annotation is not valid JSON")
             continue
         if state not in MOVABLE_HOST_STATES:
-            problems.append(Problem("bmh-status", str(node.key),
-                                    f"is {state!r}: a host is only moved in a steady state "
-                                    f"({', '.join(sorted(s for s in MOVABLE_HOST_STATES if s))}); wait for BMO"))
+            yield Finding(Code.BMH_STATUS, str(node.key), f"is {state!r}: a host is only moved in a steady state "
+                          f"({', '.join(sorted(s for s in MOVABLE_HOST_STATES if s))}); wait for BMO")
+
+
+def copies_fit(plan: Plan, _: Sequence[str]) -> Iterator[Finding]:
     for key in plan.to_create:
-        problems.extend(_size_problems(plan.moving[key]))
+        yield from _size_problems(plan.moving[key])
+
+
+def owner_chains_move(plan: Plan, _: Sequence[str]) -> Iterator[Finding]:
     for node, why in plan.source.graph.broken_chains():
         if node.key in plan.moving:
-            problems.append(Problem("owner-chain", str(node.key),
-                                    f"{why}; in the target the garbage collector would delete it"))
-    return problems
+            yield Finding(Code.OWNER_CHAIN, str(node.key), f"{why}; in the target the garbage collector would "
+                          "delete it")
 
 
-def _provisioning(node: Node) -> list[Problem]:
+def _provisioning(node: Node) -> Iterator[Finding]:
     """clusterctl's rule: infrastructure provisioned and control plane initialized."""
     status = node.obj.get("status") or {}
     init = status.get("initialization") or {}
-    out = []
     if not init.get("infrastructureProvisioned"):
-        out.append(Problem("not-provisioned", str(node.key),
-                           "status.initialization.infrastructureProvisioned is not true: wait for provisioning"))
+        yield Finding(Code.NOT_PROVISIONED, str(node.key),
+                      "status.initialization.infrastructureProvisioned is not true: wait for provisioning")
     if not _condition(node.obj, "ControlPlaneInitialized"):
-        out.append(Problem("not-provisioned", str(node.key),
-                           "condition ControlPlaneInitialized is not True: wait for the control plane"))
+        yield Finding(Code.NOT_PROVISIONED, str(node.key),
+                      "condition ControlPlaneInitialized is not True: wait for the control plane")
     elif (node.obj.get("spec") or {}).get("controlPlaneRef") and not init.get("controlPlaneInitialized"):
-        out.append(Problem("not-provisioned", str(node.key),
-                           "status.initialization.controlPlaneInitialized is not true: wait for the control plane"))
-    return out
+        yield Finding(Code.NOT_PROVISIONED, str(node.key),
+                      "status.initialization.controlPlaneInitialized is not true: wait for the control plane")
+
+
+RULES: tuple[Rule, ...] = (namespaces_exist, no_conflicts, no_foreign_move, target_serves_kinds, target_providers,
+                           clusters_ready, machines_joined, not_blocked, hosts_steady, copies_fit, owner_chains_move)

@@ -7,31 +7,33 @@ one definition of "nothing was lost".
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from metal3_pivot.discovery import ClusterView, discover
-from metal3_pivot.graph import CAPI_GROUP, Node, ObjKey
+from metal3_pivot.findings import Code, Finding
+from metal3_pivot.graph import CAPI_GROUP, Node, kind_counts
 from metal3_pivot.kube import DEPLOYMENTS, Kube
-from metal3_pivot.mover import BMH_GROUP, BMH_PAUSED, OUR_PAUSE_VALUE, PAUSED_BY, related
+from metal3_pivot.plan import BMH_GROUP, BMH_PAUSED, OUR_PAUSE_VALUE, PAUSED_BY, related
 
 
-@dataclass
-class Violation:
-    code: str
-    subject: str
-    message: str
+def location_of(counts: Mapping[str, Mapping[str, int]]) -> str:
+    """Where the objects are, from per-cluster counts: one cluster's name, "split" (a move in progress) or
+    "none"."""
+    present = [name for name, kinds in counts.items() if sum(kinds.values())]
+    return present[0] if len(present) == 1 else ("none" if not present else "split")
 
-    def __str__(self) -> str:
-        return f"[{self.code}] {self.subject}: {self.message}"
+
+def placement(*views: ClusterView) -> str:
+    """`location_of` for cluster views: the name of the one view holding the objects, "split" or "none"."""
+    return location_of({v.name: v.graph.kind_counts() for v in views})
 
 
 @dataclass
 class VerifyReport:
     clusters: tuple[str, str]
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    violations: list[Violation] = field(default_factory=list)
+    violations: list[Finding] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -40,51 +42,50 @@ class VerifyReport:
     @property
     def location(self) -> str:
         """Where the objects are: one cluster's name, "split" or "none"."""
-        present = [name for name, kinds in self.counts.items() if sum(kinds.values())]
-        return present[0] if len(present) == 1 else ("none" if not present else "split")
+        return location_of(self.counts)
 
 
 def check_views(a: ClusterView, b: ClusterView, expect: str | None = None) -> VerifyReport:
     report = VerifyReport((a.name, b.name))
     moving = {a.name: a.graph.move_nodes(), b.name: b.graph.move_nodes()}
     for name, nodes in moving.items():
-        report.counts[name] = dict(sorted(Counter(k.kind for k in nodes).items()))
+        report.counts[name] = kind_counts(nodes)
     for key in sorted(set(moving[a.name]) & set(moving[b.name])):
         how = ("a copy made by an unfinished move" if related(moving[a.name][key].obj, moving[b.name][key].obj)
                else "two unrelated objects")
-        report.violations.append(Violation("duplicate", str(key), f"exists in both {a.name} and {b.name} ({how})"))
+        report.violations.append(Finding(Code.DUPLICATE, str(key), f"exists in both {a.name} and {b.name} ({how})"))
     if expect is not None:
         other = b.name if expect == a.name else a.name
         for key in sorted(set(moving[other]) - set(moving[expect])):
-            report.violations.append(Violation("location", str(key), f"is in {other}, expected in {expect}"))
+            report.violations.append(Finding(Code.LOCATION, str(key), f"is in {other}, expected in {expect}"))
     for view in (a, b):
         for node in moving[view.name].values():
             report.violations.extend(_node_violations(view, node))
     return report
 
 
-def _node_violations(view: ClusterView, node: Node) -> list[Violation]:
+def _node_violations(view: ClusterView, node: Node) -> list[Finding]:
     out = []
     nodes = view.graph.nodes
     for ref in node.unresolved:
-        out.append(Violation("owner-chain", str(node.key), f"in {view.name}: owner {ref.get('kind')} "
+        out.append(Finding(Code.OWNER_CHAIN, str(node.key), f"in {view.name}: owner {ref.get('kind')} "
                              f"{ref.get('name')} uid {ref.get('uid')} does not exist"))
     for owner in node.owners:
         ref = next((r for r in node.obj["metadata"].get("ownerReferences") or []
                     if r.get("uid") == nodes[owner].uid), {})
         if ref.get("kind") != owner.kind or ref.get("name") != owner.name:
-            out.append(Violation("owner-chain", str(node.key), f"in {view.name}: ownerReference names "
+            out.append(Finding(Code.OWNER_CHAIN, str(node.key), f"in {view.name}: ownerReference names "
                                  f"{ref.get('kind')} {ref.get('name')} but its uid is {owner}'s"))
     ann = node.annotations
     gk = node.key.group_kind
     if gk == (CAPI_GROUP, "Cluster") and (node.obj.get("spec") or {}).get("paused"):
         who = "by metal3-pivot" if ann.get(PAUSED_BY) else "by someone else"
-        out.append(Violation("paused", str(node.key), f"in {view.name}: still paused ({who})"))
+        out.append(Finding(Code.PAUSED, str(node.key), f"in {view.name}: still paused ({who})"))
     elif ((gk == (CAPI_GROUP, "ClusterClass") and ann.get(PAUSED_BY))
           or (gk == (BMH_GROUP, "BareMetalHost") and ann.get(BMH_PAUSED) == OUR_PAUSE_VALUE)):
-        out.append(Violation("paused", str(node.key), f"in {view.name}: still paused by metal3-pivot"))
+        out.append(Finding(Code.PAUSED, str(node.key), f"in {view.name}: still paused by metal3-pivot"))
     if gk == ("", "Secret") and not (node.obj.get("data") or {}):
-        out.append(Violation("secret", str(node.key), f"in {view.name}: has no data"))
+        out.append(Finding(Code.SECRET, str(node.key), f"in {view.name}: has no data"))
     return out
 
 
@@ -105,10 +106,6 @@ async def verify(a: Kube, b: Kube, namespaces: Sequence[str] = (), expect: str |
     total = sum(len(v) for v in running.values())
     if total > 1:
         where = "; ".join(f"{k}: {', '.join(v)}" for k, v in running.items() if v)
-        report.violations.append(Violation("ironic", "Ironic", f"{total} Ironic deployments ({where}): at most "
+        report.violations.append(Finding(Code.IRONIC, "Ironic", f"{total} Ironic deployments ({where}): at most "
                                            "one may manage the hosts"))
     return report
-
-
-def keys_in(view: ClusterView) -> set[ObjKey]:
-    return set(view.graph.move_nodes())

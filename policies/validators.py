@@ -12,9 +12,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from metal3_pivot import INVENTORY, Code, LocationInputs, LocationState, prop_key, version_key
+
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 CONFIGMAP = "kubernetes:core/v1:ConfigMap"
-INVENTORY = "kubernetes:clusterctl.cluster.x-k8s.io/v1alpha3:Provider"
+#: clusterctl's inventory entries as pulumi-kubernetes types them
+INVENTORY_TYPE = f"kubernetes:{INVENTORY.api_version}:{INVENTORY.kind}"
 DYNAMIC = "pulumi-python:dynamic:Resource"
 IRONIC_CONFIGMAP = "ironic-bmo-configmap"
 CREDENTIAL_WORDS = re.compile(r"pass(word|wd)?|secret|token|kubeconfig|client-key|private[-_]?key|credential",
@@ -40,17 +43,16 @@ class Res:
 
 
 def object_location(resources: Sequence[Res]) -> Res | None:
+    """The stack's ObjectLocation: the dynamic resource carrying its declared inputs."""
     for r in resources:
-        if r.type == DYNAMIC and "location" in r.props and "ephemeralKubeconfig" in r.props:
+        if r.type == DYNAMIC and all(k in r.props for k in (prop_key("location"), prop_key("ephemeral_kubeconfig"))):
             return r
     return None
 
 
-def _version(v: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(p) for p in v.lstrip("v").split("-", 1)[0].split("."))
-    except ValueError:
-        return (0,)
+def _location(loc: Res) -> Any:
+    """Where the program puts the objects (read alone: see LocationInputs.read)."""
+    return LocationInputs.read(loc.props, "location")
 
 
 # ---------------------------------------------------------------------------------------------- policies
@@ -65,7 +67,7 @@ def single_ironic(resources: Sequence[Res]) -> list[str]:
         out.append(f"{len(ironics)} Ironic deployments are declared ({where}); exactly one may run: remove "
                    "all but the one on the cluster `location` names")
     if loc is not None:
-        location = loc.props.get("location")
+        location = _location(loc)
         for r in ironics:
             if r.cluster and r.cluster != location:
                 out.append(f"Ironic ({r.name}) is declared on the {r.cluster} cluster but location is "
@@ -79,41 +81,42 @@ def single_ironic(resources: Sequence[Res]) -> list[str]:
 def target_initialised(resources: Sequence[Res]) -> list[str]:
     """location=target needs the target to run every provider the ephemeral cluster runs, at least as new."""
     loc = object_location(resources)
-    if loc is None or loc.props.get("location") != "target":
+    if loc is None or _location(loc) != "target":
         return []
-    source = ((loc.props.get("providers") or {}).get("ephemeral")) or []
+    source = LocationState.read(loc.props, "providers").get("ephemeral") or []
     declared = {(str((r.props.get("metadata") or {}).get("name")), str(r.props.get("type"))): r
-                for r in resources if r.type == INVENTORY and r.cluster == "target"}
+                for r in resources if r.type == INVENTORY_TYPE and r.cluster == "target"}
     if not declared:
         return ["location is 'target' but this stack installs no providers on the target: enable "
                 "`providers.install` (the ProviderInstall component, what clusterctl init does)"]
     out = []
     for p in source:
-        have = declared.get((p["name"], p["type"]))
+        have = declared.get((p.name, p.type))
         if have is None:
-            out.append(f"the ephemeral cluster runs provider {p['name']} ({p['type']} {p['version']}) but the "
+            out.append(f"the ephemeral cluster runs provider {p.name} ({p.type} {p.version}) but the "
                        "stack does not install it on the target")
-        elif _version(str(have.props.get("version", ""))) < _version(p["version"]):
-            out.append(f"provider {p['name']}: the target gets {have.props.get('version')}, older than the "
-                       f"ephemeral cluster's {p['version']}: pin a version at least as new")
+        elif version_key(str(have.props.get("version", ""))) < version_key(p.version):
+            out.append(f"provider {p.name}: the target gets {have.props.get('version')}, older than the "
+                       f"ephemeral cluster's {p.version}: pin a version at least as new")
     return out
 
 
-def _findings(resources: Sequence[Res], code: str) -> list[str]:
+def _findings(resources: Sequence[Res], code: Code) -> list[str]:
+    """The ObjectLocation's pre-flight findings of one code, as sentences."""
     loc = object_location(resources)
     if loc is None:
         return []
-    return [f"{f['subject']}: {f['message']}" for f in loc.props.get("preflight") or [] if f.get("code") == code]
+    return [str(f) for f in LocationState.read(loc.props, "preflight") if f.code == code]
 
 
 def owner_chain(resources: Sequence[Res]) -> list[str]:
     """Every moving object's owner chain stays inside the move (live-cluster facts, from the pre-flight)."""
-    return [f"broken owner chain: {m}" for m in _findings(resources, "owner-chain")]
+    return [f"broken owner chain: {m}" for m in _findings(resources, Code.OWNER_CHAIN)]
 
 
 def bmh_status_annotation(resources: Sequence[Res]) -> list[str]:
     """Every moving BareMetalHost has a status that can travel and is in a steady state."""
-    return [f"host cannot move safely: {m}" for m in _findings(resources, "bmh-status")]
+    return [f"host cannot move safely: {m}" for m in _findings(resources, Code.BMH_STATUS)]
 
 
 def provisioning_network(resources: Sequence[Res]) -> list[str]:

@@ -1,6 +1,6 @@
 """What the concurrency tests measure: who wrote, and whether two movers' writes ever interleaved.
 
-Every mover of a test runs with METAL3_PIVOT_WRITE_JOURNAL pointing at one shared file: the engine
+Every mover of a test runs with the write journal seam (lab/seams.py) pointing at one shared file: it
 appends a line per successful API write (time, pid, server, verb, path). Writes to the move lock itself
 are set apart; every other write is the move. Two movers *interleave* when the time spans of their
 move writes overlap: the thing the lock exists to prevent (goal: 0).
@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from lab.cluster import LocalCluster
-from metal3_pivot.kube import LEASE, WRITE_DELAY_ENV, WRITE_JOURNAL_ENV
+from lab.seams import seam_env
+from metal3_pivot.kube import LEASE
 from metal3_pivot.lock import LOCK_NAME, LOCK_NAMESPACE
 from tests.conftest import ROOT, tool_env
 from tests.movekit import kube
@@ -39,10 +40,7 @@ class Span:
 
 
 def journal_env(journal: Path, slow: bool = True, **extra: str) -> dict[str, str]:
-    env = {WRITE_JOURNAL_ENV: str(journal), **extra}
-    if slow:
-        env[WRITE_DELAY_ENV] = SLOW
-    return env
+    return {**seam_env(journal=journal, delay=SLOW if slow else 0), **extra}
 
 
 def move_spans(journal: Path) -> dict[int, Span]:

@@ -21,11 +21,11 @@ import pytest
 
 from lab.cli import start_clusters
 from lab.cluster import LocalCluster, free_port
+from metal3_pivot import BMH_STATUS, MoveOptions, Mover
 from metal3_pivot.discovery import discover
 from metal3_pivot.errors import ApiError, NestingTooDeepError, ObjectTooLargeError, PreflightError
 from metal3_pivot.graph import BLOCK_MOVE_ANNOTATION, ObjKey
 from metal3_pivot.kube import CONFIGMAP, NAMESPACE, SECRET, Kube, group_of
-from metal3_pivot.mover import BMH_STATUS, MoveOptions, Mover
 from metal3_pivot.verify import verify
 from tests.conftest import SESSION_DIR
 from tests.movekit import (

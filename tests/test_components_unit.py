@@ -118,3 +118,54 @@ def test_ironic_settings_are_validated() -> None:
     assert "metal3-pivot:ironic.provisioningIp" in str(err.value)
     with pytest.raises(ConfigError):
         parse({**BASE, "ironic": {"dhcpRange": "172.22.0.10"}})
+
+
+# ---------------------------------------------------------------------------------------------- ObjectLocation's props
+
+LIVE_KUBECONFIG = ("apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster:\n"
+                   "    server: https://127.0.0.1:1\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\n"
+                   "users:\n- name: u\n  user:\n    token: t\n")
+
+
+def test_object_location_declares_exactly_the_props_of_the_shared_model(mocks: Mocks,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The resource registers the inputs and computed keys of metal3_pivot.location, no more, no fewer."""
+    from components.object_location import ObjectLocation
+    from metal3_pivot import LocationInputs, LocationState
+
+    seen: dict[str, Any] = {}
+
+    def record(self: Any, provider: Any, name: str, props: dict[str, Any], opts: Any = None) -> None:
+        seen.update(props)
+    monkeypatch.setattr(pulumi.dynamic.Resource, "__init__", record)
+    ObjectLocation("objects", location="ephemeral", ephemeral_kubeconfig=KUBECONFIG, target_kubeconfig=KUBECONFIG,
+                   namespaces=["metal3"])
+    assert set(seen) == set(LocationInputs.prop_keys()) | set(LocationState.prop_keys())
+    assert LocationInputs.from_props(seen).namespaces == ["metal3"]
+    assert all(seen[k] is None for k in LocationState.prop_keys())
+
+
+def test_what_check_writes_is_what_the_policy_pack_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider's `check` output, read by the policies through the same model: a pre-flight finding
+    left to the pack and the ephemeral inventory arrive intact."""
+    from components import object_location
+    from metal3_pivot import Code, Finding, LocationInputs, LocationState, PendingMove, ProviderEntry
+    from policies.validators import DYNAMIC, INVENTORY_TYPE, Res, owner_chain, target_initialised
+
+    state = LocationState(actual="ephemeral", digest="sha256:0",
+                          pending=PendingMove("ephemeral", "target", {"Cluster": 1}),
+                          preflight=[Finding(Code.OWNER_CHAIN, "Secret metal3/x", "its owner is gone")],
+                          providers={"ephemeral": [ProviderEntry("cluster-api", "CoreProvider", "v1.14.2")],
+                                     "target": []})
+    monkeypatch.setattr(object_location, "inspect", lambda _inputs: state)
+    news = {**LocationInputs("target", LIVE_KUBECONFIG, LIVE_KUBECONFIG, ["metal3"]).to_props(),
+            **dict.fromkeys(LocationState.prop_keys())}
+    result = object_location.ObjectLocationProvider().check({}, news)
+    assert not result.failures                                  # owner-chain is left to the pack
+    assert LocationState.from_props(result.inputs) == state
+    res = Res(DYNAMIC, "objects", result.inputs)
+    assert owner_chain([res]) == ["broken owner chain: Secret metal3/x: its owner is gone"]
+    other = Res(INVENTORY_TYPE, "inv", {"metadata": {"name": "infrastructure-metal3"},
+                                        "type": "InfrastructureProvider", "version": "v1.13.2"}, cluster="target")
+    assert target_initialised([res, other]) == ["the ephemeral cluster runs provider cluster-api (CoreProvider "
+                                                "v1.14.2) but the stack does not install it on the target"]

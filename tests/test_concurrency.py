@@ -4,7 +4,7 @@ Three races: two `pulumi up` of one stack; two stacks pointed at the same cluste
 against `pulumi up`. In each, exactly one moves; the other is refused with a message that says who
 moves (our lock) or that the stack is locked (Pulumi's); the write journal shows no interleaving and
 the invariant checker passes. The stacks only move (providers pre-installed, `ironic.install: false`)
-so that the race is about the move. Every write pauses a little (METAL3_PIVOT_WRITE_DELAY) so a move
+so that the race is about the move. Every write pauses a little (the write-delay seam, lab/seams.py) so a move
 lasts long enough for the second mover to meet it.
 
 Each race runs once in the suite, alternating direction; `python -m benchmarks.concurrency_stress`

@@ -12,8 +12,8 @@ import json
 
 import pytest
 
+from metal3_pivot import BMH_STATUS
 from metal3_pivot.graph import ObjKey
-from metal3_pivot.mover import BMH_STATUS
 from tests.movekit import (
     OTHER_NS,
     TOPOLOGY,

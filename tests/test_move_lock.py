@@ -14,9 +14,10 @@ import time
 
 import pytest
 
-from metal3_pivot.kube import KILL_AFTER_WRITES_ENV, LEASE
+from lab.seams import seam_env
+from metal3_pivot.kube import LEASE
 from metal3_pivot.lock import HOST, LOCK_NAME, LOCK_NAMESPACE, PID, micro_time
-from metal3_pivot.mover import DELETE_FOR_MOVE
+from metal3_pivot.plan import DELETE_FOR_MOVE
 from tests.concurrency import interleavings, journal_env, lease, move_spans, start_cli, wait_for_lease
 from tests.movekit import (
     TOPOLOGY,
@@ -96,7 +97,7 @@ def test_a_killed_movers_lock_is_taken_over_and_its_move_finished(fresh_clusters
     eph, tgt = clusters["ephemeral"], clusters["target"]
     seed_pair(clusters)
     original = {k: canonical(o) for k, o in snapshot(eph).items()}
-    killed = engine_cli(*cli_move_args(eph, tgt), env_extra={KILL_AFTER_WRITES_ENV: "50"})
+    killed = engine_cli(*cli_move_args(eph, tgt), env_extra=seam_env(kill_after=50))
     assert killed.returncode == -9
     assert lease(eph) is not None and lease(tgt) is not None    # the dead mover's lock is still there
     again = engine_cli(*cli_move_args(eph, tgt))
@@ -141,7 +142,7 @@ def test_a_mover_whose_lock_is_taken_over_stops_before_its_next_write(fresh_clus
     put_lease(eph, foreign_lease(duration=3))                   # somebody else's mover takes it over
     stolen_at = time.time()
     _out, err = mover.communicate(timeout=300)
-    assert mover.returncode == 7, err
+    assert mover.returncode == 8, err                         # LockLostError: not "held" (7)
     assert "was taken over by another mover" in err
     # it stopped within one renewal period (duration / 3) plus the write in flight
     last_write = move_spans(journal)[mover.pid].last

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from metal3_pivot.kube import KILL_AFTER_WRITES_ENV
+from lab.seams import seam_env
 from tests.movekit import canonical, check, cli_move_args, engine_cli, move, seed_pair, settle, snapshot
 
 pytestmark = pytest.mark.cluster
@@ -38,7 +38,7 @@ def test_sigkill_at_every_phase_then_rerun_converges(fresh_clusters) -> None:
     tried = 0
     for i, k in enumerate(points):
         src, dst = (eph, tgt) if i % 2 == 0 else (tgt, eph)
-        killed = engine_cli(*cli_move_args(src, dst), env_extra={KILL_AFTER_WRITES_ENV: str(k)})
+        killed = engine_cli(*cli_move_args(src, dst), env_extra=seam_env(kill_after=k))
         assert killed.returncode == -signal.SIGKILL, (k, killed.stderr[-2000:])
         tried += 1
         rerun = engine_cli(*cli_move_args(src, dst))
@@ -61,7 +61,7 @@ def test_a_half_done_move_rolls_back_when_reversed(fresh_clusters) -> None:
     move(tgt, eph)
     settle(eph)
 
-    killed = engine_cli(*cli_move_args(eph, tgt), env_extra={KILL_AFTER_WRITES_ENV: str(total // 3)})
+    killed = engine_cli(*cli_move_args(eph, tgt), env_extra=seam_env(kill_after=total // 3))
     assert killed.returncode == -signal.SIGKILL
     assert snapshot(tgt) and snapshot(eph)          # really half done: objects on both sides
     back = engine_cli(*cli_move_args(tgt, eph))     # the operator changes their mind
@@ -88,7 +88,7 @@ def test_a_source_object_edited_while_the_move_was_stopped_is_copied_again(fresh
     hosts = sum(1 for k in snapshot(eph) if k.kind == "BareMetalHost")
     end_of_creates = first.paused + 1 + first.created + hosts       # pause, namespace, creates, host statuses
 
-    killed = engine_cli(*cli_move_args(eph, tgt), env_extra={KILL_AFTER_WRITES_ENV: str(end_of_creates)})
+    killed = engine_cli(*cli_move_args(eph, tgt), env_extra=seam_env(kill_after=end_of_creates))
     assert killed.returncode == -signal.SIGKILL
     secret = sorted(k.name for k in snapshot(eph) if k.kind == "Secret" and k.name.endswith("-bmc-secret"))[0]
     assert any(k.name == secret for k in snapshot(tgt)), "the copy should exist before the edit"

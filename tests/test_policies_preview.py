@@ -13,8 +13,8 @@ import pytest
 
 from lab.cli import seed_cluster, start_clusters
 from lab.cluster import LocalCluster
+from metal3_pivot import BMH_STATUS
 from metal3_pivot.kube import CONFIGMAP, Kube, load_kubeconfig
-from metal3_pivot.mover import BMH_STATUS
 from tests.conftest import ROOT, SESSION_DIR
 from tests.movekit import TOPOLOGY, bundle_types, resource_versions, snapshot
 from tests.pulumi_cli import PulumiProject

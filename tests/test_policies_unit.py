@@ -8,7 +8,7 @@ from policies.validators import (
     CONFIGMAP,
     DEPLOYMENT,
     DYNAMIC,
-    INVENTORY,
+    INVENTORY_TYPE,
     Res,
     bmh_status_annotation,
     owner_chain,
@@ -33,7 +33,7 @@ def ironic(cluster: str, name: str = "ironic-deployment") -> Res:
 
 
 def inventory(name: str, type_: str, version: str, cluster: str = "target") -> Res:
-    return Res(INVENTORY, f"inv-{name}", {"metadata": {"name": name}, "type": type_, "version": version},
+    return Res(INVENTORY_TYPE, f"inv-{name}", {"metadata": {"name": name}, "type": type_, "version": version},
                cluster=cluster)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from metal3_pivot.graph import MOVE_HIERARCHY_LABEL, MOVE_LABEL, Node, ObjKey, TypeInfo
 from metal3_pivot.kube import SECRET, ResourceType
-from metal3_pivot.mover import BMH_PAUSED, SOURCE_UID, SOURCE_VERSION, copy_annotations
+from metal3_pivot.plan import BMH_PAUSED, SOURCE_UID, SOURCE_VERSION, copy_annotations
 from metal3_pivot.preflight import ANNOTATIONS_LIMIT, MAX_DEPTH, _size_problems, annotations_size, depth
 
 BMH = TypeInfo.from_crd({"metadata": {"labels": {MOVE_LABEL: "", MOVE_HIERARCHY_LABEL: ""}}},

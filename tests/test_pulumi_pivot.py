@@ -21,7 +21,8 @@ import pytest
 
 from lab.cli import seed_cluster
 from lab.cluster import LocalCluster
-from metal3_pivot.kube import KILL_AFTER_WRITES_ENV, Kube, ResourceType, load_kubeconfig
+from lab.seams import seam_env
+from metal3_pivot.kube import Kube, ResourceType, load_kubeconfig
 from tests.concurrency import lease
 from tests.conftest import ROOT
 from tests.movekit import (
@@ -137,9 +138,10 @@ def test_pivot_and_move_back_with_pulumi_up(fresh_clusters, postgres, tmp_path: 
 
     # 5. an up whose mover is SIGKILLed mid-move, then a plain up finishes it
     p.set_config("location", "target")
-    p.env_extra[KILL_AFTER_WRITES_ENV] = "60"
+    plain_env = dict(p.env_extra)
+    p.env_extra.update(seam_env(kill_after=60))
     killed = p.run("up", "--yes")
-    del p.env_extra[KILL_AFTER_WRITES_ENV]
+    p.env_extra = plain_env
     assert killed.returncode != 0
     assert snapshot(eph) and snapshot(tgt)                      # really interrupted mid-move
     assert lease(eph) is not None                               # the killed mover's lock is left behind
