@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # API servers and the pulumi CLI, so two files at a time fit the 2-core machines it runs on
 PYTEST_WORKERS ?= -n 2 --dist loadfile
 
-.PHONY: bootstrap demo test lint bench clusters-down clean
+.PHONY: bootstrap demo test unit lint bench clusters-down clean
 
 bootstrap:
 	python3 tools/bootstrap.py
@@ -18,17 +18,26 @@ bootstrap:
 demo: bootstrap
 	python -m lab.demo
 
-test:
+# lint first: a layering or typing error fails in seconds, before the 25-minute suite
+test: lint
 	python3 tools/bootstrap.py --tests
 	tools/offline python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
+# the tests that need no cluster and no pulumi CLI (marker `unit`): seconds, one process
+unit:
+	python3 tools/bootstrap.py --tests
+	tools/offline python -m pytest -m unit -p no:xdist $(PYTEST_ARGS)
+
 bench: bootstrap
 	python -m benchmarks.move_bench $(BENCH_ARGS)
 
-lint: bootstrap
+# needs only the virtualenv (no Go toolchain): ruff, the import contracts, mypy --strict
+lint:
+	python3 tools/bootstrap.py --venv-only
 	ruff check metal3_pivot lab langhost components policies tests tools benchmarks __main__.py
-	mypy --strict metal3_pivot
+	python -m pytest -q -p no:xdist -p no:cacheprovider tests/test_layering.py
+	mypy --strict metal3_pivot components policies
 
 clusters-down:
 	python -m lab.cli down

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pulumi_policy import EnforcementLevel, StackValidationArgs, StackValidationPolicy
+from pulumi_policy import EnforcementLevel, Policy, StackValidationArgs, StackValidationPolicy
 from pulumi_policy.proxy import UnknownValueError
 
 from policies.validators import POLICIES, Res
@@ -41,7 +41,7 @@ def validator(rule: Callable[[list[Res]], list[str]]) -> Callable[[StackValidati
     return validate
 
 
-def policies() -> list[StackValidationPolicy]:
+def policies() -> list[Policy]:
     return [StackValidationPolicy(name=name, description=(rule.__doc__ or name).strip().splitlines()[0],
                                   validate=validator(rule), enforcement_level=EnforcementLevel.MANDATORY)
             for name, rule in POLICIES.items()]

@@ -143,9 +143,10 @@ def provisioning_network(resources: Sequence[Res]) -> list[str]:
         except ValueError:
             out.append(f"{r.name}: DHCP_RANGE {data.get('DHCP_RANGE')!r} is not 'FIRST_IP,LAST_IP'")
             continue
-        if first not in net or last not in net or first > last:
+        # inside `net`, all three are of one IP version: compare them as numbers
+        if first not in net or last not in net or int(first) > int(last):
             out.append(f"{r.name}: DHCP_RANGE {first}-{last} is not an ascending range inside {net}")
-        elif first <= ip <= last:
+        elif int(first) <= int(ip) <= int(last):
             out.append(f"{r.name}: PROVISIONING_IP {ip} lies inside DHCP_RANGE {first}-{last}")
     return out
 

@@ -15,6 +15,8 @@ import pytest
 
 from components.config import ConfigError, parse
 
+pytestmark = pytest.mark.unit
+
 
 class Mocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import metal3_pivot
 from lab.seams import seam_env
 from metal3_pivot import cli, errors
 from metal3_pivot.findings import Code, Finding
+
+pytestmark = pytest.mark.unit
 
 
 def test_exit_codes_tell_a_held_lock_from_a_lost_one_and_a_late_block_from_a_refusal() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from metal3_pivot.graph import (
     MOVE_HIERARCHY_LABEL,
     MOVE_LABEL,
@@ -13,6 +15,8 @@ from metal3_pivot.graph import (
     levels,
 )
 from metal3_pivot.kube import CONFIGMAP, SECRET, ResourceType
+
+pytestmark = pytest.mark.unit
 
 CLUSTER = TypeInfo.from_crd({"metadata": {"labels": {"clusterctl.cluster.x-k8s.io": ""}}},
                             ResourceType("cluster.x-k8s.io", "v1beta2", "Cluster", "clusters"))

@@ -15,6 +15,8 @@ import pytest
 from metal3_pivot.errors import LockLostError
 from metal3_pivot.lock import Holder, LeaseState, MoveLock, micro_time, process_start
 
+pytestmark = pytest.mark.unit
+
 
 def lease(holder: Holder | None, *, renewed_ago: float = 0.0, duration: int = 60) -> dict:
     renewed = micro_time(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=renewed_ago))

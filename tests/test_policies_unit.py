@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import pytest
+
 from policies.validators import (
     CONFIGMAP,
     DEPLOYMENT,
@@ -18,6 +20,8 @@ from policies.validators import (
     single_ironic,
     target_initialised,
 )
+
+pytestmark = pytest.mark.unit
 
 PROVIDERS = [{"name": "cluster-api", "type": "CoreProvider", "version": "v1.14.2"},
              {"name": "infrastructure-metal3", "type": "InfrastructureProvider", "version": "v1.13.2"}]

@@ -6,10 +6,14 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import pytest
+
 from metal3_pivot.graph import MOVE_HIERARCHY_LABEL, MOVE_LABEL, Node, ObjKey, TypeInfo
 from metal3_pivot.kube import SECRET, ResourceType
 from metal3_pivot.plan import BMH_PAUSED, SOURCE_UID, SOURCE_VERSION, copy_annotations
 from metal3_pivot.preflight import ANNOTATIONS_LIMIT, MAX_DEPTH, _size_problems, annotations_size, depth
+
+pytestmark = pytest.mark.unit
 
 BMH = TypeInfo.from_crd({"metadata": {"labels": {MOVE_LABEL: "", MOVE_HIERARCHY_LABEL: ""}}},
                         ResourceType("metal3.io", "v1alpha1", "BareMetalHost", "baremetalhosts"))

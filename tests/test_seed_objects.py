@@ -24,6 +24,8 @@ import yaml
 
 from lab.seed_objects import SeedObject, Topology, build
 
+pytestmark = pytest.mark.unit
+
 MODULES = Path("/root/go/pkg/mod")
 CRD_DIRS = [
     MODULES / "sigs.k8s.io/cluster-api@v1.14.2/core/config/crd/bases",

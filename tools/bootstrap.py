@@ -355,8 +355,18 @@ def main() -> int:
     parser.add_argument("--only", action="append", help="only this tool (repeatable)")
     parser.add_argument("--tests", action="store_true",
                         help="also what only the test suite needs (PostgreSQL for the team-backend tests)")
+    parser.add_argument("--venv-only", action="store_true",
+                        help="only the virtualenv (pip, from PyPI; no Go build): enough for `make lint`")
     args = parser.parse_args()
     start = time.monotonic()
+    if args.venv_only:
+        try:
+            ensure_venv()
+        except BootstrapError as err:
+            print(f"bootstrap: ERROR: {err}", file=sys.stderr)
+            return 1
+        say(f"virtualenv ready in {time.monotonic() - start:.0f} s: {VENV}")
+        return 0
     all_tools = [t for t in tools() if not args.only or t.name in args.only]
     missing = []
     try:
