@@ -25,11 +25,11 @@ from typing import Any
 
 from lab import crds
 from lab.cli import seed_cluster, start_clusters
-from lab.cluster import LocalCluster
+from lab.cluster import LocalCluster, kube_for
 from lab.faultproxy import FaultProxy, FaultRates
-from lab.seed import canonical, settle
+from lab.seed import canonical_snapshot, settle
 from lab.seed_objects import Topology
-from metal3_pivot import Kube, MoveOptions, Mover, ObjKey, PivotError, discover, load_kubeconfig, verify
+from metal3_pivot import MoveOptions, Mover, ObjKey, PivotError, verify
 
 NS = "metal3"
 #: how a total fault rate is shared between the fault kinds (stalls are the slowest, so the rarest)
@@ -48,15 +48,12 @@ class Leg:
     lost: int = 0
 
 
-def kube(c: LocalCluster | Path, name: str, **kw: Any) -> Kube:
-    path = c.kubeconfig if isinstance(c, LocalCluster) else c
-    return Kube(load_kubeconfig(path), name=name, **kw)
+kube = kube_for
 
 
 async def objects(c: LocalCluster) -> dict[ObjKey, dict[str, Any]]:
-    async with kube(c, c.name) as k:
-        view = await discover(k, [NS])
-    return {key: canonical(n.obj) for key, n in view.graph.move_nodes().items()}
+    async with kube(c) as k:
+        return await canonical_snapshot(k, [NS])
 
 
 async def check(eph: LocalCluster, tgt: LocalCluster, expect: str, original: dict[ObjKey, Any]) -> int:

@@ -25,17 +25,16 @@ from pathlib import Path
 
 from lab import crds
 from lab.cli import seed_cluster, start_clusters
-from lab.cluster import LocalCluster
+from lab.cluster import LocalCluster, kube_for
 from lab.seams import seam_env
 from lab.seed import settle
 from lab.seed_objects import Topology
-from metal3_pivot import Kube, MoveOptions, Mover, load_kubeconfig, verify
+from metal3_pivot import MoveOptions, Mover, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def kube(c: LocalCluster, name: str) -> Kube:
-    return Kube(load_kubeconfig(c.kubeconfig), name=name)
+kube = kube_for
 
 
 def cli(src: LocalCluster, dst: LocalCluster, kill_after: int | None) -> int:

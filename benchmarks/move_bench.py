@@ -27,10 +27,10 @@ from pathlib import Path
 
 from lab import crds
 from lab.cli import start_clusters
-from lab.cluster import LocalCluster
+from lab.cluster import LocalCluster, kube_for
 from lab.seed import seed, settle, type_index
 from lab.seed_objects import Topology, build
-from metal3_pivot import NAMESPACE, Kube, MoveOptions, Mover, MoveReport, group_of, load_kubeconfig
+from metal3_pivot import NAMESPACE, Kube, MoveOptions, Mover, MoveReport, group_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,7 +44,7 @@ def topology_for(hosts: int) -> Topology:
 
 
 def kube(c: LocalCluster, name: str, concurrency: int = 64) -> Kube:
-    return Kube(load_kubeconfig(c.kubeconfig), name=name, concurrency=concurrency)
+    return kube_for(c, name, concurrency=concurrency)
 
 
 async def our_move(src: LocalCluster, dst: LocalCluster, concurrency: int) -> MoveReport:

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab import crds
-from lab.cluster import ClusterError, LocalCluster, start_all
+from lab.cluster import ClusterError, LocalCluster, kube_for, start_all
 
 if TYPE_CHECKING:
     from lab.seed_objects import Topology
-from metal3_pivot import Kube, load_kubeconfig
 
 DEFAULT_DIR = Path(".lab")
 
@@ -46,7 +45,7 @@ def start_clusters(names: list[str], base: Path, *, attached: bool, with_crds: b
 
 async def _install_all(clusters: list[LocalCluster], b: crds.Bundle) -> None:
     async def one(cluster: LocalCluster) -> None:
-        async with Kube(load_kubeconfig(cluster.kubeconfig), name=cluster.name) as kube:
+        async with kube_for(cluster) as kube:
             await crds.install(kube, b)
 
     await asyncio.gather(*(one(c) for c in clusters))
@@ -55,7 +54,7 @@ async def _install_all(clusters: list[LocalCluster], b: crds.Bundle) -> None:
 async def seed_cluster(cluster: LocalCluster, topology: Topology, concurrency: int = 32) -> None:
     from lab.seed import seed
 
-    async with Kube(load_kubeconfig(cluster.kubeconfig), name=cluster.name, concurrency=concurrency) as kube:
+    async with kube_for(cluster, concurrency=concurrency) as kube:
         result = await seed(kube, topology, crds.bundle().resource_types(), concurrency=concurrency,
                             progress=log)
     log(f"seeded {result.objects} objects into {cluster.name}/{topology.namespace} in {result.seconds:.1f} s")

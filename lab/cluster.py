@@ -29,12 +29,15 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from metal3_pivot import Kube, load_kubeconfig
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
 _PR_SET_PDEATHSIG = 1
@@ -355,3 +358,11 @@ def processes_under(directory: Path) -> list[int]:
         if needle in cmd and state != "Z" and any(c in cmd.split(" ")[0] for c in COMPONENTS):
             found.append(int(proc.name))
     return found
+
+
+def kube_for(cluster: LocalCluster | Path, name: str | None = None, **options: Any) -> Kube:
+    """An engine client for a local cluster (or a kubeconfig file, e.g. a fault proxy's), named after it
+    unless `name` says otherwise; `options` go to Kube (concurrency, retries, timeout)."""
+    path = cluster.kubeconfig if isinstance(cluster, LocalCluster) else cluster
+    label = name or (cluster.name if isinstance(cluster, LocalCluster) else "cluster")
+    return Kube(load_kubeconfig(path), name=label, **options)

@@ -28,10 +28,9 @@ from pathlib import Path
 
 from lab import audit, crds
 from lab.cli import seed_cluster, start_clusters
-from lab.cluster import LocalCluster
+from lab.cluster import LocalCluster, kube_for
 from lab.seed import settle
 from lab.seed_objects import Topology
-from metal3_pivot import Kube, load_kubeconfig
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = "local"
@@ -76,7 +75,7 @@ def pulumi(*args: str, check: bool = True) -> int:
 
 def reconcile(cluster: LocalCluster) -> None:
     async def go() -> int:
-        async with Kube(load_kubeconfig(cluster.kubeconfig), name=cluster.name) as kube:
+        async with kube_for(cluster) as kube:
             return await settle(kube, TOPOLOGY, crds.bundle().resource_types())
     print(f"(controllers in {cluster.name} reconcile: {asyncio.run(go())} statuses rebuilt)", flush=True)
 

@@ -24,7 +24,9 @@ from metal3_pivot import (
     SOURCE_UID,
     SOURCE_VERSION,
     Kube,
+    ObjKey,
     ResourceType,
+    discover,
     group_of,
 )
 
@@ -110,6 +112,17 @@ async def settle(kube: Kube, topology: Topology, types: dict[str, ResourceType],
 
 
 # ---------------------------------------------------------------------------------------------- comparing
+
+async def snapshot(kube: Kube, namespaces: list[str]) -> dict[ObjKey, dict[str, Any]]:
+    """The objects that would move, as the cluster has them: what tests and the fault sweep compare."""
+    view = await discover(kube, namespaces)
+    return {key: node.obj for key, node in view.graph.move_nodes().items()}
+
+
+async def canonical_snapshot(kube: Kube, namespaces: list[str]) -> dict[ObjKey, dict[str, Any]]:
+    """`snapshot`, each object in its `canonical` form: equal before and after a faithful move."""
+    return {key: canonical(obj) for key, obj in (await snapshot(kube, namespaces)).items()}
+
 
 def canonical(obj: dict[str, Any], *, keep_status: bool = False, sort_owners: bool = False) -> dict[str, Any]:
     """An object without what legitimately differs between clusters: UIDs, versions, timestamps, our marks."""

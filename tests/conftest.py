@@ -1,4 +1,4 @@
-"""Fixtures shared by the suite: real local clusters, the tool environment, the orphan check.
+"""Fixtures shared by the suite: real local clusters, PostgreSQL, the orphan check (helpers: tests/kit/).
 
 Clusters are real etcd + kube-apiserver + kube-controller-manager processes (lab/cluster.py), started
 attached to this process so that nothing survives the run, even a SIGKILLed one. At the end of the
@@ -18,27 +18,12 @@ import pytest
 
 from lab.cluster import LocalCluster, processes_under
 from lab.postgres import LocalPostgres, server_processes
-
-ROOT = Path(__file__).resolve().parent.parent
-TOOLS_BIN = ROOT / ".tools" / "bin"
-VENV_BIN = ROOT / ".venv" / "bin"
-
-# every cluster of the session lives below this folder (the orphan check scans for it)
-SESSION_DIR = Path(tempfile.mkdtemp(prefix="m3p-test-"))
-# PostgreSQL runs as its own user, which cannot enter SESSION_DIR: its folders carry the session's name
-PG_PREFIX = f"m3p-pg-{SESSION_DIR.name}-"
-
-
-def tool_env(**extra: str) -> dict[str, str]:
-    """The environment the project's commands run with (the Makefile's)."""
-    env = dict(os.environ)
-    env["PATH"] = f"{TOOLS_BIN}{os.pathsep}{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.update(PULUMI_SKIP_UPDATE_CHECK="true", CLUSTERCTL_DISABLE_VERSIONCHECK="true")
-    env.update(extra)
-    return env
-
+from tests.kit.env import PG_PREFIX, SESSION_DIR, tool_env
 
 os.environ["PATH"] = tool_env()["PATH"]
+
+#: fixtures that start clusters or servers: a test marked `unit` must use none of them
+_HEAVY_FIXTURES = {"cluster_pair", "fresh_clusters", "postgres"}
 
 
 @pytest.fixture(scope="session")
@@ -82,6 +67,14 @@ def fresh_clusters(request: pytest.FixtureRequest) -> Iterator[Callable[..., dic
     yield make
     for c in started:
         c.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`make unit` promises seconds: a `unit` test that starts a cluster is a mislabelled test."""
+    for item in items:
+        heavy = _HEAVY_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("unit") and heavy:
+            raise pytest.UsageError(f"{item.nodeid} is marked unit but uses {', '.join(sorted(heavy))}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -8,7 +8,7 @@ import stat
 import pytest
 import yaml
 
-from tests.movekit import TOPOLOGY, canonical, check, engine_cli, seed_pair, snapshot
+from tests.kit.move import TOPOLOGY, canonical, check, engine_cli, seed_pair, snapshot
 
 pytestmark = pytest.mark.cluster
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.kit.env import ROOT
 
 
 def test_a_fresh_clone_finds_every_tool_cached(tmp_path: Path) -> None:

@@ -14,20 +14,20 @@ from pathlib import Path
 import pytest
 
 from lab import crds
-from lab.cluster import LocalCluster, processes_under
-from metal3_pivot.kube import CRD, Kube, load_kubeconfig
-from tests.conftest import ROOT, tool_env
+from lab.cluster import LocalCluster, kube_for, processes_under
+from metal3_pivot.kube import CRD
+from tests.kit.env import ROOT, tool_env
 
 pytestmark = pytest.mark.cluster
 
 
 async def _crds(cluster: LocalCluster) -> list[dict]:
-    async with Kube(load_kubeconfig(cluster.kubeconfig)) as kube:
+    async with kube_for(cluster) as kube:
         return await kube.list(CRD)
 
 
 async def _providers(cluster: LocalCluster) -> list[dict]:
-    async with Kube(load_kubeconfig(cluster.kubeconfig)) as kube:
+    async with kube_for(cluster) as kube:
         return await kube.list(crds.INVENTORY)
 
 

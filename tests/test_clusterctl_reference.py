@@ -15,8 +15,8 @@ import pytest
 
 from lab.cli import seed_cluster
 from lab.seed_objects import Topology, build
-from tests.conftest import tool_env
-from tests.movekit import read_seeded
+from tests.kit.env import tool_env
+from tests.kit.move import read_seeded
 
 pytestmark = pytest.mark.cluster
 

@@ -20,7 +20,7 @@ import pytest
 
 from lab import audit
 from lab.seed_objects import Topology
-from tests.conftest import ROOT, tool_env
+from tests.kit.env import ROOT, tool_env
 
 TOPOLOGY = Topology(namespace="metal3", clusters=1, control_planes=3, workers=2, spare_hosts=1)
 

@@ -21,8 +21,17 @@ from lab.faultproxy import FaultProxy, FaultRates
 from metal3_pivot.errors import InvalidObjectError, PivotError
 from metal3_pivot.kube import CRD, Kube, load_kubeconfig
 from metal3_pivot.mover import MoveOptions, Mover
-from tests.conftest import ROOT, tool_env
-from tests.movekit import TOPOLOGY, canonical, check, cli_move_args, engine_cli, move, seed_pair, snapshot
+from tests.kit.env import ROOT, tool_env
+from tests.kit.move import (
+    TOPOLOGY,
+    canonical_snapshot,
+    check,
+    cli_move_args,
+    engine_cli,
+    move,
+    seed_pair,
+    snapshot,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -30,8 +39,7 @@ pytestmark = pytest.mark.cluster
 def test_move_through_a_faulty_target_api(fresh_clusters, tmp_path: Path) -> None:
     clusters = fresh_clusters()
     eph, tgt = clusters["ephemeral"], clusters["target"]
-    seed_pair(clusters)
-    original = {k: canonical(o) for k, o in snapshot(eph).items()}
+    original = seed_pair(clusters)
     proxy = FaultProxy(tgt, FaultRates(throttle=0.05, error=0.05, stall=0.01, drop=0.03, lost=0.03),
                        stall_seconds=4).start()
     try:
@@ -55,14 +63,13 @@ def test_move_through_a_faulty_target_api(fresh_clusters, tmp_path: Path) -> Non
     if outcome != "completed":
         move(eph, tgt)                            # the re-run, without faults, finishes it
     assert check(eph, tgt, expect="target").ok
-    assert {k: canonical(o) for k, o in snapshot(tgt).items()} == original
+    assert canonical_snapshot(tgt) == original
 
 
 def test_target_apiserver_restarted_mid_move(fresh_clusters) -> None:
     clusters = fresh_clusters()
     eph, tgt = clusters["ephemeral"], clusters["target"]
-    seed_pair(clusters)
-    original = {k: canonical(o) for k, o in snapshot(eph).items()}
+    original = seed_pair(clusters)
     mover = subprocess.Popen([sys.executable, "-m", "metal3_pivot.cli", *cli_move_args(eph, tgt), "--concurrency", "2"],
                              cwd=ROOT, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -76,14 +83,13 @@ def test_target_apiserver_restarted_mid_move(fresh_clusters) -> None:
         rerun = engine_cli(*cli_move_args(eph, tgt))
         assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert check(eph, tgt, expect="target").ok
-    assert {k: canonical(o) for k, o in snapshot(tgt).items()} == original
+    assert canonical_snapshot(tgt) == original
 
 
 def test_creates_rejected_by_the_target_stop_cleanly_and_roll_back(fresh_clusters) -> None:
     clusters = fresh_clusters()
     eph, tgt = clusters["ephemeral"], clusters["target"]
-    seed_pair(clusters)
-    original = {k: canonical(o) for k, o in snapshot(eph).items()}
+    original = seed_pair(clusters)
 
     async def stricter_hosts() -> None:
         """The target's BareMetalHost schema now requires a field the source's hosts lack."""
@@ -105,4 +111,4 @@ def test_creates_rejected_by_the_target_stop_cleanly_and_roll_back(fresh_cluster
     assert back.returncode == 0, back.stderr[-2000:]
     assert check(eph, tgt, expect="ephemeral").ok
     assert snapshot(tgt) == {}
-    assert {k: canonical(o) for k, o in snapshot(eph).items()} == original
+    assert canonical_snapshot(eph) == original

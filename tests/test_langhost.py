@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pulumi_cli import PulumiProject
+from tests.kit.pulumi_cli import PulumiProject
 
 pytestmark = pytest.mark.pulumi
 

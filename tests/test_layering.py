@@ -59,8 +59,12 @@ def test_a_clean_synthetic_tree_passes(tmp_path: Path) -> None:
                                "if TYPE_CHECKING:\n    from metal3_pivot.mover import Mover\n")},
      "import circle in the engine: metal3_pivot.mover -> metal3_pivot.plan -> metal3_pivot.mover"),
     # a relative wrong-way import in the lab
-    ({"lab/x.py": "from ..tests import conftest\n", "tests/__init__.py": "", "tests/conftest.py": ""},
-     "lab.x imports tests.conftest"),
+    ({"lab/x.py": "from ..tests.kit import env\n", "tests/__init__.py": "", "tests/kit/__init__.py": "",
+      "tests/kit/env.py": ""},
+     "lab.x imports tests.kit.env"),
+    # a test module used as a library
+    ({"tests/__init__.py": "", "tests/test_a.py": "X = 1\n", "tests/test_b.py": "from tests.test_a import X\n"},
+     "tests.test_b imports tests.test_a.X"),
 ])
 def test_a_wrong_way_import_fails_the_check(tmp_path: Path, files: dict[str, str], expected: str) -> None:
     found = layering.violations(plant(tmp_path, files))

@@ -14,7 +14,7 @@ import pytest
 
 from metal3_pivot import BMH_STATUS
 from metal3_pivot.graph import ObjKey
-from tests.movekit import (
+from tests.kit.move import (
     OTHER_NS,
     TOPOLOGY,
     canonical,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 import time
 
 import pytest
@@ -18,11 +19,11 @@ from lab.seams import seam_env
 from metal3_pivot.kube import LEASE
 from metal3_pivot.lock import HOST, LOCK_NAME, LOCK_NAMESPACE, PID, micro_time
 from metal3_pivot.plan import DELETE_FOR_MOVE
-from tests.concurrency import interleavings, journal_env, lease, move_spans, start_cli, wait_for_lease
-from tests.movekit import (
+from tests.kit.concurrency import interleavings, journal_env, lease, move_spans, start_cli, wait_for_lease
+from tests.kit.move import (
     TOPOLOGY,
     bundle_types,
-    canonical,
+    canonical_snapshot,
     check,
     cli_move_args,
     engine_cli,
@@ -60,11 +61,36 @@ def put_lease(cluster, body: dict) -> None:
     asyncio.run(go())
 
 
+class ForeignHolder(threading.Thread):
+    """Another host's mover, alive: keeps its Lease renewed (every 0.5 s) until `let_expire`, so the test's
+    refusal does not depend on how fast the refused CLI starts on a loaded machine. After `let_expire`
+    nothing renews it, and `expired` waits until its last renewal is older than its duration."""
+
+    def __init__(self, cluster, duration: int = 4) -> None:
+        super().__init__(daemon=True)
+        self.cluster, self.duration = cluster, duration
+        self.stop_event = threading.Event()
+        self.last_renewal = 0.0
+        put_lease(cluster, foreign_lease(duration))
+        self.last_renewal = time.monotonic()
+
+    def run(self) -> None:
+        while not self.stop_event.wait(0.5):
+            put_lease(self.cluster, foreign_lease(self.duration))
+            self.last_renewal = time.monotonic()
+
+    def let_expire(self) -> None:
+        self.stop_event.set()
+        self.join()
+
+    def expired(self) -> None:
+        time.sleep(max(0.0, self.last_renewal + self.duration + 0.5 - time.monotonic()))
+
+
 def test_a_second_mover_is_refused_while_the_first_moves(fresh_clusters, tmp_path) -> None:
     clusters = fresh_clusters()
     eph, tgt = clusters["ephemeral"], clusters["target"]
-    seed_pair(clusters)
-    original = {k: canonical(o) for k, o in snapshot(eph).items()}
+    original = seed_pair(clusters)
     journal = tmp_path / "journal"
     first = start_cli(*cli_move_args(eph, tgt), "--lock-duration", "3", env_extra=journal_env(journal))
     wait_for_lease(tgt, first)
@@ -89,14 +115,13 @@ def test_a_second_mover_is_refused_while_the_first_moves(fresh_clusters, tmp_pat
     assert interleavings(journal) == 0
     assert lease(eph) is None and lease(tgt) is None           # released in both clusters
     assert check(eph, tgt, expect="target").ok
-    assert {k: canonical(o) for k, o in snapshot(tgt).items()} == original
+    assert canonical_snapshot(tgt) == original
 
 
 def test_a_killed_movers_lock_is_taken_over_and_its_move_finished(fresh_clusters) -> None:
     clusters = fresh_clusters()
     eph, tgt = clusters["ephemeral"], clusters["target"]
-    seed_pair(clusters)
-    original = {k: canonical(o) for k, o in snapshot(eph).items()}
+    original = seed_pair(clusters)
     killed = engine_cli(*cli_move_args(eph, tgt), env_extra=seam_env(kill_after=50))
     assert killed.returncode == -9
     assert lease(eph) is not None and lease(tgt) is not None    # the dead mover's lock is still there
@@ -105,23 +130,27 @@ def test_a_killed_movers_lock_is_taken_over_and_its_move_finished(fresh_clusters
     assert "took over the move lock" in again.stderr and "is no longer running" in again.stderr
     assert lease(eph) is None and lease(tgt) is None
     assert check(eph, tgt, expect="target").ok
-    assert {k: canonical(o) for k, o in snapshot(tgt).items()} == original
+    assert canonical_snapshot(tgt) == original
 
 
 def test_a_lock_held_on_another_host_refuses_until_it_expires(fresh_clusters) -> None:
     clusters = fresh_clusters()
     eph, tgt = clusters["ephemeral"], clusters["target"]
     seed_pair(clusters)
-    put_lease(tgt, foreign_lease(duration=4))
-    before = {c.name: resource_versions(c) for c in (eph, tgt)}
-    refused = engine_cli(*cli_move_args(eph, tgt))
+    holder = ForeignHolder(tgt, duration=4)
+    holder.start()
+    try:
+        before = {c.name: resource_versions(c) for c in (eph, tgt)}
+        refused = engine_cli(*cli_move_args(eph, tgt))
+    finally:
+        holder.let_expire()
     assert refused.returncode == 7, refused.stderr
     assert "pulumi stack fleet/prod on bastion-2 (pid 4242) is moving ephemeral -> target" in refused.stderr
     assert "expires by itself" in refused.stderr
     assert {c.name: resource_versions(c) for c in (eph, tgt)} == before
     assert lease(eph) is None                                   # not even the other half of the lock taken
 
-    time.sleep(4.5)
+    holder.expired()                                            # nobody renews it any more: it lapses
     done = engine_cli(*cli_move_args(eph, tgt))
     assert done.returncode == 0, done.stderr
     assert "took over the move lock in target from pulumi stack fleet/prod" in done.stderr
@@ -133,8 +162,7 @@ def test_a_lock_held_on_another_host_refuses_until_it_expires(fresh_clusters) ->
 def test_a_mover_whose_lock_is_taken_over_stops_before_its_next_write(fresh_clusters, tmp_path) -> None:
     clusters = fresh_clusters()
     eph, tgt = clusters["ephemeral"], clusters["target"]
-    seed_pair(clusters)
-    original = {k: canonical(o) for k, o in snapshot(eph).items()}
+    original = seed_pair(clusters)
     journal = tmp_path / "journal"
     mover = start_cli(*cli_move_args(eph, tgt), "--lock-duration", "3", env_extra=journal_env(journal))
     wait_for_lease(eph, mover)
@@ -151,7 +179,7 @@ def test_a_mover_whose_lock_is_taken_over_stops_before_its_next_write(fresh_clus
     done = engine_cli(*cli_move_args(eph, tgt))
     assert done.returncode == 0, done.stderr
     assert check(eph, tgt, expect="target").ok
-    assert {k: canonical(o) for k, o in snapshot(tgt).items()} == original
+    assert canonical_snapshot(tgt) == original
 
 
 def test_another_tools_move_in_progress_is_refused(fresh_clusters) -> None:

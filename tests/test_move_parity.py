@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.movekit import canonical, check, clusterctl_move, diff_paths, move, seed_pair, settle, snapshot
+from tests.kit.move import canonical, check, clusterctl_move, diff_paths, move, seed_pair, settle, snapshot
 
 pytestmark = pytest.mark.cluster
 

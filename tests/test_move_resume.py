@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from lab.seams import seam_env
-from tests.movekit import canonical, check, cli_move_args, engine_cli, move, seed_pair, settle, snapshot
+from tests.kit.move import canonical, check, cli_move_args, engine_cli, move, seed_pair, settle, snapshot
 
 pytestmark = pytest.mark.cluster
 
@@ -24,8 +24,7 @@ def kill_points(paused: int, created: int, deleted: int, total: int) -> list[int
 def test_sigkill_at_every_phase_then_rerun_converges(fresh_clusters) -> None:
     clusters = fresh_clusters()
     eph, tgt = clusters["ephemeral"], clusters["target"]
-    seed_pair(clusters)
-    original = {k: canonical(o) for k, o in snapshot(eph).items()}
+    original = seed_pair(clusters)
 
     # one clean round trip measures where the phases' writes fall
     first = move(eph, tgt)
@@ -54,8 +53,7 @@ def test_sigkill_at_every_phase_then_rerun_converges(fresh_clusters) -> None:
 def test_a_half_done_move_rolls_back_when_reversed(fresh_clusters) -> None:
     clusters = fresh_clusters()
     eph, tgt = clusters["ephemeral"], clusters["target"]
-    seed_pair(clusters)
-    original = {k: canonical(o) for k, o in snapshot(eph).items()}
+    original = seed_pair(clusters)
     total = move(eph, tgt).writes
     settle(tgt)
     move(tgt, eph)
@@ -76,7 +74,7 @@ def test_a_source_object_edited_while_the_move_was_stopped_is_copied_again(fresh
     import base64
 
     from metal3_pivot.kube import SECRET
-    from tests.movekit import TOPOLOGY, kube
+    from tests.kit.move import TOPOLOGY, kube
 
     clusters = fresh_clusters()
     eph, tgt = clusters["ephemeral"], clusters["target"]

@@ -15,9 +15,9 @@ from lab.cli import seed_cluster, start_clusters
 from lab.cluster import LocalCluster
 from metal3_pivot import BMH_STATUS
 from metal3_pivot.kube import CONFIGMAP, Kube, load_kubeconfig
-from tests.conftest import ROOT, SESSION_DIR
-from tests.movekit import TOPOLOGY, bundle_types, resource_versions, snapshot
-from tests.pulumi_cli import PulumiProject
+from tests.kit.env import ROOT, SESSION_DIR
+from tests.kit.move import TOPOLOGY, bundle_types, resource_versions, snapshot
+from tests.kit.pulumi_cli import PulumiProject
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.cluster]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from lab.cluster import LocalCluster
-from tests.conftest import tool_env
-from tests.pulumi_cli import PulumiProject
+from tests.kit.env import tool_env
+from tests.kit.pulumi_cli import PulumiProject
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.cluster]
 

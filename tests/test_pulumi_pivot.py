@@ -20,14 +20,14 @@ from pathlib import Path
 import pytest
 
 from lab.cli import seed_cluster
-from lab.cluster import LocalCluster
+from lab.cluster import LocalCluster, kube_for
 from lab.seams import seam_env
-from metal3_pivot.kube import Kube, ResourceType, load_kubeconfig
-from tests.concurrency import lease
-from tests.conftest import ROOT
-from tests.movekit import (
+from metal3_pivot.kube import ResourceType
+from tests.kit.concurrency import lease
+from tests.kit.env import PROGRAM
+from tests.kit.move import (
     TOPOLOGY,
-    canonical,
+    canonical_snapshot,
     check,
     cli_move_args,
     engine_cli,
@@ -35,14 +35,10 @@ from tests.movekit import (
     settle,
     snapshot,
 )
-from tests.pulumi_cli import PulumiProject
+from tests.kit.pulumi_cli import PulumiProject
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.cluster]
 
-PROGRAM = f"""
-    import runpy
-    runpy.run_path({str(ROOT / "__main__.py")!r}, run_name="__main__")
-"""
 DEPLOYMENTS = ResourceType("apps", "v1", "Deployment", "deployments")
 
 
@@ -58,7 +54,7 @@ class IronicWatcher(threading.Thread):
 
     def run(self) -> None:
         async def poll() -> None:
-            kubes = [Kube(load_kubeconfig(c.kubeconfig), name=c.name) for c in self.clusters]
+            kubes = [kube_for(c) for c in self.clusters]
             try:
                 while not self.stop_event.is_set():
                     counts = await asyncio.gather(*(k.list(DEPLOYMENTS, "baremetal-operator-system") for k in kubes))
@@ -78,7 +74,7 @@ class IronicWatcher(threading.Thread):
 
 def ironic_on(cluster: LocalCluster) -> bool:
     async def go() -> bool:
-        async with Kube(load_kubeconfig(cluster.kubeconfig)) as k:
+        async with kube_for(cluster) as k:
             return await k.get(DEPLOYMENTS, "ironic", "baremetal-operator-system") is not None
     return asyncio.run(go())
 
@@ -88,7 +84,7 @@ def test_pivot_and_move_back_with_pulumi_up(fresh_clusters, postgres, tmp_path: 
     eph = fresh_clusters(("ephemeral",))["ephemeral"]
     tgt = fresh_clusters(("target",), with_crds=False)["target"]     # a bare target: the stack installs it
     asyncio.run(seed_cluster(eph, TOPOLOGY))
-    original = {k: canonical(o) for k, o in snapshot(eph).items()}
+    original = canonical_snapshot(eph)
     bmc_password = _bmc_password(eph)
 
     p = PulumiProject.create(tmp_path / "proj", "metal3-pivot", PROGRAM, stack="pivot", backend=postgres.url)
@@ -118,7 +114,7 @@ def test_pivot_and_move_back_with_pulumi_up(fresh_clusters, postgres, tmp_path: 
     watcher.stop()
     assert watcher.samples > 10 and watcher.max_seen == 1
     assert check(eph, tgt, expect="target").ok
-    assert {k: canonical(o) for k, o in snapshot(tgt).items()} == original
+    assert canonical_snapshot(tgt) == original
     assert ironic_on(tgt) and not ironic_on(eph)
     p.run("up", "--yes", "--expect-no-changes", check=True)
     p.run("refresh", "--yes", "--expect-no-changes", check=True)
@@ -132,7 +128,7 @@ def test_pivot_and_move_back_with_pulumi_up(fresh_clusters, postgres, tmp_path: 
     watcher.stop()
     assert watcher.max_seen == 1
     assert check(eph, tgt, expect="ephemeral").ok
-    assert {k: canonical(o) for k, o in snapshot(eph).items()} == original
+    assert canonical_snapshot(eph) == original
     assert ironic_on(eph) and not ironic_on(tgt)
     settle(eph)
 
@@ -148,7 +144,7 @@ def test_pivot_and_move_back_with_pulumi_up(fresh_clusters, postgres, tmp_path: 
     p.run("up", "--yes", check=True)
     assert lease(eph) is None and lease(tgt) is None            # taken over (holder dead), then released
     assert check(eph, tgt, expect="target").ok
-    assert {k: canonical(o) for k, o in snapshot(tgt).items()} == original
+    assert canonical_snapshot(tgt) == original
     settle(tgt)
 
     # 6. drift: somebody moves the objects back by hand; refresh shows it, up repairs it

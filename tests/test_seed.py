@@ -14,7 +14,7 @@ from lab.seed import seed, type_index
 from lab.seed_objects import Topology, build
 from metal3_pivot.errors import InvalidObjectError
 from metal3_pivot.kube import CONFIGMAP, Kube, load_kubeconfig
-from tests.movekit import read_seeded
+from tests.kit.move import read_seeded
 
 pytestmark = pytest.mark.cluster
 

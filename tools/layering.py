@@ -132,6 +132,9 @@ def violations(root: Path = ROOT) -> list[str]:
                 if inner is not None and inner != ENGINE and not through_face:
                     out.append(f"{where}:{imp.line}: {name} imports {imp.target}: outside the engine, use its "
                                "public face (`from metal3_pivot import ...`, metal3_pivot/__init__.py)")
+            if imp.target == "tests.conftest" or imp.target.startswith(("tests.conftest.", "tests.test_")):
+                out.append(f"{where}:{imp.line}: {name} imports {imp.target}: shared test helpers live in the "
+                           "test kit (tests/kit/); conftest.py and test modules are not libraries")
     out += [f"import circle in the engine: {' -> '.join(c)}" for c in engine_cycles(modules)]
     return out
 

@@ -10,15 +10,16 @@ from typing import Any
 
 from lab import crds
 from lab.cli import seed_cluster
-from lab.cluster import LocalCluster
-from lab.seed import canonical  # noqa: F401 - the tests import it from here
+from lab.cluster import LocalCluster, kube_for
+from lab.seed import canonical
+from lab.seed import snapshot as seed_snapshot
 from lab.seed_objects import Topology
 from metal3_pivot.discovery import discover
 from metal3_pivot.graph import ObjKey
 from metal3_pivot.kube import CONFIGMAP, NAMESPACE, Kube, load_kubeconfig
 from metal3_pivot.mover import MoveOptions, Mover, MoveReport
 from metal3_pivot.verify import VerifyReport, verify
-from tests.conftest import ROOT, tool_env
+from tests.kit.env import ROOT, tool_env
 
 TOPOLOGY = Topology(namespace="metal3", clusters=1, control_planes=3, workers=2, spare_hosts=1)
 OTHER_NS = "bystander"
@@ -26,12 +27,12 @@ OTHER_NS = "bystander"
 Obj = dict[str, Any]
 
 
-def kube(cluster: LocalCluster, name: str | None = None) -> Kube:
-    return Kube(load_kubeconfig(cluster.kubeconfig), name=name or cluster.name)
+kube = kube_for
 
 
-def seed_pair(clusters: dict[str, LocalCluster], topology: Topology = TOPOLOGY) -> None:
-    """Seed the ephemeral cluster, plus a bystander namespace in both that no move may touch."""
+def seed_pair(clusters: dict[str, LocalCluster], topology: Topology = TOPOLOGY) -> dict[ObjKey, Obj]:
+    """Seed the ephemeral cluster, plus a bystander namespace in both that no move may touch. Returns the
+    ephemeral cluster's canonical snapshot: what every move test compares the end state with."""
     asyncio.run(seed_cluster(clusters["ephemeral"], topology))
 
     async def bystanders() -> None:
@@ -42,6 +43,7 @@ def seed_pair(clusters: dict[str, LocalCluster], topology: Topology = TOPOLOGY) 
                                            "metadata": {"name": "keep-me", "namespace": OTHER_NS},
                                            "data": {"who": c.name}})
     asyncio.run(bystanders())
+    return canonical_snapshot(clusters["ephemeral"], (topology.namespace,))
 
 
 def settle(cluster: LocalCluster, topology: Topology = TOPOLOGY) -> None:
@@ -55,11 +57,17 @@ def settle(cluster: LocalCluster, topology: Topology = TOPOLOGY) -> None:
 
 
 def snapshot(cluster: LocalCluster, namespaces: tuple[str, ...] = (TOPOLOGY.namespace,)) -> dict[ObjKey, Obj]:
+    """The objects that would move, as `cluster` has them (lab.seed.snapshot)."""
     async def go() -> dict[ObjKey, Obj]:
         async with kube(cluster) as k:
-            view = await discover(k, list(namespaces))
-            return {key: node.obj for key, node in view.graph.move_nodes().items()}
+            return await seed_snapshot(k, list(namespaces))
     return asyncio.run(go())
+
+
+def canonical_snapshot(cluster: LocalCluster, namespaces: tuple[str, ...] = (TOPOLOGY.namespace,)
+                       ) -> dict[ObjKey, Obj]:
+    """`snapshot` in canonical form: what a faithful move leaves equal."""
+    return {k: canonical(o) for k, o in snapshot(cluster, namespaces).items()}
 
 
 def read_seeded(kubeconfig: Path, topology: Topology = TOPOLOGY) -> dict[tuple[str, str], Obj]:

@@ -12,7 +12,7 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.conftest import ROOT, tool_env
+from tests.kit.env import ROOT, tool_env
 
 PASSPHRASE = "metal3-pivot-test-passphrase"
 

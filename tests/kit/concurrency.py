@@ -22,8 +22,8 @@ from lab.cluster import LocalCluster
 from lab.seams import seam_env
 from metal3_pivot.kube import LEASE
 from metal3_pivot.lock import LOCK_NAME, LOCK_NAMESPACE
-from tests.conftest import ROOT, tool_env
-from tests.movekit import kube
+from tests.kit.env import ROOT, tool_env
+from tests.kit.move import kube
 
 LEASE_PATH = f"/namespaces/{LOCK_NAMESPACE}/leases"
 #: how long each write of a slowed mover pauses: long enough that a move of the test topology lasts
