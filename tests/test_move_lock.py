@@ -3,7 +3,7 @@
 A second mover is refused at once, naming the holder; a killed holder's lock is taken over and its move
 finished; a lock held on another host blocks until it expires; a mover whose lock is taken over stops
 before its next write; another tool's move in progress is refused. The write journal
-(tests/concurrency.py) proves that no two movers' writes ever interleave.
+(tests/kit/concurrency.py) proves that no two movers' writes ever interleave.
 """
 
 from __future__ import annotations
