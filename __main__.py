@@ -12,7 +12,9 @@ from components import objects as objects_module
 from components.clusters import EphemeralCluster, TargetCluster
 from components.config import ConfigError, parse, probe
 from components.ironic import Ironic
+from components.move_preflight import MovePreflight
 from components.object_location import ObjectLocation
+from components.objects import deleted_with
 from components.providers import ProviderInstall
 
 
@@ -52,24 +54,32 @@ except ConfigError as err:
 ephemeral = EphemeralCluster("ephemeral", ephemeral_kubeconfig, config.ephemeral.context)
 target = TargetCluster("target", target_kubeconfig, config.target.context)
 
+# what ObjectLocation and its pre-flight both take
+declared = dict(location=config.location, ephemeral_kubeconfig=ephemeral_kubeconfig,
+                target_kubeconfig=target_kubeconfig, namespaces=config.namespaces,
+                ephemeral_context=config.ephemeral.context, target_context=config.target.context,
+                timeout=config.move_timeout, concurrency=config.concurrency,
+                target_providers_managed=config.providers.install)
+
+# the pre-flight first: when it refuses the declared move, nothing below is registered, so nothing changes
+# (the SDK registers a resource only after its dependencies); the installs and Ironic are kept by a destroy
+preflight = MovePreflight("preflight", **declared)
+guarded = pulumi.ResourceOptions(depends_on=[preflight], transforms=[deleted_with(preflight)])
+
 # move.yml: `clusterctl init` the target, install BMO's CRDs there (labelled) before anything moves
 installs: list[pulumi.Resource] = []
 if config.providers.install:
-    installs.append(ProviderInstall("target-providers", target.provider, config.providers, root))
+    installs.append(ProviderInstall("target-providers", target.provider, config.providers, root, opts=guarded))
 
 # move.yml / move_back.yml: Ironic (+ BMO) leaves the source and starts on the destination before the move
-movers_wait_for: list[pulumi.Resource] = list(installs)
+movers_wait_for: list[pulumi.Resource] = [preflight, *installs]
 if config.ironic.install:
     movers_wait_for.append(Ironic("ironic", (ephemeral if config.location == "ephemeral" else target).provider,
-                                  config.ironic, config.location, opts=pulumi.ResourceOptions(depends_on=installs)))
+                                  config.ironic, config.location, opts=pulumi.ResourceOptions.merge(
+                                      guarded, pulumi.ResourceOptions(depends_on=[preflight, *installs]))))
 
-objects = ObjectLocation(
-    "objects", location=config.location, ephemeral_kubeconfig=ephemeral_kubeconfig,
-    target_kubeconfig=target_kubeconfig, namespaces=config.namespaces, ephemeral_context=config.ephemeral.context,
-    target_context=config.target.context, timeout=config.move_timeout, concurrency=config.concurrency,
-    target_providers_managed=config.providers.install,
-    opts=pulumi.ResourceOptions(depends_on=movers_wait_for, protect=config.protect))
-
+objects = ObjectLocation("objects", **declared,
+                         opts=pulumi.ResourceOptions(depends_on=movers_wait_for, protect=config.protect))
 pulumi.export("location", objects.location)
 pulumi.export("objects", objects.objects)
 pulumi.export("digest", objects.digest)

@@ -62,9 +62,6 @@ from metal3_pivot import (
 
 #: problems that an update may legitimately fix first (the stack installs the target's providers)
 FIXED_BY_STACK = {Code.MISSING_CRD, Code.PROVIDER_VERSION}
-#: problems reported by the policy pack (owner-chain, bmh-status-annotation) rather than by `check`, so a
-#: preview with the pack names the policy; without the pack, `update`'s pre-flight still refuses them
-LEFT_TO_POLICIES = {Code.OWNER_CHAIN, Code.BMH_STATUS}
 
 
 #: the inputs whose change is an update (where the objects go, which objects, which clusters); timeout,
@@ -80,6 +77,8 @@ class MoveRefusedError(Exception):
 
 class MoveStoppedError(Exception):
     """The move started and stopped part-way; nothing is lost and `pulumi up` again finishes it."""
+
+
 #: what pulumi passes for a value not known during preview
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
@@ -175,35 +174,61 @@ def _unknown(value: Any) -> bool:
     return value == UNKNOWN or (isinstance(value, str) and UNKNOWN in value)
 
 
+def refusals(inputs: LocationInputs, state: LocationState) -> list[Finding]:
+    """The findings that refuse the declared move now: every pre-flight finding (owner-chain and host
+    status included), the move lock's, except what this same `pulumi up` fixes before the move (missing
+    CRDs or old providers on a target whose providers the stack installs)."""
+    managed = inputs.target_providers_managed
+    return [p for p in state.preflight if not (managed and p.code in FIXED_BY_STACK)]
+
+
+def check_location(news: dict[str, Any]) -> CheckResult:
+    """`check` of both ObjectLocation and MovePreflight (components/move_preflight.py): validate the
+    inputs, run the engine's pre-flight on the live clusters, return its state as computed inputs and
+    its refusals as CheckFailures."""
+    failures: list[CheckFailure] = []
+    inputs = LocationInputs.from_props(news)
+    if inputs.location not in LOCATIONS:
+        failures.append(CheckFailure(LOCATION, f"location must be one of {', '.join(LOCATIONS)}; got "
+                                               f"{inputs.location!r}"))
+    for side in LOCATIONS:
+        text = inputs.kubeconfig(side)
+        if not text:
+            failures.append(CheckFailure(prop_key(f"{side}_kubeconfig"),
+                                         f"the {side} cluster's kubeconfig is missing"))
+        elif not _unknown(text):
+            try:
+                load_kubeconfig(text, inputs.context(side), label=f"{side} kubeconfig")
+            except PivotError as err:
+                failures.append(CheckFailure(prop_key(f"{side}_kubeconfig"), str(err)))
+    if failures or any(_unknown(v) for v in news.values()):
+        return CheckResult(news, failures)
+    try:
+        state = inspect(inputs)
+    except PivotError as err:
+        return CheckResult(news, [CheckFailure(LOCATION, str(err))])
+    failures += [CheckFailure(LOCATION, f"move refused by the pre-flight: {p}") for p in refusals(inputs, state)]
+    return CheckResult({**news, **state.to_props()}, failures)
+
+
+def declared_props(*, location: pulumi.Input[str], ephemeral_kubeconfig: pulumi.Input[str],
+                   target_kubeconfig: pulumi.Input[str], namespaces: list[str], ephemeral_context: str | None = None,
+                   target_context: str | None = None, timeout: float = 1800.0, concurrency: int = 32,
+                   target_providers_managed: bool = False) -> dict[str, Any]:
+    """The registered properties of ObjectLocation and MovePreflight: the declared inputs (kubeconfigs
+    secret), and the computed ones unknown (None) until the provider's `check` fills them in."""
+    inputs = LocationInputs(
+        location=location, ephemeral_kubeconfig=pulumi.Output.secret(ephemeral_kubeconfig),
+        target_kubeconfig=pulumi.Output.secret(target_kubeconfig), namespaces=namespaces,
+        ephemeral_context=ephemeral_context or "", target_context=target_context or "", timeout=timeout,
+        concurrency=concurrency, target_providers_managed=target_providers_managed,
+        holder=f"pulumi stack {pulumi.get_project()}/{pulumi.get_stack()}")
+    return {**inputs.to_props(), **dict.fromkeys(LocationState.prop_keys())}
+
+
 class ObjectLocationProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        failures: list[CheckFailure] = []
-        inputs = LocationInputs.from_props(news)
-        if inputs.location not in LOCATIONS:
-            failures.append(CheckFailure(LOCATION, f"location must be one of {', '.join(LOCATIONS)}; got "
-                                                   f"{inputs.location!r}"))
-        for side in LOCATIONS:
-            text = inputs.kubeconfig(side)
-            if not text:
-                failures.append(CheckFailure(prop_key(f"{side}_kubeconfig"),
-                                             f"the {side} cluster's kubeconfig is missing"))
-            elif not _unknown(text):
-                try:
-                    load_kubeconfig(text, inputs.context(side), label=f"{side} kubeconfig")
-                except PivotError as err:
-                    failures.append(CheckFailure(prop_key(f"{side}_kubeconfig"), str(err)))
-        if failures or any(_unknown(v) for v in news.values()):
-            return CheckResult(news, failures)
-        try:
-            state = inspect(inputs)
-        except PivotError as err:
-            return CheckResult(news, [CheckFailure(LOCATION, str(err))])
-        managed = inputs.target_providers_managed
-        blocking = [p for p in state.preflight
-                    if not (managed and p.code in FIXED_BY_STACK) and p.code not in LEFT_TO_POLICIES]
-        for p in blocking:
-            failures.append(CheckFailure(LOCATION, f"move refused by the pre-flight: {p}"))
-        return CheckResult({**news, **state.to_props()}, failures)
+        return check_location(news)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         old, new = LocationInputs.from_props(olds), LocationInputs.from_props(news)
@@ -258,16 +283,6 @@ class ObjectLocation(pulumi.dynamic.Resource):
     objects: pulumi.Output[dict[str, int]]
     digest: pulumi.Output[str]
 
-    def __init__(self, name: str, *, location: pulumi.Input[str], ephemeral_kubeconfig: pulumi.Input[str],
-                 target_kubeconfig: pulumi.Input[str], namespaces: list[str], ephemeral_context: str | None = None,
-                 target_context: str | None = None, timeout: float = 1800.0, concurrency: int = 32,
-                 target_providers_managed: bool = False, opts: pulumi.ResourceOptions | None = None) -> None:
-        inputs = LocationInputs(
-            location=location, ephemeral_kubeconfig=pulumi.Output.secret(ephemeral_kubeconfig),
-            target_kubeconfig=pulumi.Output.secret(target_kubeconfig), namespaces=namespaces,
-            ephemeral_context=ephemeral_context or "", target_context=target_context or "", timeout=timeout,
-            concurrency=concurrency, target_providers_managed=target_providers_managed,
-            holder=f"pulumi stack {pulumi.get_project()}/{pulumi.get_stack()}")
-        # the computed properties start unknown (None): the provider fills them in `check` and after moves
-        super().__init__(ObjectLocationProvider(), name,
-                         {**inputs.to_props(), **dict.fromkeys(LocationState.prop_keys())}, opts)
+    def __init__(self, name: str, *, opts: pulumi.ResourceOptions | None = None, **declared: Any) -> None:
+        """`declared`: the keyword arguments of `declared_props` (location, kubeconfigs, namespaces, ...)."""
+        super().__init__(ObjectLocationProvider(), name, declared_props(**declared), opts)

@@ -57,3 +57,20 @@ def k8s_object(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> 
         return k8s.apiextensions.CustomResource(name, api_version=obj["apiVersion"], kind=obj["kind"],
                                                 metadata=obj["metadata"], spec=fields.get("spec"), opts=opts)
     return k8s.yaml.v2.ConfigGroup(name, objs=[obj], opts=opts)
+
+
+def deleted_with(anchor: pulumi.Resource) -> pulumi.ResourceTransform:
+    """A transform giving every Kubernetes object under a component `deleted_with=anchor`.
+
+    Why: `pulumi destroy` of the stack must not delete what runs the hosts (Ironic, BMO, the providers'
+    controllers): with the stack's MovePreflight as anchor, a destroy deletes the anchor too and Pulumi skips
+    the Kubernetes deletes (it only forgets), while a replacement (the Ironic handover) or a component
+    taken out of the program still deletes for real, since the anchor stays. Set as a component's
+    transform, it reaches children the component registers itself and those of a `yaml.v2.ConfigGroup`.
+    """
+    def transform(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
+        if not args.custom:
+            return None
+        return pulumi.ResourceTransformResult(args.props, pulumi.ResourceOptions.merge(
+            args.opts, pulumi.ResourceOptions(deleted_with=anchor)))
+    return transform

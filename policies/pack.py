@@ -10,10 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pulumi_policy import EnforcementLevel, Policy, StackValidationArgs, StackValidationPolicy
+from pulumi_policy import (
+    EnforcementLevel,
+    Policy,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
 from pulumi_policy.proxy import UnknownValueError
 
-from policies.validators import POLICIES, Res
+from policies.validators import RESOURCE_POLICIES, STACK_POLICIES, Res
 
 UNKNOWN_MESSAGE = ("cannot be verified during preview: a value it needs is not known yet ({}); mandatory "
                    "metal3-pivot policies fail closed")
@@ -41,7 +48,26 @@ def validator(rule: Callable[[list[Res]], list[str]]) -> Callable[[StackValidati
     return validate
 
 
+def resource_validator(rule: Callable[[Res], list[str]]) -> Callable[[ResourceValidationArgs, Any], None]:
+    def validate(args: ResourceValidationArgs, report_violation: Any) -> None:
+        try:
+            for message in rule(res(args)):
+                report_violation(message)
+        except UnknownValueError as err:
+            report_violation(UNKNOWN_MESSAGE.format(err))
+    return validate
+
+
+def _description(rule: Callable[..., list[str]], name: str) -> str:
+    return (rule.__doc__ or name).strip().splitlines()[0]
+
+
 def policies() -> list[Policy]:
-    return [StackValidationPolicy(name=name, description=(rule.__doc__ or name).strip().splitlines()[0],
-                                  validate=validator(rule), enforcement_level=EnforcementLevel.MANDATORY)
-            for name, rule in POLICIES.items()]
+    stack: list[Policy] = [
+        StackValidationPolicy(name=name, description=_description(rule, name), validate=validator(rule),
+                              enforcement_level=EnforcementLevel.MANDATORY)
+        for name, rule in STACK_POLICIES.items()]
+    return stack + [
+        ResourceValidationPolicy(name=name, description=_description(rule, name), validate=resource_validator(rule),
+                                 enforcement_level=EnforcementLevel.MANDATORY)
+        for name, rule in RESOURCE_POLICIES.items()]

@@ -19,6 +19,9 @@ CONFIGMAP = "kubernetes:core/v1:ConfigMap"
 #: clusterctl's inventory entries as pulumi-kubernetes types them
 INVENTORY_TYPE = f"kubernetes:{INVENTORY.api_version}:{INVENTORY.kind}"
 DYNAMIC = "pulumi-python:dynamic:Resource"
+#: the move's pre-flight gate (components/move_preflight.py: `pulumi.dynamic.Resource, module="metal3",
+#: name="MovePreflight"`), registered before anything that changes a cluster
+PREFLIGHT = "pulumi-python:dynamic/metal3:MovePreflight"
 IRONIC_CONFIGMAP = "ironic-bmo-configmap"
 CREDENTIAL_WORDS = re.compile(r"pass(word|wd)?|secret|token|kubeconfig|client-key|private[-_]?key|credential",
                               re.I)
@@ -101,22 +104,26 @@ def target_initialised(resources: Sequence[Res]) -> list[str]:
     return out
 
 
-def _findings(resources: Sequence[Res], code: Code) -> list[str]:
-    """The ObjectLocation's pre-flight findings of one code, as sentences."""
-    loc = object_location(resources)
-    if loc is None:
+def _findings(resource: Res, code: Code) -> list[str]:
+    """The pre-flight findings of one code on the MovePreflight resource, as sentences."""
+    if resource.type != PREFLIGHT:
         return []
-    return [str(f) for f in LocationState.read(loc.props, "preflight") if f.code == code]
+    return [str(f) for f in LocationState.read(resource.props, "preflight") if f.code == code]
 
 
-def owner_chain(resources: Sequence[Res]) -> list[str]:
+# Resource policies: the engine runs them on a resource before its step, even when the resource's
+# `check` failed, so they name the policy in a preview and in `up --skip-preview` before anything
+# changes; stack policies run only after every step succeeded (after the changes, in an up without a
+# preview). MovePreflight's `check` refuses these findings too, so a stack without the pack is as safe.
+
+def owner_chain(resource: Res) -> list[str]:
     """Every moving object's owner chain stays inside the move (live-cluster facts, from the pre-flight)."""
-    return [f"broken owner chain: {m}" for m in _findings(resources, Code.OWNER_CHAIN)]
+    return [f"broken owner chain: {m}" for m in _findings(resource, Code.OWNER_CHAIN)]
 
 
-def bmh_status_annotation(resources: Sequence[Res]) -> list[str]:
+def bmh_status_annotation(resource: Res) -> list[str]:
     """Every moving BareMetalHost has a status that can travel and is in a steady state."""
-    return [f"host cannot move safely: {m}" for m in _findings(resources, Code.BMH_STATUS)]
+    return [f"host cannot move safely: {m}" for m in _findings(resource, Code.BMH_STATUS)]
 
 
 def provisioning_network(resources: Sequence[Res]) -> list[str]:
@@ -189,12 +196,17 @@ def protect_object_location(resources: Sequence[Res]) -> list[str]:
     return []
 
 
-POLICIES = {
+#: rules over every resource of the stack (CrossGuard stack policies)
+STACK_POLICIES = {
     "single-ironic": single_ironic,
     "target-initialised": target_initialised,
-    "owner-chain": owner_chain,
-    "bmh-status-annotation": bmh_status_annotation,
     "provisioning-network": provisioning_network,
     "secrets-are-secret": secrets_are_secret,
     "protect-object-location": protect_object_location,
+}
+
+#: rules over one resource (CrossGuard resource policies: run before that resource's step)
+RESOURCE_POLICIES = {
+    "owner-chain": owner_chain,
+    "bmh-status-annotation": bmh_status_annotation,
 }

@@ -129,9 +129,11 @@ LIVE_KUBECONFIG = ("apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\
                    "users:\n- name: u\n  user:\n    token: t\n")
 
 
-def test_object_location_declares_exactly_the_props_of_the_shared_model(mocks: Mocks,
+@pytest.mark.parametrize("kind", ["ObjectLocation", "MovePreflight"])
+def test_object_location_declares_exactly_the_props_of_the_shared_model(mocks: Mocks, kind: str,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The resource registers the inputs and computed keys of metal3_pivot.location, no more, no fewer."""
+    """Both resources register the inputs and computed keys of metal3_pivot.location, no more, no fewer."""
+    from components.move_preflight import MovePreflight
     from components.object_location import ObjectLocation
     from metal3_pivot import LocationInputs, LocationState
 
@@ -140,19 +142,31 @@ def test_object_location_declares_exactly_the_props_of_the_shared_model(mocks: M
     def record(self: Any, provider: Any, name: str, props: dict[str, Any], opts: Any = None) -> None:
         seen.update(props)
     monkeypatch.setattr(pulumi.dynamic.Resource, "__init__", record)
-    ObjectLocation("objects", location="ephemeral", ephemeral_kubeconfig=KUBECONFIG, target_kubeconfig=KUBECONFIG,
-                   namespaces=["metal3"])
+    cls = {"ObjectLocation": ObjectLocation, "MovePreflight": MovePreflight}[kind]
+    cls("objects", location="ephemeral", ephemeral_kubeconfig=KUBECONFIG, target_kubeconfig=KUBECONFIG,
+        namespaces=["metal3"])
     assert set(seen) == set(LocationInputs.prop_keys()) | set(LocationState.prop_keys())
     assert LocationInputs.from_props(seen).namespaces == ["metal3"]
     assert all(seen[k] is None for k in LocationState.prop_keys())
 
 
+def test_move_preflight_has_its_own_type_token_and_never_changes() -> None:
+    """Policies find the gate by its type; it owns nothing, so its diff is never a change."""
+    from components.move_preflight import MovePreflight, MovePreflightProvider
+    from policies.validators import PREFLIGHT
+
+    assert f"pulumi-python:{MovePreflight._resource_type_name}" == PREFLIGHT
+    diff = MovePreflightProvider().diff("id", {"location": "ephemeral"}, {"location": "target"})
+    assert diff.changes is False and not diff.replaces
+
+
 def test_what_check_writes_is_what_the_policy_pack_reads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The provider's `check` output, read by the policies through the same model: a pre-flight finding
-    left to the pack and the ephemeral inventory arrive intact."""
-    from components import object_location
+    """The providers' `check` output, read by the policies through the same model: an owner-chain
+    finding refuses the move in both checks (no pack needed) and still reaches the pack's owner-chain
+    policy on MovePreflight; the ephemeral inventory arrives intact."""
+    from components import move_preflight, object_location
     from metal3_pivot import Code, Finding, LocationInputs, LocationState, PendingMove, ProviderEntry
-    from policies.validators import DYNAMIC, INVENTORY_TYPE, Res, owner_chain, target_initialised
+    from policies.validators import DYNAMIC, INVENTORY_TYPE, PREFLIGHT, Res, owner_chain, target_initialised
 
     state = LocationState(actual="ephemeral", digest="sha256:0",
                           pending=PendingMove("ephemeral", "target", {"Cluster": 1}),
@@ -163,10 +177,14 @@ def test_what_check_writes_is_what_the_policy_pack_reads(monkeypatch: pytest.Mon
     news = {**LocationInputs("target", LIVE_KUBECONFIG, LIVE_KUBECONFIG, ["metal3"]).to_props(),
             **dict.fromkeys(LocationState.prop_keys())}
     result = object_location.ObjectLocationProvider().check({}, news)
-    assert not result.failures                                  # owner-chain is left to the pack
-    assert LocationState.from_props(result.inputs) == state
+    gate = move_preflight.MovePreflightProvider().check({}, news)
+    for r in (result, gate):
+        assert [(f.property, f.reason) for f in r.failures] == [
+            ("location", "move refused by the pre-flight: Secret metal3/x: its owner is gone")]
+        assert LocationState.from_props(r.inputs) == state
+    assert owner_chain(Res(PREFLIGHT, "preflight", gate.inputs)) == [
+        "broken owner chain: Secret metal3/x: its owner is gone"]
     res = Res(DYNAMIC, "objects", result.inputs)
-    assert owner_chain([res]) == ["broken owner chain: Secret metal3/x: its owner is gone"]
     other = Res(INVENTORY_TYPE, "inv", {"metadata": {"name": "infrastructure-metal3"},
                                         "type": "InfrastructureProvider", "version": "v1.13.2"}, cluster="target")
     assert target_initialised([res, other]) == ["the ephemeral cluster runs provider cluster-api (CoreProvider "

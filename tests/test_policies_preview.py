@@ -14,9 +14,9 @@ import pytest
 from lab.cli import seed_cluster, start_clusters
 from lab.cluster import LocalCluster
 from metal3_pivot import BMH_STATUS
-from metal3_pivot.kube import CONFIGMAP, Kube, load_kubeconfig
+from metal3_pivot.kube import Kube, load_kubeconfig
 from tests.kit.env import ROOT, SESSION_DIR
-from tests.kit.move import TOPOLOGY, bundle_types, resource_versions, snapshot
+from tests.kit.move import TOPOLOGY, broken_owner_chain, bundle_types, resource_versions, snapshot
 from tests.kit.pulumi_cli import PulumiProject
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.cluster]
@@ -138,31 +138,12 @@ def _kube(c: LocalCluster) -> Kube:
 
 
 def test_owner_chain(project: PulumiProject, lab: dict[str, LocalCluster]) -> None:
-    eph = lab["ephemeral"]
-    m3m = sorted(k.name for k in snapshot(eph) if k.kind == "Metal3Machine")[0]
-    rt = next(r for r in bundle_types().values() if r.kind == "Metal3Machine")
-
-    async def break_chain() -> list[dict]:
-        async with _kube(eph) as k:
-            outsider = await k.create(CONFIGMAP, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
-                "name": "outsider", "namespace": TOPOLOGY.namespace}})
-            obj = await k.get(rt, m3m, TOPOLOGY.namespace)
-            assert obj is not None
-            refs = list(obj["metadata"]["ownerReferences"])
-            await k.patch(rt, m3m, TOPOLOGY.namespace, {"metadata": {"ownerReferences": [*refs, {
-                "apiVersion": "v1", "kind": "ConfigMap", "name": "outsider", "uid": outsider["metadata"]["uid"]}]}})
-            return refs
-
-    async def mend(refs: list[dict]) -> None:
-        async with _kube(eph) as k:
-            await k.patch(rt, m3m, TOPOLOGY.namespace, {"metadata": {"ownerReferences": refs}})
-            await k.delete(CONFIGMAP, "outsider", TOPOLOGY.namespace)
-
-    refs = asyncio.run(break_chain())
-    try:
+    """MovePreflight's `check` refuses the finding (no pack needed) and the engine still runs the pack's
+    resource policies on it, so the preview names both the pre-flight and the policy."""
+    with broken_owner_chain(lab["ephemeral"]):
         assert_violates(project, lab, "owner-chain", "its owner ConfigMap metal3/outsider does not move with it")
-    finally:
-        asyncio.run(mend(refs))
+        _rc, out = preview(project, lab)
+        assert "move refused by the pre-flight" in out, out[-3000:]
 
 
 def test_bmh_status_annotation(project: PulumiProject, lab: dict[str, LocalCluster]) -> None:
@@ -179,6 +160,7 @@ def test_bmh_status_annotation(project: PulumiProject, lab: dict[str, LocalClust
     asyncio.run(edit(None, None))
     try:
         assert_violates(project, lab, "bmh-status-annotation", f"BareMetalHost.metal3.io metal3/{host}")
+        assert "move refused by the pre-flight" in preview(project, lab)[1]
     finally:
         asyncio.run(edit(saved["metadata"]["annotations"][BMH_STATUS], saved["status"]))
 

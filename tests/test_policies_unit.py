@@ -11,6 +11,7 @@ from policies.validators import (
     DEPLOYMENT,
     DYNAMIC,
     INVENTORY_TYPE,
+    PREFLIGHT,
     Res,
     bmh_status_annotation,
     owner_chain,
@@ -77,11 +78,13 @@ def test_target_initialised() -> None:
 def test_owner_chain_and_bmh_status_read_the_preflight() -> None:
     findings = [{"code": "owner-chain", "subject": "Metal3Machine metal3/m-0", "message": "its owner X is gone"},
                 {"code": "bmh-status", "subject": "BareMetalHost metal3/node-1", "message": "is 'inspecting'"}]
-    assert owner_chain([loc(preflight=findings)]) == [
-        "broken owner chain: Metal3Machine metal3/m-0: its owner X is gone"]
-    assert bmh_status_annotation([loc(preflight=findings)]) == [
-        "host cannot move safely: BareMetalHost metal3/node-1: is 'inspecting'"]
-    assert owner_chain([loc()]) == [] and bmh_status_annotation([loc()]) == []
+    gate = Res(PREFLIGHT, "preflight", {"location": "target", "preflight": findings})
+    assert owner_chain(gate) == ["broken owner chain: Metal3Machine metal3/m-0: its owner X is gone"]
+    assert bmh_status_annotation(gate) == ["host cannot move safely: BareMetalHost metal3/node-1: is 'inspecting'"]
+    clean = Res(PREFLIGHT, "preflight", {"location": "target", "preflight": []})
+    assert owner_chain(clean) == [] and bmh_status_annotation(clean) == []
+    # only the pre-flight resource is read: ObjectLocation's copy of the findings is not reported twice
+    assert owner_chain(loc(preflight=findings)) == []
 
 
 def test_provisioning_network() -> None:
@@ -142,4 +145,14 @@ def test_a_value_unknown_at_preview_fails_closed() -> None:
                          "provisioning-network", "secrets-are-secret", "protect-object-location"}
     pack["single-ironic"].validate(Args(), seen.append)  # type: ignore[misc]
     assert seen and seen[0].startswith("cannot be verified during preview")
+    unknowable_gate = Unknowable()
+    unknowable_gate.resource_type = PREFLIGHT
+    seen.clear()
+    pack["owner-chain"].validate(unknowable_gate, seen.append)  # type: ignore[misc]
+    assert seen and seen[0].startswith("cannot be verified during preview")
+    from pulumi_policy import ResourceValidationPolicy, StackValidationPolicy
+    assert {n for n, p in pack.items() if isinstance(p, ResourceValidationPolicy)} == {"owner-chain",
+                                                                                     "bmh-status-annotation"}
+    assert all(isinstance(p, StackValidationPolicy) for n, p in pack.items()
+               if n not in ("owner-chain", "bmh-status-annotation"))
     assert all(p.enforcement_level.value == "mandatory" for p in pack.values())

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from lab.seed import snapshot as seed_snapshot
 from lab.seed_objects import Topology
 from metal3_pivot.discovery import discover
 from metal3_pivot.graph import ObjKey
-from metal3_pivot.kube import CONFIGMAP, NAMESPACE, Kube, load_kubeconfig
+from metal3_pivot.kube import CONFIGMAP, DEPLOYMENTS, NAMESPACE, Kube, load_kubeconfig
 from metal3_pivot.mover import MoveOptions, Mover, MoveReport
 from metal3_pivot.verify import VerifyReport, verify
 from tests.kit.env import ROOT, tool_env
@@ -98,6 +100,16 @@ def resource_versions(cluster: LocalCluster, namespaces: tuple[str, ...] = ()) -
     return asyncio.run(go())
 
 
+def deployments(cluster: LocalCluster) -> dict[tuple[str, str], str]:
+    """Every Deployment of the cluster (namespace, name) with its resourceVersion: what the stack installs
+    (controllers, Ironic, BMO) and proof that an install was or was not touched."""
+    async def go() -> dict[tuple[str, str], str]:
+        async with kube(cluster) as k:
+            return {(d["metadata"]["namespace"], d["metadata"]["name"]): str(d["metadata"]["resourceVersion"])
+                    for d in await k.list(DEPLOYMENTS)}
+    return asyncio.run(go())
+
+
 def move(src: LocalCluster, dst: LocalCluster, **opts: Any) -> MoveReport:
     async def go() -> MoveReport:
         async with kube(src, "source") as s, kube(dst, "target") as d:
@@ -149,3 +161,33 @@ def diff_paths(a: Any, b: Any, path: str = "") -> list[str]:
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
         return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in diff_paths(x, y, f"{path}[{i}]")]
     return [] if a == b else [f"{path}: {repr(a)[:100]} vs {repr(b)[:100]}"]
+
+
+@contextlib.contextmanager
+def broken_owner_chain(cluster: LocalCluster) -> Iterator[str]:
+    """One Metal3Machine gains an owner that does not move (a ConfigMap `outsider`): the pre-flight's
+    owner-chain finding, as long as the block runs; mended after. Yields the Metal3Machine's name."""
+    m3m = sorted(k.name for k in snapshot(cluster) if k.kind == "Metal3Machine")[0]
+    rt = next(r for r in bundle_types().values() if r.kind == "Metal3Machine")
+
+    async def break_chain() -> list[Obj]:
+        async with kube(cluster) as k:
+            outsider = await k.create(CONFIGMAP, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+                "name": "outsider", "namespace": TOPOLOGY.namespace}})
+            obj = await k.get(rt, m3m, TOPOLOGY.namespace)
+            assert obj is not None
+            refs = list(obj["metadata"]["ownerReferences"])
+            await k.patch(rt, m3m, TOPOLOGY.namespace, {"metadata": {"ownerReferences": [*refs, {
+                "apiVersion": "v1", "kind": "ConfigMap", "name": "outsider", "uid": outsider["metadata"]["uid"]}]}})
+            return refs
+
+    async def mend(refs: list[Obj]) -> None:
+        async with kube(cluster) as k:
+            await k.patch(rt, m3m, TOPOLOGY.namespace, {"metadata": {"ownerReferences": refs}})
+            await k.delete(CONFIGMAP, "outsider", TOPOLOGY.namespace)
+
+    refs = asyncio.run(break_chain())
+    try:
+        yield m3m
+    finally:
+        asyncio.run(mend(refs))
