@@ -4,7 +4,9 @@ The provider only translates Pulumi calls into engine calls (metal3_pivot):
 - `check` validates the inputs and runs the engine's pre-flight against the live clusters, so that
   `pulumi preview` fails early and says why; it also computes `pending` (what an update would move,
   per kind), `preflight` (the findings) and `providers` (both inventories) as inputs, so the preview
-  shows them and the policy pack can read them.
+  shows them and the policy pack can read them. The same check (`check_location`) runs first in
+  MovePreflight (components/move_preflight.py), before the installs and the Ironic handover; here it
+  runs again just before the move.
 - `diff` reports `location` as an in-place update (never a replace: a replace would create-then-delete).
 - `create` / `update` run the move with their own deadline; a run that dies is finished by the next.
 - `read` (refresh) reports where the objects really are, so drift made outside Pulumi shows up.
