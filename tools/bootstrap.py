@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -64,13 +65,48 @@ class Tool:
 
 def tools() -> list[Tool]:
     v = load_versions()
+    return [*base_tools(v), *plane_tools(v)]
+
+
+#: cold build on the project's machine (docs/toolchain.md), printed before each build
+PLANE_COLD = {"capi-managers": "5 min", "capm3-manager": "1.5 min", "ipam-manager": "2.5 min",
+              "baremetal-operator": "4 min"}
+
+
+def capi_stamp(version: str) -> list[str]:
+    major, minor = version.lstrip("v").split(".")[:2]
+    return [f"-X sigs.k8s.io/cluster-api/version.{k}={val}" for k, val in
+            (("gitVersion", version), ("gitMajor", major), ("gitMinor", minor),
+             ("gitTreeState", "clean"), ("buildDate", BUILD_DATE))]
+
+
+def plane_tools(v: dict) -> list[Tool]:
+    """The live management plane's controllers ([plane.*] in versions.toml; lab/plane/ runs them).
+    Never taken from PATH: a manager is matched to the CRDs and webhook configurations of its exact
+    release, which its binary cannot be asked for without a cluster."""
+    out = []
+    for name, spec in v["plane"].items():
+        ldflags = []
+        if spec["module"] == "sigs.k8s.io/cluster-api":
+            ldflags = capi_stamp(spec["version"])
+        elif spec["module"] == "github.com/metal3-io/baremetal-operator":   # logged as "Component: ..."
+            ldflags = [f"-X github.com/metal3-io/baremetal-operator/pkg/version.{k}={val}" for k, val in
+                       (("Raw", spec["version"]), ("BuildTime", BUILD_DATE))]
+        packages = {binary: spec["module"] if sub == "." else f"{spec['module']}/{sub}"
+                    for binary, sub in spec["binaries"].items()}
+        out.append(Tool(name, spec["version"], list(packages), name, packages=packages, ldflags=ldflags,
+                        cold_estimate=PLANE_COLD.get(name, "5 min")))
+    return out
+
+
+def base_tools(v: dict) -> list[Tool]:
+    """What the engine, the stack and the lab's clusters need."""
     pv, kv = v["pulumi"]["version"], v["kubernetes"]["version"]
     ev, cv = v["etcd"]["version"], v["clusterctl"]["version"]
     kube_major, kube_minor = kv.lstrip("v").split(".")[:2]
     kube_stamp = [f"-X {pkg}.{k}={val}" for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
                   for k, val in (("gitVersion", kv), ("gitMajor", kube_major), ("gitMinor", kube_minor),
                                  ("gitTreeState", "clean"), ("buildDate", BUILD_DATE))]
-    capi_major, capi_minor = cv.lstrip("v").split(".")[:2]
     kp = v["kubernetes-provider"]
     return [
         Tool("pulumi", pv, ["pulumi"], "pulumi",
@@ -90,9 +126,7 @@ def tools() -> list[Tool]:
              version_args=["--version"], compatible=rf"Kubernetes {re.escape(kv)}\b"),
         Tool("clusterctl", cv, ["clusterctl"], "clusterctl",
              packages={"clusterctl": "sigs.k8s.io/cluster-api/cmd/clusterctl"},
-             ldflags=[f"-X sigs.k8s.io/cluster-api/version.{k}={val}" for k, val in
-                      (("gitVersion", cv), ("gitMajor", capi_major), ("gitMinor", capi_minor),
-                       ("gitTreeState", "clean"), ("buildDate", BUILD_DATE))],
+             ldflags=capi_stamp(cv),
              cold_estimate="1.5 min", version_args=["version", "-o", "short"], compatible=r"^v1\.1[34]\."),
     ]
 
@@ -185,10 +219,19 @@ def build(tool: Tool, index: int, total: int) -> None:
                    str(tmp_out / binary)]
             if tool.tags:
                 cmd += ["-tags", tool.tags]
+            t0, cpu0 = time.monotonic(), _children_cpu()
             run_logged([*cmd, package], cwd=work, env=env, log=log, what=f"{tool.name}: go build {binary}")
+            # CPU seconds as well: on a shared machine the wall time says more about the neighbours
+            say(f"  {tool.name}: built {binary} in {time.monotonic() - t0:.0f} s "
+                f"({_children_cpu() - cpu0:.0f} CPU-s)")
     (tmp_out / ".stamp").write_text(consumer_digest(tool.consumer))
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp_out.rename(out_dir)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def prepare_kubernetes_provider(work: Path, env: dict[str, str], log: Path) -> None:
