@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from components import manifests
+from components.config import IronicConfig
+from components.ironic import ironic_objects
 from lab.cli import start_clusters
 from lab.cluster import LocalCluster, processes_under
 from lab.plane.managers import BINARIES
@@ -20,6 +22,7 @@ from tests.conftest import SESSION_DIR
 pytestmark = [pytest.mark.live, pytest.mark.cluster]
 
 KINDS = {"Namespace": ResourceType("", "v1", "Namespace", "namespaces", namespaced=False),
+         "ConfigMap": ResourceType("", "v1", "ConfigMap", "configmaps"),
          "ServiceAccount": ResourceType("", "v1", "ServiceAccount", "serviceaccounts"),
          "Service": ResourceType("", "v1", "Service", "services"),
          "Deployment": DEPLOYMENTS}
@@ -70,3 +73,29 @@ def test_the_runner_runs_what_the_cluster_declares_and_stops_what_it_drops(clust
         print("\n".join(runner.events))
     finally:
         runner.stop()
+
+
+def test_bmo_deployed_by_the_ironic_component_runs_in_its_namespace(cluster: LocalCluster) -> None:
+    # what the stack's Ironic component applies (BMO moved into Ironic's namespace), Ironic's own
+    # Deployment included: the runner has no binary for that image and leaves it alone
+    objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "metal3"}},
+            *(o for o in ironic_objects(IronicConfig(namespace="metal3")) if o["kind"] in KINDS)]
+
+    async def apply(kube: Kube) -> None:
+        for o in objs:
+            await kube.apply(KINDS[o["kind"]], o, manager="test")
+    call(cluster, apply)
+
+    runner = DeploymentRunner(cluster, env={"IRONIC_ENDPOINT": "http://127.0.0.1:9/v1/"})
+    try:
+        runner.sync()
+        bmo = [k for k in runner.running if k.startswith("metal3/")]
+        assert len(bmo) == 1 and runner.running[bmo[0]].process.plan.binary == "baremetal-operator", \
+            (runner.running, runner.failures, runner.events)
+        assert "metal3/ironic" in runner.skipped
+        # its serving certificate: the release's Certificate, issued into Ironic's namespace
+        assert runner.running[bmo[0]].process.plan.certificate == \
+            "baremetal-operator-system/baremetal-operator-serving-cert"
+    finally:
+        runner.stop()
+    assert not processes_under(cluster.directory, BINARIES)
