@@ -49,15 +49,17 @@ def ironic_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[str], L
 
 # ---------------------------------------------------------------------------------------------- BMO's calls
 
-def enroll_as_bmo(client: IronicClient, bmcs: LocalBmcs, system: FakeSystem, host: str) -> str:
+def enroll_as_bmo(client: IronicClient, bmcs: LocalBmcs, system: FakeSystem, host: str, *,
+                  live_iso: bool = True) -> str:
     """The node BMO v0.13.2 registers for a BareMetalHost with a `redfish-virtualmedia+http://` address,
-    a bootMACAddress, a live-iso image and `automatedCleaningMode: disabled` (pkg/provisioner/ironic:
-    enrollNode, createPXEEnabledNodePort, configureNode)."""
+    a bootMACAddress and `automatedCleaningMode: disabled` (pkg/provisioner/ironic: enrollNode,
+    createPXEEnabledNodePort, configureNode). A host whose image is a live-iso gets the `ramdisk` deploy
+    interface; any other gets none (Ironic's default, `direct`)."""
     address = bmcs.address(system)
     node = client.create_node(
         name=f"default~{host}", driver="redfish", boot_interface="redfish-virtual-media",
         firmware_interface="redfish", raid_interface="redfish", inspect_interface="agent",
-        deploy_interface="ramdisk", disable_power_off=False,
+        disable_power_off=False, **({"deploy_interface": "ramdisk"} if live_iso else {}),
         driver_info={"redfish_address": bmcs.redfish, "redfish_system_id": address.split(str(bmcs.redfish_port), 1)[1],
                      "redfish_username": "admin", "redfish_password": "password", "redfish_verify_ca": False},
         properties={"capabilities": "boot_mode:uefi"})
@@ -189,6 +191,8 @@ def test_a_fresh_ironic_cannot_adopt_a_live_iso_host_without_its_boot_iso(
     client.set_provision_state(node, "adopt")
     adopted = client.wait_provision_state(node, "active", timeout=60)
     assert adopted["instance_info"]["boot_iso"] == bmcs.image_url
+    # the failed adoption wiped the power state ("likely invalid"); the next power sync reads it back
+    assert adopted["power_state"] is None
     # nothing reached the machine: no power action, no media, no boot device change, not even a write
     assert bmcs.changes(system.uuid)[changes:] == []
     assert bmcs.writes(system.uuid)[writes:] == []
@@ -213,3 +217,20 @@ def test_a_fresh_ironic_adopts_a_live_iso_host_from_manageable_with_instance_inf
     assert bmcs.writes(system.uuid)[writes:] == []
     assert bmcs.power_requests(system.uuid) == ["On"], "powered on once, by the source's deployment"
     print(f"\nadoption: manageable -> active in {adopt_s:.1f} s, no BMC write")
+
+
+def test_a_disk_image_host_is_adopted_without_instance_info(
+        bmcs: LocalBmcs, ironic_factory: Callable[[str], LocalIronic]) -> None:
+    """The contrast that locates the gap: BMO registers a host provisioned with a disk image (qcow2/raw,
+    metal3-dev-env's default) with the default `direct` deploy interface; adoption then validates no
+    boot (the instance boots from its disk) and needs no instance_info at all."""
+    system = bmcs.systems[3]
+    client = IronicClient(ironic_factory("destination").url)
+    node = enroll_as_bmo(client, bmcs, system, "host-3", live_iso=False)
+    assert client.node(node)["deploy_interface"] == "direct"
+    client.set_provision_state(node, "manage")
+    client.wait_provision_state(node, "manageable", timeout=60)
+    client.set_provision_state(node, "adopt")
+    adopted = client.wait_provision_state(node, "active", timeout=60)
+    assert adopted["instance_info"] == {} and client.history(node) == []
+    assert bmcs.writes(system.uuid) == [] and bmcs.changes(system.uuid) == []
