@@ -10,6 +10,11 @@ live-iso host after a pivot (docs/live-plane.md, "Ironic and the BMCs").
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,7 +24,7 @@ import pytest
 from lab.plane.bmc import FakeSystem, LocalBmcs
 from lab.plane.ironic import LocalIronic, processes_under
 from lab.plane.ironic_api import IronicClient, NodeStateError
-from tests.conftest import SESSION_DIR
+from tests.conftest import ROOT, SESSION_DIR, tool_env
 
 pytestmark = pytest.mark.live
 
@@ -152,6 +157,34 @@ def test_stop_leaves_no_process() -> None:
     finally:
         ironic.stop()
         rack.stop()
+
+
+def test_a_killed_parent_leaves_no_orphans() -> None:
+    """PR_SET_PDEATHSIG takes Ironic's master, sushy-emulator and the httpds with a SIGKILLed test run;
+    Ironic's forked worker notices its master's end (a pipe) and exits by itself within seconds."""
+    here = SESSION_DIR / "live-ironic-killed"
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from pathlib import Path
+        from lab.plane.bmc import LocalBmcs
+        from lab.plane.ironic import LocalIronic
+        LocalBmcs("doomed", Path({str(here)!r}) / "bmcs", count=1).start()
+        LocalIronic("doomed", Path({str(here)!r}) / "ironic").start()
+        print("up", flush=True)
+        time.sleep(600)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=tool_env())
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "up"
+    assert len(processes_under(here)) == 5
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    start = time.monotonic()
+    while processes_under(here) and time.monotonic() < start + 30:
+        time.sleep(0.2)
+    assert processes_under(here) == []
+    print(f"\nall plane processes gone {time.monotonic() - start:.1f} s after the parent's SIGKILL")
 
 
 def provisioned_then_handed_over(bmcs: LocalBmcs, system: FakeSystem, factory: Callable[[str], LocalIronic],

@@ -119,9 +119,10 @@ def rss_mib(pid: int) -> float:
 
 
 def processes_mentioning(directory: Path, programs: Sequence[str]) -> list[int]:
-    """Live pids of plane processes started for anything below `directory` (their command line mentions
-    it and runs one of `programs`) and of their descendants: Ironic's forked worker retitles itself and
-    names no folder. The orphan check."""
+    """Live pids of plane processes (running one of `programs`) started for anything below `directory`:
+    their command line mentions it, or their working directory is in it. The second catches Ironic's
+    forked worker, which retitles itself ("ironic: ServiceWrapper worker(0)"), names no folder, and is
+    re-parented to init when its master is killed. The orphan check."""
     needle = str(directory.resolve())
     found = []
     for proc in Path("/proc").iterdir():
@@ -130,10 +131,12 @@ def processes_mentioning(directory: Path, programs: Sequence[str]) -> list[int]:
         try:
             argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
             state = (proc / "stat").read_text().rsplit(") ", 1)[1][0]
+            cwd = os.readlink(proc / "cwd")
         except (OSError, IndexError):
             continue
-        # Ironic retitles itself ("ironic: master process [... --config-file ...]"), hence the split on ":"
+        # Ironic retitles itself ("ironic: master process [...]"), hence the split on ":"
         names = {Path(a).name for a in argv[:3]} | {argv[0].split(":", 1)[0]}
-        if state != "Z" and needle in " ".join(argv) and names & set(programs):
+        inside = needle in " ".join(argv) or cwd == needle or cwd.startswith(needle + "/")
+        if state != "Z" and inside and names & set(programs):
             found.append(int(proc.name))
-    return sorted({*found, *(d for pid in found for d in descendants(pid))})
+    return sorted(found)
