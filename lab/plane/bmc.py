@@ -111,6 +111,9 @@ class LocalBmcs:
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def start(self, *, attached: bool = True, timeout: float = 60.0) -> LocalBmcs:
+        """Start the emulator and the httpd. Unlike Ironic's, the folder is not wiped: BMCs started again
+        in the same folder find their machines as they left them (power, media) and keep appending to
+        the same record, as a real BMC that restarts does not reset its server."""
         deadline = time.monotonic() + timeout
         emulator = entry_point("sushy-emulator")
         (self.directory / "images").mkdir(parents=True, exist_ok=True)
