@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from lab.plane.bmc import FakeSystem, LocalBmcs
+from lab.plane.bmc import BmcCheckpoint, FakeSystem, LocalBmcs
 from lab.plane.ironic import LocalIronic, processes_under
 from lab.plane.ironic_api import IronicClient, NodeStateError
 from tests.conftest import ROOT, SESSION_DIR, tool_env
@@ -188,7 +188,7 @@ def test_a_killed_parent_leaves_no_orphans() -> None:
 
 
 def provisioned_then_handed_over(bmcs: LocalBmcs, system: FakeSystem, factory: Callable[[str], LocalIronic],
-                                 host: str) -> tuple[IronicClient, str, int, int]:
+                                 host: str) -> tuple[IronicClient, str, BmcCheckpoint]:
     """A host provisioned by the source Ironic, which is then stopped (the Ironic handover), and
     registered in a fresh destination Ironic as BMO does after the move: enrolled, then `manage`."""
     source = factory("source")
@@ -197,13 +197,13 @@ def provisioned_then_handed_over(bmcs: LocalBmcs, system: FakeSystem, factory: C
     to_available(client, node)
     deploy_live_iso(client, bmcs, node)
     source.stop()
-    changes, writes = len(bmcs.changes(system.uuid)), len(bmcs.writes(system.uuid))
+    mark = bmcs.checkpoint()
     destination = IronicClient(factory("destination").url)
     node = enroll_as_bmo(destination, bmcs, system, host)
     destination.set_provision_state(node, "manage")
     managed = destination.wait_provision_state(node, "manageable", timeout=60)
     assert managed["power_state"] == "power on" and managed["instance_info"] == {}
-    return destination, node, changes, writes
+    return destination, node, mark
 
 
 def test_a_fresh_ironic_cannot_adopt_a_live_iso_host_without_its_boot_iso(
@@ -212,7 +212,7 @@ def test_a_fresh_ironic_cannot_adopt_a_live_iso_host_without_its_boot_iso(
     adopt. Ironic's ramdisk deploy validates the boot for adoption and refuses. BMO retries `adopt` from
     `adopt failed` (restartOnFailure); with the boot_iso added to instance_info the retry succeeds."""
     system = bmcs.systems[1]
-    client, node, changes, writes = provisioned_then_handed_over(bmcs, system, ironic_factory, "host-1")
+    client, node, mark = provisioned_then_handed_over(bmcs, system, ironic_factory, "host-1")
 
     client.set_provision_state(node, "adopt")
     with pytest.raises(NodeStateError, match=r"adopt failed.*Missing are: \['kernel', 'ramdisk'\]"):
@@ -226,9 +226,8 @@ def test_a_fresh_ironic_cannot_adopt_a_live_iso_host_without_its_boot_iso(
     assert adopted["instance_info"]["boot_iso"] == bmcs.image_url
     # the failed adoption wiped the power state ("likely invalid"); the next power sync reads it back
     assert adopted["power_state"] is None
-    # nothing reached the machine: no power action, no media, no boot device change, not even a write
-    assert bmcs.changes(system.uuid)[changes:] == []
-    assert bmcs.writes(system.uuid)[writes:] == []
+    # nothing reached the machines: no power action, no media, no boot device change, not even a write
+    assert bmcs.activity_since(mark) == {}
     assert bmcs.system(system.uuid)["PowerState"] == "On"
 
 
@@ -237,7 +236,7 @@ def test_a_fresh_ironic_adopts_a_live_iso_host_from_manageable_with_instance_inf
     """The faithful takeover: the destination learns the image from the moved BareMetalHost's
     status.provisioning.image (instance_info/boot_iso) while the node is `manageable`, then `adopt`."""
     system = bmcs.systems[2]
-    client, node, changes, writes = provisioned_then_handed_over(bmcs, system, ironic_factory, "host-2")
+    client, node, mark = provisioned_then_handed_over(bmcs, system, ironic_factory, "host-2")
 
     start = time.monotonic()
     client.patch_node(node, live_iso_instance_info(bmcs))
@@ -246,8 +245,7 @@ def test_a_fresh_ironic_adopts_a_live_iso_host_from_manageable_with_instance_inf
     adopt_s = time.monotonic() - start
     assert (adopted["provision_state"], adopted["power_state"]) == ("active", "power on")
     assert client.history(node) == [], "adoption is not a deployment: nothing in the node's history"
-    assert bmcs.changes(system.uuid)[changes:] == []
-    assert bmcs.writes(system.uuid)[writes:] == []
+    assert bmcs.activity_since(mark) == {}
     assert bmcs.power_requests(system.uuid) == ["On"], "powered on once, by the source's deployment"
     print(f"\nadoption: manageable -> active in {adopt_s:.1f} s, no BMC write")
 

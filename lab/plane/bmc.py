@@ -65,6 +65,14 @@ class BmcWrite:
     status: int
 
 
+@dataclass(frozen=True)
+class BmcCheckpoint:
+    """How much each system's record held at one instant (see LocalBmcs.checkpoint / activity_since)."""
+
+    changes: dict[str, int]
+    writes: dict[str, int]
+
+
 def fake_systems(set_name: str, count: int) -> list[FakeSystem]:
     out = []
     for i in range(count):
@@ -235,3 +243,19 @@ class LocalBmcs:
             return []
         return [BmcWrite(m.group(1), m.group(2), int(m.group(3)))
                 for m in _ACCESS.finditer(_ANSI.sub("", log.read_text(errors="replace"))) if uuid in m.group(2)]
+
+    def checkpoint(self) -> BmcCheckpoint:
+        """Mark the records now, to ask later what happened to the machines since (e.g. across a pivot)."""
+        return BmcCheckpoint({s.uuid: len(self.changes(s.uuid)) for s in self.systems},
+                             {s.uuid: len(self.writes(s.uuid)) for s in self.systems})
+
+    def activity_since(self, mark: BmcCheckpoint) -> dict[str, tuple[list[BmcChange], list[BmcWrite]]]:
+        """Every change and write request per system since `mark`; systems with none are left out, so
+        an empty answer means: no power action, no media, no boot setting reached any machine."""
+        out = {}
+        for s in self.systems:
+            changes = self.changes(s.uuid)[mark.changes.get(s.uuid, 0):]
+            writes = self.writes(s.uuid)[mark.writes.get(s.uuid, 0):]
+            if changes or writes:
+                out[s.uuid] = (changes, writes)
+        return out
