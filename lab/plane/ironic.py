@@ -159,7 +159,7 @@ class LocalIronic:
                                 timeout=max(1.0, deadline - time.monotonic())).returncode
         if rc != 0:
             raise IronicError(f"{self.name}: ironic-dbsync create_schema failed (exit {rc}); see "
-                              f"{self.log('ironic-dbsync')}:\n{spawn._tail(self.log('ironic-dbsync'))}")
+                              f"{self.log('ironic-dbsync')}:\n{spawn.tail(self.log('ironic-dbsync'))}")
         try:
             self.pids["httpd"] = spawn.spawn(
                 [sys.executable, "-m", "lab.plane.httpd", "--root", str(self.state / "http"),
@@ -190,7 +190,7 @@ class LocalIronic:
                 return
             time.sleep(0.2)
         raise IronicError(f"{self.name}: Ironic's conductor did not register the redfish driver in time; see "
-                          f"{self.log('ironic')}:\n{spawn._tail(self.log('ironic'))}")
+                          f"{self.log('ironic')}:\n{spawn.tail(self.log('ironic'))}")
 
     def stop(self, grace: float = 10.0) -> None:
         """Stops ironic, then its httpd; safe to call twice."""

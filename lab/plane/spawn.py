@@ -20,9 +20,6 @@ from pathlib import Path
 
 from lab.cluster import _alive, _pdeathsig, _tail
 
-__all__ = ["PlaneProcessError", "_tail", "alive", "descendants", "processes_mentioning", "rss_mib", "spawn", "stop",
-           "wait_http"]
-
 _KEEP: dict[int, subprocess.Popen[bytes]] = {}  # our Popen objects, so their zombies are reaped
 
 
@@ -31,6 +28,7 @@ class PlaneProcessError(Exception):
 
 
 def spawn(argv: Sequence[str], *, log: Path, cwd: Path, attached: bool, env: dict[str, str] | None = None) -> int:
+    """Start one process, its output appended to `log`; returns its pid."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -42,6 +40,11 @@ def spawn(argv: Sequence[str], *, log: Path, cwd: Path, attached: bool, env: dic
 
 def alive(pid: int) -> bool:
     return _alive(pid)
+
+
+def tail(log: Path) -> str:
+    """The last lines of a log, for error messages."""
+    return _tail(log)
 
 
 def wait_http(url: str, *, what: str, pid: int, log: Path, deadline: float, ok: Sequence[int] = (200,)) -> None:
