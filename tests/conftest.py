@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from lab.cluster import COMPONENTS, LocalCluster, processes_under
+from lab.plane.ironic import processes_under as plane_processes_under
 from lab.plane.managers import BINARIES as PLANE_BINARIES
 from lab.postgres import LocalPostgres, server_processes
 
@@ -86,10 +87,10 @@ def fresh_clusters(request: pytest.FixtureRequest) -> Iterator[Callable[..., dic
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    left = (processes_under(SESSION_DIR, COMPONENTS + PLANE_BINARIES)
+    left = (processes_under(SESSION_DIR, COMPONENTS + PLANE_BINARIES) + plane_processes_under(SESSION_DIR)
             + server_processes(Path(tempfile.gettempdir()) / PG_PREFIX))
     if left:
-        print(f"\nORPHANS: cluster, manager or PostgreSQL processes still running after the suite: {left}")
+        print(f"\nORPHANS: cluster, manager, Ironic/BMC or PostgreSQL processes still running after the suite: {left}")
         session.exitstatus = 1
     else:
         shutil.rmtree(SESSION_DIR, ignore_errors=True)

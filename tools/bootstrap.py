@@ -11,6 +11,8 @@ Why it looks the way it does:
   or their own Kubernetes binaries is never forced to build.
 - Builds land in a per-version cache outside the checkout (~/.cache/metal3-pivot/tools/NAME-VERSION), so
   a fresh clone on the same machine rebuilds nothing; the checkout only gets symlinks in .tools/bin.
+- Ironic and sushy-tools (the live plane's Ironic and BMCs) are Python: they come from PyPI into a
+  virtualenv of their own in that cache (tools/python/ironic-constraints.txt pins the whole set).
 
 Standard library only: it creates the virtualenv, so it cannot depend on it.
 """
@@ -283,6 +285,71 @@ def install_kubernetes_plugin(tool: Tool) -> None:
     say(f"registered kubernetes plugin {tool.version} in {pulumi_home() / 'plugins'}")
 
 
+# ---------------------------------------------------------------------------------------------- ironic
+
+def ironic_cache_dir() -> Path:
+    return cache_root() / "tools" / f"ironic-{load_versions()['ironic']['ironic']}"
+
+
+def ironic_digest() -> str:
+    """What the Ironic virtualenv was installed from: the pins, the full constraints set and the Python
+    minor version (a venv is tied to its interpreter). Any change reinstalls; nothing else does."""
+    spec = load_versions()["ironic"]
+    h = hashlib.sha256()
+    h.update(f"{spec['ironic']} {spec['sushy-tools']} {sys.version_info.major}.{sys.version_info.minor}".encode())
+    h.update((ROOT / spec["constraints"]).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def ironic_installed() -> bool:
+    d = ironic_cache_dir()
+    stamp = d / ".stamp"
+    return (stamp.exists() and stamp.read_text().strip() == ironic_digest()
+            and all((d / "venv" / "bin" / e).exists() for e in load_versions()["ironic"]["entry-points"]))
+
+
+def install_ironic() -> float:
+    """Ironic + sushy-tools into a virtualenv of their own, outside the checkout.
+
+    Not the project's .venv: Ironic brings ~115 packages (oslo.*, eventlet, SQLAlchemy 2.1, numpy) whose
+    pins would fight the project's. Installed in place (a venv's scripts carry its absolute path, so it
+    cannot be built elsewhere and renamed); the stamp is written last, so an interrupted install is
+    redone from scratch on the next run.
+    """
+    spec = load_versions()["ironic"]
+    d = ironic_cache_dir()
+    say(f"installing ironic {spec['ironic']} + sushy-tools {spec['sushy-tools']} into {d / 'venv'} "
+        "(pip, from PyPI; cold: ~1.5 min)")
+    start = time.monotonic()
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    log = cache_root() / "logs" / f"ironic-{spec['ironic']}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
+    run_logged([sys.executable, "-m", "venv", str(d / "venv")], cwd=ROOT, env=env, log=log, what="ironic: venv")
+    run_logged([str(d / "venv" / "bin" / "python"), "-m", "pip", "install", "-q", "-c",
+                str(ROOT / spec["constraints"]), f"ironic=={spec['ironic']}", f"sushy-tools=={spec['sushy-tools']}"],
+               cwd=ROOT, env=env, log=log, what="ironic: pip install (check that PyPI is reachable)")
+    (d / ".stamp").write_text(ironic_digest())
+    return time.monotonic() - start
+
+
+def ensure_ironic(*, check: bool) -> bool:
+    """Install when missing (or just report it with --check); link the entry points the lab runs."""
+    spec = load_versions()["ironic"]
+    if not ironic_installed():
+        if check:
+            return False
+        say(f"ironic {spec['ironic']}: installed in {install_ironic():.0f} s")
+    else:
+        say(f"ironic {spec['ironic']}: cached in {ironic_cache_dir()}")
+    if not check:
+        for entry in spec["entry-points"]:
+            link(entry, ironic_cache_dir() / "venv" / "bin" / entry)
+    return True
+
+
 # ---------------------------------------------------------------------------------------------- language host
 
 def install_language_host() -> str:
@@ -426,6 +493,8 @@ def main() -> int:
                 continue  # registered in the plugin cache instead: on PATH the CLI warns every run
             for b in tool.binaries:
                 link(b, tool.cache_dir / b)
+        if (not args.only or "ironic" in args.only) and not ensure_ironic(check=args.check):
+            missing.append("ironic")
         if args.check:
             if missing:
                 say(f"missing: {', '.join(missing)}")

@@ -1,1 +1,1 @@
-"""The live management plane: the real Metal3 / Cluster API controllers run as local processes against lab clusters."""
+"""The live management plane the lab runs as local processes: Ironic, the BMCs, the managers."""
