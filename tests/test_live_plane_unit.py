@@ -12,6 +12,8 @@ from cryptography import x509
 from lab.plane import certs, webhooks
 from lab.plane.managers import PROVIDERS, PlaneError, binary_for, release_of, substitute
 
+pytestmark = pytest.mark.unit
+
 CA = base64.b64encode(b"not a real CA").decode()
 
 
