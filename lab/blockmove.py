@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import signal
 import subprocess
@@ -78,7 +79,7 @@ class BlockMoveController:
                 continue
             for obj in await self.kube.list(rt, self.namespace):
                 md = obj["metadata"]
-                cluster_name = (md.get("labels") or {}).get(CLUSTER_NAME)
+                cluster_name = str((md.get("labels") or {}).get(CLUSTER_NAME, ""))
                 if cluster_name not in clusters or md.get("deletionTimestamp"):
                     continue
                 blocked = BLOCK_MOVE in (md.get("annotations") or {})
@@ -100,7 +101,7 @@ class BlockMoveController:
                 changed = await self.reconcile()
                 if changed:
                     print(f"blockmove: changed {changed} objects", file=sys.stderr, flush=True)
-            except Exception as err:  # noqa: BLE001 - a controller logs and retries, as a real one does
+            except Exception as err:
                 print(f"blockmove: {err}", file=sys.stderr, flush=True)
             await asyncio.sleep(interval)
 
@@ -141,19 +142,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--release-delay", type=float, default=1.0)
     p.add_argument("--hold", action="store_true", help="never remove the annotation (a stuck provider)")
     a = p.parse_args(argv)
-    kinds = tuple(tuple(k.split("/", 1)) for k in a.kind) if a.kind else DEFAULT_KINDS
+    kinds = tuple((k.split("/", 1)[0], k.split("/", 1)[1]) for k in a.kind) if a.kind else DEFAULT_KINDS
 
     async def go() -> None:
         async with Kube(load_kubeconfig(a.kubeconfig), name="blockmove") as kube:
-            ctl = BlockMoveController(kube, a.namespace, kinds, release_delay=a.release_delay,  # type: ignore[arg-type]
-                                      hold=a.hold)
+            ctl = BlockMoveController(kube, a.namespace, kinds, release_delay=a.release_delay, hold=a.hold)
             await ctl.run(a.interval)
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):
         asyncio.run(go())
-    except (KeyboardInterrupt, SystemExit):
-        pass
     return 0
 
 

@@ -194,11 +194,12 @@ def strict(obj: Obj) -> Obj:
 
 def everything(cluster: LocalCluster, namespaces: tuple[str, ...] = (WORKLOAD_NS, CLASSES_NS, PROVIDER_NS)
                ) -> dict[Any, Obj]:
-    """Every object of every candidate kind in `namespaces` plus every cluster-scoped one, by key."""
+    """Every object clusterctl's rules would move from `namespaces` (kept ones included: the shared
+    ClusterClass, the global identity and its Secret), by key; cluster-scoped ones of the test group only."""
     async def go() -> dict[Any, Obj]:
         async with kube(cluster) as k:
             view = await discover(k, list(namespaces))
-            return {key: n.obj for key, n in view.graph.nodes.items()
+            return {key: n.obj for key, n in view.graph.move_nodes().items()
                     if not n.is_global or key.group == TEST_GROUP}
     return asyncio.run(go())
 

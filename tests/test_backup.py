@@ -27,7 +27,7 @@ def test_backup_then_restore_into_an_empty_cluster(fresh_clusters, tmp_path) -> 
     assert len(files) == len(original)
     assert stat.S_IMODE(os.stat(backup).st_mode) == 0o700
     assert all(stat.S_IMODE(os.stat(f).st_mode) == 0o600 for f in files)
-    host = yaml.safe_load(next(f for f in files if f.name.startswith("BareMetalHost.")).read_text())
+    host = yaml.safe_load(next(f for f in files if f.name.startswith("BareMetalHost_")).read_text())
     assert host["kind"] == "BareMetalHost" and host["metadata"]["uid"]
     assert snapshot(eph) == original                                  # a backup moves nothing
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import tool_env
-from tests.movekit import TOPOLOGY, engine_cli, resource_versions, seed_pair, snapshot
+from tests.movekit import engine_cli, resource_versions, seed_pair, snapshot
 from tests.paritykit import BMH, CLUSTER, WORKLOAD_NS, get, kube, our_marks, strict
 
 pytestmark = pytest.mark.cluster

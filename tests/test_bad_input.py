@@ -24,7 +24,7 @@ from lab.cluster import LocalCluster, free_port
 from metal3_pivot import BMH_STATUS, MoveOptions, Mover
 from metal3_pivot.discovery import discover
 from metal3_pivot.errors import ApiError, NestingTooDeepError, ObjectTooLargeError, PreflightError
-from metal3_pivot.graph import BLOCK_MOVE_ANNOTATION, ObjKey
+from metal3_pivot.graph import ObjKey
 from metal3_pivot.kube import CONFIGMAP, NAMESPACE, SECRET, Kube, group_of
 from metal3_pivot.verify import verify
 from tests.conftest import SESSION_DIR
@@ -125,14 +125,8 @@ def test_missing_crd_in_target(lab) -> None:
             "kind BareMetalHost.metal3.io", "has no CRD")
 
 
-def test_block_move_annotation(lab) -> None:
-    name = first_name(lab["ephemeral"], "Metal3Machine")
-    kind = ("infrastructure.cluster.x-k8s.io", "Metal3Machine")
-    patch(lab["ephemeral"], kind, name, {"metadata": {"annotations": {BLOCK_MOVE_ANNOTATION: ""}}})
-    try:
-        refused(lab, move_args(lab["ephemeral"].kubeconfig, lab["target"].kubeconfig), 2, "block-move", name)
-    finally:
-        patch(lab["ephemeral"], kind, name, {"metadata": {"annotations": {BLOCK_MOVE_ANNOTATION: None}}})
+# A block-move annotation is no bad input any more: the move pauses, then waits for it to go, as clusterctl
+# does (tests/test_parity_rules.py, rule 1).
 
 
 def test_host_without_status_to_carry(lab) -> None:
