@@ -194,8 +194,8 @@ class Mover:
         return f"namespace {ns[0]}" if len(ns) == 1 else "namespaces " + ", ".join(ns)
 
     def _nothing_to_move(self, plan: Plan) -> str:
-        if any(not plan.moving[k].kept for k in plan.already_in_target):
-            return f"nothing to move: every object is in {self.dst.name} already"
+        if any(not n.kept for n in plan.target.graph.move_nodes().values()):
+            return f"nothing to move: nothing is left in {self.src.name}, every object is in {self.dst.name} already"
         return (f"nothing to move: {self._scope()} of {self.src.name} holds no object that clusterctl moves "
                 "(Clusters and what they own, or kinds labelled for move)")
 

@@ -116,7 +116,7 @@ async def add_cluster_class(k: Kube, namespace: str = CLASSES_NS, name: str = "s
     await k.create(KCP_TEMPLATE, {
         "apiVersion": CONTROLPLANE, "kind": "KubeadmControlPlaneTemplate",
         "metadata": {"name": name, "namespace": namespace, "ownerReferences": [_owner(cc)]},
-        "spec": {"template": {"spec": {"kubeadmConfigSpec": {}}}}})
+        "spec": {"template": {"spec": {"kubeadmConfigSpec": {"format": "cloud-config"}}}}})
     return cc
 
 
