@@ -44,6 +44,7 @@ from metal3_pivot.plan import (
     Plan,
     carried_bmh_status,
     make_plan,
+    managed_fields_patch,
     marks_to_strip,
     pause_patch,
     related,
@@ -423,6 +424,10 @@ class Mover:
                 raise PivotError(f"{node.key} appeared in {self.dst.name} during the move, not created by us; "
                                  "nothing was deleted from the source") from None
             created = existing
+        else:
+            restore = managed_fields_patch(node)
+            if restore is not None:
+                await self.dst.patch(rt, md["name"], md.get("namespace"), restore)
         if node.key.group_kind == (BMH_GROUP, "BareMetalHost"):
             status = carried_bmh_status(node.obj)
             if status is not None and not created.get("status", {}).get("provisioning"):

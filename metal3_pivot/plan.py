@@ -158,6 +158,17 @@ def target_copy(node: Node, uid_map: dict[ObjKey, str], by_source_uid: dict[str,
     return obj
 
 
+def managed_fields_patch(node: Node) -> Obj | None:
+    """The patch that gives a fresh copy the source's managedFields, where a server-side-apply manager owns
+    fields (CAPI's topology controller, for one): clusterctl restores them so that the manager, not the
+    mover, keeps owning those fields, and can still remove them. Objects written only by updates (no
+    `Apply` entry) need no extra write: nobody's field ownership depends on them."""
+    fields = node.obj["metadata"].get("managedFields") or []
+    if not any(entry.get("operation") == "Apply" for entry in fields):
+        return None
+    return {"metadata": {"managedFields": copy.deepcopy(fields)}}
+
+
 def carried_bmh_status(obj: Obj) -> Obj | None:
     """The BareMetalHost status held in its status annotation (what BMO itself restores from), else in the
     object's own status (a backup file)."""

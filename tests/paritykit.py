@@ -152,6 +152,13 @@ async def add_extras(k: Kube, *, cycle: bool = True) -> None:
                                             "ownerReferences": [_owner(cluster, api_version=
                                                                        "cluster.x-k8s.io/v1beta1")]},
                                "data": {"k": "v"}})
+    # written by server-side apply, as CAPI's topology controller writes what it owns: its managedFields
+    # must survive the move (clusterctl restores them)
+    await k.apply(CONFIGMAP, {"apiVersion": "v1", "kind": "ConfigMap",
+                              "metadata": {"name": "test1-topology-owned", "namespace": WORKLOAD_NS,
+                                           "labels": {"topology.cluster.x-k8s.io/owned": ""},
+                                           "ownerReferences": [_owner(cluster, controller=True)]},
+                              "data": {"owned": "by the topology controller"}}, manager="capi-topology")
     if cycle:
         a = await k.create(WIDGET, {"apiVersion": f"{TEST_GROUP}/v1", "kind": "ParityWidget",
                                     "metadata": {"name": "cycle-a", "namespace": WORKLOAD_NS}})
@@ -213,6 +220,19 @@ def our_marks(objects: dict[Any, Obj]) -> dict[str, list[str]]:
         if keys:
             found[str(key)] = sorted(keys)
     return found
+
+
+def field_owners(obj: Obj) -> list[tuple[str, str, str]]:
+    """An object's managedFields as (manager, operation, fields) with UIDs in field keys left out (an
+    ownerReference's key names the source's UID, in clusterctl's copies as in ours)."""
+    import json
+    import re
+
+    out = []
+    for entry in obj["metadata"].get("managedFields") or []:
+        fields = re.sub(r'\\"uid\\":\\"[^"\\]*\\"', "", json.dumps(entry.get("fieldsV1"), sort_keys=True))
+        out.append((entry.get("manager", ""), entry.get("operation", ""), fields))
+    return sorted(out)
 
 
 def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:

@@ -44,6 +44,7 @@ from tests.paritykit import (
     add_cluster_class,
     block_move_annotations,
     everything,
+    field_owners,
     get,
     install_test_crds,
     our_marks,
@@ -419,6 +420,11 @@ def test_differential_topology_against_clusterctl(fresh_clusters, tmp_path: Path
     for pair in (theirs, ours):
         seed_pair(pair)
         prepare(pair)
+    applied = ("", "ConfigMap", WORKLOAD_NS, "test1-topology-owned")
+    before = {name: field_owners(next(o for k, o in everything(p["ephemeral"]).items()
+                                      if (k.group, k.kind, k.namespace, k.name) == applied))
+              for name, p in (("theirs", theirs), ("ours", ours))}
+    assert any(op == "Apply" for _, op, _ in before["ours"])
     ctls = [blockmove.start(p["ephemeral"].kubeconfig, WORKLOAD_NS, tmp_path / f"bm-{i}.log")
             for i, p in enumerate((theirs, ours))]
     try:
@@ -438,6 +444,11 @@ def test_differential_topology_against_clusterctl(fresh_clusters, tmp_path: Path
     kinds = {k.kind for k in b}
     assert len(b) > 80 and {"ClusterClass", "ParityIdentity", "ParityWidget", "Metal3Machine"} <= kinds
     assert {k.name for k in b if k.kind == "ParityWidget"} == {"plain"}          # the cycle stayed behind
+    # managedFields of a server-side-applied object arrive as the source had them, with both tools
+    for name, pair in (("theirs", theirs), ("ours", ours)):
+        after = next(o for k, o in everything(pair["target"]).items()
+                     if (k.group, k.kind, k.namespace, k.name) == applied)
+        assert field_owners(after) == before[name], name
     assert {str(k): diff_paths(a[k], b[k]) for k in a if a[k] != b[k]} == {}
 
     sa = {k: strict(o) for k, o in everything(theirs["ephemeral"]).items()}
