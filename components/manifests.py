@@ -133,9 +133,10 @@ def version(spec: ProviderSpec) -> str:
     return module_dirs()[spec.module]["version"]
 
 
-def controllers(spec: ProviderSpec) -> list[Obj]:
-    """Namespace, RBAC, Service and Deployment of the provider's controller (`kubectl kustomize`),
-    cached per version in .tools/manifests."""
+def rendered(spec: ProviderSpec) -> list[Obj]:
+    """Every object of the provider's release config (`kubectl kustomize` of its default folder), as the
+    release ships it: webhook configurations, cert-manager objects and CRD patches included. Cached per
+    version in .tools/manifests."""
     cache = RENDER_CACHE / f"{spec.name}-{version(spec)}.yaml"
     if cache.exists():
         text = cache.read_text()
@@ -150,9 +151,14 @@ def controllers(spec: ProviderSpec) -> list[Obj]:
         text = out.stdout
         RENDER_CACHE.mkdir(parents=True, exist_ok=True)
         cache.write_text(text)
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def controllers(spec: ProviderSpec) -> list[Obj]:
+    """Namespace, RBAC, Service and Deployment of the provider's controller."""
     objs = []
-    for doc in yaml.safe_load_all(text):
-        if not doc or doc.get("kind") not in KEEP_KINDS:
+    for doc in rendered(spec):
+        if doc.get("kind") not in KEEP_KINDS:
             continue
         labels = doc["metadata"].setdefault("labels", {})
         if spec.type:

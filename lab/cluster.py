@@ -343,8 +343,9 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-def processes_under(directory: Path) -> list[int]:
-    """Pids of cluster components whose command line mentions `directory`: the orphan check."""
+def processes_under(directory: Path, binaries: tuple[str, ...] = COMPONENTS) -> list[int]:
+    """Pids of cluster components (or other lab `binaries`, e.g. the management plane's managers) whose
+    command line mentions `directory`: the orphan check."""
     found = []
     needle = str(directory.resolve())
     for proc in Path("/proc").iterdir():
@@ -355,7 +356,7 @@ def processes_under(directory: Path) -> list[int]:
             state = (proc / "stat").read_text().split(") ")[1][0]
         except (OSError, IndexError):
             continue
-        if needle in cmd and state != "Z" and any(c in cmd.split(" ")[0] for c in COMPONENTS):
+        if needle in cmd and state != "Z" and any(c in cmd.split(" ")[0] for c in binaries):
             found.append(int(proc.name))
     return found
 

@@ -1,10 +1,13 @@
 """`metal3-pivot`: the engine on its own, with clusterctl's words.
 
-    metal3-pivot move --kubeconfig SRC --to-kubeconfig DST [--namespace NS ...] [--dry-run]
-    metal3-pivot move --kubeconfig SRC --to-directory DIR          (backup: readable YAML, 0600 files)
-    metal3-pivot move --from-directory DIR --to-kubeconfig DST     (restore)
+    metal3-pivot move --kubeconfig SRC --to-kubeconfig DST [-n NS ... | -A] [--dry-run]
+    metal3-pivot move --kubeconfig SRC --to-directory DIR          (backup: clusterctl's files, 0600)
+    metal3-pivot move --from-directory DIR --to-kubeconfig DST     (restore; clusterctl's backups too)
     metal3-pivot plan --kubeconfig SRC [--to-kubeconfig DST] [--output text|json|dot]
     metal3-pivot verify --kubeconfig A --to-kubeconfig B [--expect source|target]
+
+Scope, as clusterctl's: the namespaces given with -n; without -n, the namespace of the source kubeconfig's
+context, else `default`; every namespace only with -A / --all-namespaces.
 
 Exit codes: 0 done; 1 other error; 2 bad input or move refused by the pre-flight (nothing changed);
 3 a cluster unreachable; 4 the API server refused a request; 5 deadline passed, or objects still
@@ -20,6 +23,8 @@ import argparse
 import asyncio
 import getpass
 import json
+import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -53,6 +58,28 @@ def _kube(path: str, context: str | None, name: str, concurrency: int) -> Kube:
     return Kube(load_kubeconfig(path, context, label=name), name=name, concurrency=concurrency)
 
 
+#: a namespace name is a DNS-1123 label
+_NAMESPACE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def scope(a: argparse.Namespace) -> tuple[str, ...]:
+    """The namespaces a command works on (empty: every namespace), by clusterctl's rule: -n as given, else
+    the source kubeconfig context's namespace, else `default`; -A for every namespace."""
+    if a.all_namespaces:
+        if a.namespace:
+            raise InputError("--all-namespaces and --namespace exclude each other: pick one")
+        return ()
+    if a.namespace:
+        for ns in a.namespace:
+            if len(ns) > 63 or not _NAMESPACE_NAME.match(ns):
+                raise InputError(f"--namespace {ns!r} is an invalid namespace name (lower-case letters, digits "
+                                 "and '-', starting and ending with a letter or digit, at most 63 characters)")
+        return tuple(dict.fromkeys(a.namespace))
+    if not a.kubeconfig:
+        return ()
+    return (load_kubeconfig(a.kubeconfig, a.kubeconfig_context, label="source").namespace,)
+
+
 async def _probe(*kubes: Kube) -> None:
     """Reachability first, with a short retry budget: a wrong port should fail in seconds."""
     async def one(k: Kube) -> None:
@@ -60,6 +87,11 @@ async def _probe(*kubes: Kube) -> None:
         try:
             await k.version()
         except UnreachableClusterError as err:
+            if "CERTIFICATE_VERIFY_FAILED" in str(err) or "certificate verify failed" in str(err):
+                raise UnreachableClusterError(
+                    f"{k.name}: the API server at {k.server} answered, but its certificate failed verification "
+                    "against the kubeconfig's certificate-authority: the kubeconfig belongs to another cluster, "
+                    f"or its CA is out of date ({err})") from None
             raise UnreachableClusterError(f"{k.name}: the API server at {k.server} does not answer; check the "
                                           f"kubeconfig and that the cluster is up ({err})") from None
         finally:
@@ -109,9 +141,9 @@ def plan_dot(plan: Plan) -> str:
 # ---------------------------------------------------------------------------------------------- commands
 
 async def cmd_move(a: argparse.Namespace) -> int:
-    opts = MoveOptions(namespaces=a.namespace or (), dry_run=a.dry_run, concurrency=a.concurrency,
+    opts = MoveOptions(namespaces=scope(a), dry_run=a.dry_run, concurrency=a.concurrency,
                        timeout=a.timeout, progress=progress, holder=f"metal3-pivot CLI ({_user()})",
-                       lock_duration=a.lock_duration)
+                       lock_duration=a.lock_duration, block_move_timeout=a.block_move_timeout)
     if a.from_directory:
         if not a.to_kubeconfig:
             raise InputError("--from-directory needs --to-kubeconfig")
@@ -121,16 +153,22 @@ async def cmd_move(a: argparse.Namespace) -> int:
     elif a.to_directory:
         async with _kube(a.kubeconfig, a.kubeconfig_context, "source", a.concurrency) as src:
             await _probe(src)
-            view = await discover(src, list(opts.namespaces))
-            if a.dry_run:
-                print(f"would write {len(view.graph.move_nodes())} objects to {a.to_directory}")
-                return 0
-            count = backup.write(view, Path(a.to_directory))
-            print(f"wrote {count} objects to {a.to_directory} (contains Secrets: mode 0600)")
+            count = await Mover(src, src, opts).backup(Path(a.to_directory))
+            if not a.dry_run:
+                print(f"wrote {count} objects to {a.to_directory} (contains Secrets: mode 0600)")
+            return 0
+    elif not a.to_kubeconfig:
+        if not a.dry_run:
+            raise InputError("move needs --to-kubeconfig, --to-directory or --from-directory")
+        # clusterctl's --dry-run needs no target: the plan against an empty one
+        async with _kube(a.kubeconfig, a.kubeconfig_context, "source", a.concurrency) as src:
+            await _probe(src)
+            plan = make_plan(await discover(src, list(opts.namespaces)), backup.empty_view("target"))
+            where = ", ".join(opts.namespaces) or "every namespace"
+            progress(f"would move {len(plan.moving)} objects from source ({where}); no target given, none checked")
+            print(plan_text(plan))
             return 0
     else:
-        if not a.to_kubeconfig:
-            raise InputError("move needs --to-kubeconfig, --to-directory or --from-directory")
         async with _kube(a.kubeconfig, a.kubeconfig_context, "source", a.concurrency) as src, \
                 _kube(a.to_kubeconfig, a.to_kubeconfig_context, "target", a.concurrency) as dst:
             await _probe(src, dst)
@@ -140,16 +178,15 @@ async def cmd_move(a: argparse.Namespace) -> int:
 
 
 async def cmd_plan(a: argparse.Namespace) -> int:
+    namespaces = scope(a)
     async with _kube(a.kubeconfig, a.kubeconfig_context, "source", a.concurrency) as src:
         if a.to_kubeconfig:
             async with _kube(a.to_kubeconfig, a.to_kubeconfig_context, "target", a.concurrency) as dst:
                 await _probe(src, dst)
-                plan = await Mover(src, dst, MoveOptions(namespaces=a.namespace or ())).discover()
+                plan = await Mover(src, dst, MoveOptions(namespaces=namespaces)).discover()
         else:
             await _probe(src)
-            view = await discover(src, list(a.namespace or ()))
-            empty = type(view)("target", {}, {}, [], set(), type(view.graph)({}))
-            plan = make_plan(view, empty)
+            plan = make_plan(await discover(src, list(namespaces)), backup.empty_view("target"))
     print({"text": plan_text, "json": plan_json, "dot": plan_dot}[a.output](plan))
     return 0
 
@@ -158,7 +195,7 @@ async def cmd_verify(a: argparse.Namespace) -> int:
     async with _kube(a.kubeconfig, a.kubeconfig_context, "source", a.concurrency) as src, \
             _kube(a.to_kubeconfig, a.to_kubeconfig_context, "target", a.concurrency) as dst:
         await _probe(src, dst)
-        report = await verify(src, dst, a.namespace or (), expect=a.expect)
+        report = await verify(src, dst, scope(a), expect=a.expect)
     for name, counts in report.counts.items():
         print(f"{name}: {sum(counts.values())} objects " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     for v in report.violations:
@@ -177,7 +214,10 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--kubeconfig-context")
         sp.add_argument("--to-kubeconfig", help="the target cluster's kubeconfig")
         sp.add_argument("--to-kubeconfig-context")
-        sp.add_argument("-n", "--namespace", action="append", help="namespace to move (repeatable; default all)")
+        sp.add_argument("-n", "--namespace", action="append",
+                        help="namespace to work on (repeatable); default: the source kubeconfig context's "
+                             "namespace, else `default`, as clusterctl")
+        sp.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
         sp.add_argument("--concurrency", type=int, default=32, help="parallel requests per cluster (default 32)")
 
     mv = sub.add_parser("move", help="move (or back up / restore) the Cluster-API objects")
@@ -186,6 +226,10 @@ def parser() -> argparse.ArgumentParser:
     mv.add_argument("--to-directory", help="write the objects as YAML files instead of moving them")
     mv.add_argument("--from-directory", help="create the objects of a --to-directory backup in the target")
     mv.add_argument("--timeout", type=float, help="give up (safely) after this many seconds")
+    mv.add_argument("--block-move-timeout", type=float, default=120.0,
+                    help="seconds to wait, after pausing, for providers to drop clusterctl's block-move "
+                         "annotation (default 120, clusterctl's ~2 minutes); then exit 5, source paused: run "
+                         "again to keep waiting, or move back to undo")
     mv.add_argument("--lock-duration", type=float, default=60.0,
                     help="seconds the move lock outlives this process if it dies (default 60)")
     pl = sub.add_parser("plan", help="show the object graph and the ordered plan; writes nothing")
@@ -208,6 +252,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {"move": cmd_move, "plan": cmd_plan, "verify": cmd_verify}
     try:
         return asyncio.run(commands[args.command](args))
+    except BrokenPipeError:
+        # the reader went away (`plan | head`): stop quietly, as other command-line tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except PivotError as err:
         print(f"metal3-pivot: error: {err}", file=sys.stderr)
         return err.exit_code

@@ -11,9 +11,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from metal3_pivot.graph import CLUSTERCTL_LABEL, Graph, TypeInfo, build_graph
+from metal3_pivot.graph import (
+    CAPI_GROUP,
+    CLUSTERCTL_LABEL,
+    Graph,
+    ObjKey,
+    TypeInfo,
+    build_graph,
+    mark_should_not_delete,
+)
 from metal3_pivot.inventory import INVENTORY
-from metal3_pivot.kube import CONFIGMAP, CRD, NAMESPACE, SECRET, Kube, ResourceType, resource_type_of_crd
+from metal3_pivot.kube import CONFIGMAP, CRD, NAMESPACE, SECRET, Kube, ResourceType, group_of, resource_type_of_crd
 
 Obj = dict[str, Any]
 
@@ -63,4 +71,63 @@ async def discover(kube: Kube, namespaces: Sequence[str]) -> ClusterView:
     jobs += [list_one(types[("", "Secret")], ns) for ns in extra_secret_ns]
     results = await asyncio.gather(*jobs)
     objects = [pair for chunk in results for pair in chunk]
-    return ClusterView(kube.name, types, served, providers, existing, build_graph(objects))
+    users: list[Obj] = []
+    if namespaces:
+        objects += await _external_classes(kube, types, objects, set(namespaces))
+        cluster_type = types.get((CAPI_GROUP, "Cluster"))
+        users = await kube.list(cluster_type.rt) if cluster_type is not None else []
+    graph = build_graph(objects)
+    mark_should_not_delete(graph, namespaces, users)
+    return ClusterView(kube.name, types, served, providers, existing, graph)
+
+
+def _class_ref(cluster: Obj) -> tuple[str, str] | None:
+    """(namespace, name) of the ClusterClass a Cluster's managed topology names, if any."""
+    topology = (cluster.get("spec") or {}).get("topology") or {}
+    ref = topology.get("classRef") or {}
+    name = ref.get("name") or topology.get("class")
+    if not name:
+        return None
+    return (ref.get("namespace") or topology.get("classNamespace") or cluster["metadata"].get("namespace", ""),
+            name)
+
+
+def _template_refs(cc: Obj) -> list[Obj]:
+    spec = cc.get("spec") or {}
+    refs = [(spec.get("infrastructure") or {}).get("templateRef"),
+            (spec.get("controlPlane") or {}).get("templateRef"),
+            ((spec.get("controlPlane") or {}).get("machineInfrastructure") or {}).get("templateRef")]
+    workers = spec.get("workers") or {}
+    for cls in [*(workers.get("machineDeployments") or []), *(workers.get("machinePools") or [])]:
+        refs += [(cls.get("infrastructure") or {}).get("templateRef"), (cls.get("bootstrap") or {}).get("templateRef")]
+    return [r for r in refs if r and r.get("kind") and r.get("name")]
+
+
+async def _external_classes(kube: Kube, types: dict[tuple[str, str], TypeInfo], objects: list[tuple[TypeInfo, Obj]],
+                            scope: set[str]) -> list[tuple[TypeInfo, Obj]]:
+    """clusterctl's discovery of ClusterClasses outside the moved namespaces that a moving Cluster uses:
+    the class and the templates it names join the graph (the class is then copied, and kept in the source)."""
+    cc_type = types.get((CAPI_GROUP, "ClusterClass"))
+    if cc_type is None:
+        return []
+    have = {ObjKey.of(o) for _, o in objects}
+    wanted = sorted({cls for _, o in objects if o.get("kind") == "Cluster" and group_of(o["apiVersion"]) == CAPI_GROUP
+                     and (cls := _class_ref(o)) is not None and cls[0] not in scope})
+    found: list[tuple[TypeInfo, Obj]] = []
+    for namespace, name in wanted:
+        cc = await kube.get(cc_type.rt, name, namespace)
+        if cc is None:
+            continue
+        found.append((cc_type, cc))
+        for ref in _template_refs(cc):
+            info = types.get((group_of(ref.get("apiVersion", "")), ref["kind"]))
+            if info is None:
+                continue
+            key = ObjKey(info.rt.group, ref["kind"], namespace, ref["name"])
+            if key in have:
+                continue
+            template = await kube.get(info.rt, ref["name"], namespace)
+            if template is not None:
+                have.add(key)
+                found.append((info, template))
+    return found

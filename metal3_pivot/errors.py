@@ -116,10 +116,6 @@ class ProviderVersionError(PreflightError):
     code = Code.PROVIDER_VERSION
 
 
-class BlockedMoveError(PreflightError):
-    code = Code.BLOCK_MOVE
-
-
 class NotProvisionedError(PreflightError):
     code = Code.NOT_PROVISIONED
 
@@ -160,7 +156,7 @@ class NestingTooDeepError(PreflightError):
 
 
 PREFLIGHT_ERRORS: dict[Code, type[PreflightError]] = {
-    cls.code: cls for cls in (MissingNamespaceError, MissingCrdError, ProviderVersionError, BlockedMoveError,
+    cls.code: cls for cls in (MissingNamespaceError, MissingCrdError, ProviderVersionError,
                               NotProvisionedError, AlreadyPausedError, BrokenOwnerChainError, HostStatusError,
                               TargetConflictError, ForeignMoveError, ObjectTooLargeError, NestingTooDeepError)
     if cls.code is not None}

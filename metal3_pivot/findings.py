@@ -21,7 +21,6 @@ class Code(StrEnum):
     MISSING_NAMESPACE = "missing-namespace"
     MISSING_CRD = "missing-crd"
     PROVIDER_VERSION = "provider-version"
-    BLOCK_MOVE = "block-move"
     NOT_PROVISIONED = "not-provisioned"
     ALREADY_PAUSED = "already-paused"
     OWNER_CHAIN = "owner-chain"

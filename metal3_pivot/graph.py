@@ -90,6 +90,10 @@ class Node:
     soft_owners: set[ObjKey] = field(default_factory=set)
     unresolved: list[Obj] = field(default_factory=list)        # ownerReferences to objects not observed
     tenants: set[ObjKey] = field(default_factory=set)
+    #: below a cluster-scoped tenant root (a global identity's Secret): copied, never deleted from the source
+    global_hierarchy: bool = False
+    #: clusterctl's "should not delete": a ClusterClass (and what it owns) that other clusters still use
+    should_not_delete: bool = False
 
     @property
     def uid(self) -> str:
@@ -110,6 +114,17 @@ class Node:
     @property
     def force_move_hierarchy(self) -> bool:
         return self.type.force_move_hierarchy or MOVE_HIERARCHY_LABEL in self.labels
+
+    @property
+    def is_global(self) -> bool:
+        return not self.type.rt.namespaced
+
+    @property
+    def kept(self) -> bool:
+        """Copied to the target but never deleted from the source (clusterctl: global objects, what they
+        own, and ClusterClasses shared with clusters that do not move). One the target already has is
+        skipped, not a conflict, and carries no mark of ours."""
+        return self.is_global or self.global_hierarchy or self.should_not_delete
 
     @property
     def moves(self) -> bool:
@@ -219,7 +234,58 @@ def _set_tenants(nodes: dict[ObjKey, Node]) -> None:
             if root.key in node.tenants:
                 continue
             node.tenants.add(root.key)
+            node.global_hierarchy = node.global_hierarchy or root.is_global
             stack.extend(dependents[key])
+
+
+def mark_should_not_delete(graph: Graph, namespaces: Iterable[str], users: Iterable[Obj] = ()) -> None:
+    """clusterctl's rule when a move is scoped to namespaces: a ClusterClass outside them (reached through a
+    moving Cluster's classRef), or one inside them that a Cluster outside them uses (`users`: every Cluster
+    of the source), is copied but kept in the source, with everything it owns (hard ownerReferences)."""
+    scope = set(namespaces)
+    if not scope:
+        return
+    classes = {n.key: n for n in graph.of_kind(CAPI_GROUP, "ClusterClass")}
+    keep = [k for k in classes if k.namespace not in scope]
+    for cluster in users:
+        md = cluster["metadata"]
+        if md.get("namespace") in scope:
+            continue
+        topology = (cluster.get("spec") or {}).get("topology") or {}
+        ref = topology.get("classRef") or {}
+        name = ref.get("name") or topology.get("class")
+        if not name:
+            continue
+        key = ObjKey(CAPI_GROUP, "ClusterClass", ref.get("namespace") or md.get("namespace") or "", name)
+        if key in classes:
+            keep.append(key)
+    dependents: dict[ObjKey, set[ObjKey]] = defaultdict(set)
+    for node in graph.nodes.values():
+        for owner in node.owners:
+            dependents[owner].add(node.key)
+    stack = list(keep)
+    while stack:
+        key = stack.pop()
+        node = graph.nodes[key]
+        if node.should_not_delete:
+            continue
+        node.should_not_delete = True
+        stack.extend(dependents[key])
+
+
+def stuck_in_cycles(nodes: dict[ObjKey, Node]) -> set[ObjKey]:
+    """Nodes that can never be created after their owners: members of an ownerReference cycle and whatever
+    hangs below one. clusterctl leaves them in the source (its move sequence never reaches them)."""
+    placed: set[ObjKey] = set()
+    remaining = dict(nodes)
+    while True:
+        level = [k for k, n in remaining.items()
+                 if all(o in placed or o not in nodes for o in n.owners | n.soft_owners)]
+        if not level:
+            return set(remaining)
+        placed.update(level)
+        for k in level:
+            del remaining[k]
 
 
 def levels(nodes: dict[ObjKey, Node]) -> list[list[Node]]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from metal3_pivot import backup, preflight
-from metal3_pivot.discovery import discover, discover_types
+from metal3_pivot.discovery import ClusterView, discover, discover_types
 from metal3_pivot.errors import (
     BlockMoveTimeoutError,
     ConflictError,
@@ -36,15 +36,21 @@ from metal3_pivot.lock import DEFAULT_DURATION, Holder, MoveLock, read_lock
 from metal3_pivot.plan import (
     BMH_GROUP,
     DELETE_FOR_MOVE,
+    PAUSED_BY,
     SOURCE_UID,
     SOURCE_VERSION,
+    STRIP_PATCH,
     Obj,
     Plan,
     carried_bmh_status,
     make_plan,
+    managed_fields_patch,
+    marks_to_strip,
     pause_patch,
     related,
+    restore_unpause_patch,
     target_copy,
+    unpause_patch,
     unpause_patches,
 )
 
@@ -152,8 +158,10 @@ class Mover:
                 raise LockHeldError(held.refusal(kube.name))
         phase("preflight")
         report.moved = plan.counts()
-        if not plan.moving and not unpause_patches(plan.target):
-            self.say(f"nothing to move: every object is in {self.dst.name} already")
+        self._say_stuck(plan)
+        if not plan.work and not unpause_patches(plan.target) and not marks_to_strip(plan.source, plan.target):
+            self.say(self._nothing_to_move(plan))
+            report.moved = {}
             report.seconds = time.monotonic() - t0
             return report
         if self.opts.dry_run:
@@ -180,18 +188,43 @@ class Mover:
         self.say(report.summary())
         return report
 
+    def _scope(self) -> str:
+        ns = list(self.opts.namespaces)
+        if not ns:
+            return "any namespace"
+        return f"namespace {ns[0]}" if len(ns) == 1 else "namespaces " + ", ".join(ns)
+
+    def _nothing_to_move(self, plan: Plan) -> str:
+        if any(not n.kept for n in plan.target.graph.move_nodes().values()):
+            return f"nothing to move: nothing is left in {self.src.name}, every object is in {self.dst.name} already"
+        return (f"nothing to move: {self._scope()} of {self.src.name} holds no object that clusterctl moves "
+                "(Clusters and what they own, or kinds labelled for move)")
+
+    def _say_stuck(self, plan: Plan) -> None:
+        if plan.stuck:
+            names = ", ".join(str(k) for k in plan.stuck[:5])
+            more = f" and {len(plan.stuck) - 5} more" if len(plan.stuck) > 5 else ""
+            self.say(f"left in {self.src.name}, as clusterctl leaves them: {len(plan.stuck)} objects in or below an "
+                     f"ownerReference cycle, which no order can create ({names}{more})")
+
     async def _write(self, plan: Plan, report: MoveReport, phase: Callable[[str], None]) -> None:
-        if plan.moving:
+        gone: set[str] = set()
+        if plan.work:
             report.paused = await self.pause(plan)
             phase("pause")
             await self.wait_block_move(plan)
             phase("wait-block-move")
             report.created = await self.create(plan)
             phase("create")
+            await self.unpause_kept(plan)
             report.deleted = await self.delete(plan)
+            gone = {plan.moving[k].uid for k in plan.to_delete}
             phase("delete")
         self.check_deadline("unpause")
-        report.unpaused = await self.unpause()
+        view = await discover(self.dst, list(self.opts.namespaces))
+        await self.strip_marks(marks_to_strip(plan.source, view, gone))
+        phase("strip-marks")
+        report.unpaused = await self.unpause(view)
         phase("unpause")
 
     async def _bounded(self, items: Sequence[Any], fn: Callable[[Any], Any], label: str) -> list[Any]:
@@ -214,29 +247,76 @@ class Mover:
         return list(await asyncio.gather(*(one(i) for i in items)))
 
     async def restore(self, directory: Path) -> MoveReport:
-        """Create a --to-directory backup's objects in the target (this Mover's `dst`)."""
+        """Create a backup's objects in the target (this Mover's `dst`), then unpause them, as clusterctl's
+        `move --from-directory` does: objects the target already has are skipped (their UIDs are used for the
+        owner chains), Clusters and ClusterClasses of the backup are unpaused. Reads clusterctl's files too."""
         t0 = time.monotonic()
         report = MoveReport(f"directory {directory}", self.dst.name, self.opts.dry_run)
         _, served = await discover_types(self.dst)
         view = backup.read(directory, served)
         plan = make_plan(view, await discover(self.dst, sorted(view.namespaces)))
-        preflight.check(plan, ())
+        preflight.check(plan, (), preflight.RESTORE_RULES)
         report.moved = plan.counts()
         if not self.opts.dry_run:
             holder = Holder.me(self.opts.holder, f"directory {directory} -> {self.dst.name} ({self.dst.server})")
             self.lock = MoveLock([self.dst], holder, duration=self.opts.lock_duration, progress=self.say)
             async with self.lock:
                 plan = make_plan(view, await discover(self.dst, sorted(view.namespaces)))
-                preflight.check(plan, ())
+                preflight.check(plan, (), preflight.RESTORE_RULES)
                 report.created = await self.create(plan)
-                report.unpaused = await self.unpause()
+                patches = [(n, p) for n in plan.moving.values() if (p := restore_unpause_patch(n)) is not None]
+                await self._bounded(patches, self._patch_target, "unpause")
+                report.unpaused = len(patches)
         report.seconds = time.monotonic() - t0
         return report
 
+    async def backup(self, directory: Path) -> int:
+        """`--to-directory`, as clusterctl does it: the same checks as a move, pause the source's Clusters and
+        ClusterClasses, wait for block-move, write every object of the move as it then is, unpause. Returns
+        how many objects were written. The files carry none of our marks (clusterctl restores them too)."""
+        ns = list(self.opts.namespaces)
+        source = await discover(self.src, ns)
+        plan = make_plan(source, backup.empty_view())
+        preflight.check(plan, ns, preflight.BACKUP_RULES)
+        self._say_stuck(plan)
+        if self.opts.dry_run:
+            self.say(f"would write {len(plan.moving)} objects to {directory}")
+            return 0
+        holder = Holder.me(self.opts.holder, f"{self.src.name} ({self.src.server}) -> directory {directory}")
+        self.lock = MoveLock([self.src], holder, duration=self.opts.lock_duration, progress=self.say)
+        async with self.lock:
+            plan = make_plan(await discover(self.src, ns), backup.empty_view())
+            preflight.check(plan, ns, preflight.BACKUP_RULES)
+            await self.pause(plan, hosts=False)
+            try:
+                await self.wait_block_move(plan)
+                fresh = await discover(self.src, ns)
+                nodes = [fresh.graph.nodes.get(k, n) for k, n in plan.moving.items()]
+                count = backup.write(nodes, directory)
+            finally:
+                view = await discover(self.src, ns)
+                keys = set(plan.moving)
+                patches = [(n, p) for k, n in view.graph.nodes.items()
+                           if k in keys and (p := unpause_patch(n)) is not None]
+                await self._bounded(patches, self._patch_source, "unpause")
+        return count
+
+    async def _patch_target(self, item: tuple[Node, Obj]) -> None:
+        node, patch = item
+        md = node.obj["metadata"]
+        await self.dst.patch(node.type.rt, md["name"], md.get("namespace"), patch, ok_missing=True)
+
+    async def _patch_source(self, item: tuple[Node, Obj]) -> None:
+        node, patch = item
+        md = node.obj["metadata"]
+        await self.src.patch(node.type.rt, md["name"], md.get("namespace"), patch, ok_missing=True)
+
     # -- pause -----------------------------------------------------------------------------------------
-    async def pause(self, plan: Plan) -> int:
-        """Stop the source's controllers acting on what moves: Clusters, ClusterClasses, hosts."""
-        patches = [(node, patch) for node in plan.moving.values() if (patch := pause_patch(node)) is not None]
+    async def pause(self, plan: Plan, *, hosts: bool = True) -> int:
+        """Stop the source's controllers acting on what moves: Clusters, ClusterClasses, hosts (a backup,
+        which deletes nothing, pauses only what clusterctl pauses)."""
+        patches = [(node, patch) for node in plan.moving.values() if (patch := pause_patch(node)) is not None
+                   and (hosts or node.key.group_kind != (BMH_GROUP, "BareMetalHost"))]
 
         async def apply(item: tuple[Node, Obj]) -> None:
             node, patch = item
@@ -251,7 +331,8 @@ class Mover:
         return len(patches)
 
     async def wait_block_move(self, plan: Plan) -> None:
-        """Providers (newer CAPM3) block a move until they have written what must travel with a host."""
+        """clusterctl's waitReadyForMove, after the pause: providers (CAPZ, for one) hold a move with the
+        block-move annotation until their objects' Cluster is paused and in-flight work has settled."""
         blocked = [n for n in plan.moving.values() if n.blocks_move]
         deadline = time.monotonic() + self.opts.block_move_timeout
         delay = 0.2
@@ -280,6 +361,7 @@ class Mover:
     async def create(self, plan: Plan) -> int:
         uid_map: dict[ObjKey, str] = {k: plan.target.graph.nodes[k].uid for k in plan.already_in_target}
         by_source_uid = {n.uid: k for k, n in plan.source.graph.nodes.items()}
+        api_versions = {k: str(n.obj.get("apiVersion", "")) for k, n in plan.source.graph.nodes.items()}
         todo = set(plan.to_create)
         await self._refresh_stale(plan, uid_map, by_source_uid)
         for ns in sorted({k.namespace for k in todo if k.namespace} - plan.target.namespaces):
@@ -294,7 +376,7 @@ class Mover:
             self.say(f"creating level {i}/{len(ordered)} in {self.dst.name}: {len(batch)} objects")
 
             async def one(node: Node) -> None:
-                obj = target_copy(node, uid_map, by_source_uid)
+                obj = target_copy(node, uid_map, by_source_uid, api_versions)
                 uid_map[node.key] = await self._create_one(node, obj)
 
             await self._bounded(batch, one, f"create level {i}")
@@ -315,7 +397,8 @@ class Mover:
 
         async def rewrite(pair: tuple[Node, Node]) -> None:
             src, dst = pair
-            obj = target_copy(src, uid_map, by_source_uid)
+            obj = target_copy(src, uid_map, by_source_uid,
+                              {k: str(n.obj.get("apiVersion", "")) for k, n in plan.source.graph.nodes.items()})
             obj["metadata"]["resourceVersion"] = dst.obj["metadata"]["resourceVersion"]
             await self.dst.replace(src.type.rt, obj)
 
@@ -332,12 +415,19 @@ class Mover:
         except ConflictError as err:
             if err.reason != "AlreadyExists":
                 raise
-            # created by a run that died before it could record it: ours if it carries our mark
+            # created by a run that died before it could record it: ours if it carries our mark; a kept object
+            # (global, shared ClusterClass, restored from a backup) that appeared meanwhile is skipped
             existing = await self.dst.get(rt, md["name"], md.get("namespace"))
+            if existing is not None and node.kept:
+                return str(existing["metadata"]["uid"])
             if existing is None or not related(node.obj, existing):
                 raise PivotError(f"{node.key} appeared in {self.dst.name} during the move, not created by us; "
                                  "nothing was deleted from the source") from None
             created = existing
+        else:
+            restore = managed_fields_patch(node)
+            if restore is not None:
+                await self.dst.patch(rt, md["name"], md.get("namespace"), restore)
         if node.key.group_kind == (BMH_GROUP, "BareMetalHost"):
             status = carried_bmh_status(node.obj)
             if status is not None and not created.get("status", {}).get("provisioning"):
@@ -349,7 +439,8 @@ class Mover:
     async def delete(self, plan: Plan) -> int:
         """Only after every object exists in the target; dependents before owners."""
         self.delete_webhook_groups = await delete_webhook_groups(self.src)
-        ordered = plan.ordered()
+        ordered = [[n for n in level if not n.kept] for level in plan.ordered()]
+        ordered = [level for level in ordered if level]
         deleted = 0
         for i, level in enumerate(reversed(ordered), 1):
             self.check_deadline("delete")
@@ -371,19 +462,31 @@ class Mover:
         with contextlib.suppress(NotFoundError):
             await self.src.delete(rt, md["name"], md.get("namespace"))
 
-    # -- unpause ---------------------------------------------------------------------------------------
-    async def unpause(self) -> int:
+    # -- marks and unpause -----------------------------------------------------------------------------
+    async def unpause_kept(self, plan: Plan) -> None:
+        """What stays in the source (a shared ClusterClass) is unpaused there once its copy exists: clusterctl
+        leaves it paused, which stops its other Clusters' topology reconciling; we do not."""
+        kept = [n for n in plan.moving.values() if n.kept and n.annotations.get(PAUSED_BY)]
+        patches = [(n, p) for n in kept if (p := unpause_patch(n)) is not None]
+        if patches:
+            self.say(f"unpausing {len(patches)} objects that stay in {self.src.name} (shared or global)")
+        await self._bounded(patches, self._patch_source, "unpause kept")
+
+    async def strip_marks(self, nodes: list[Node]) -> int:
+        """Take SOURCE_UID / SOURCE_VERSION off copies whose original is gone: the target ends as clusterctl
+        leaves it. Before the unpause, so no controller of the target ever sees them."""
+        if nodes:
+            self.say(f"removing the move's marks from {len(nodes)} objects in {self.dst.name}")
+        await self._bounded([(n, STRIP_PATCH) for n in nodes], self._patch_target, "strip marks")
+        return len(nodes)
+
+    async def unpause(self, view: ClusterView | None = None) -> int:
         """Unpause in the target exactly what a move of ours paused (read fresh: this is also how a run
         that died after the deletes finishes)."""
-        view = await discover(self.dst, list(self.opts.namespaces))
+        if view is None:
+            view = await discover(self.dst, list(self.opts.namespaces))
         patches = unpause_patches(view)
-
-        async def apply(item: tuple[Node, Obj]) -> None:
-            node, patch = item
-            md = node.obj["metadata"]
-            await self.dst.patch(node.type.rt, md["name"], md.get("namespace"), patch, ok_missing=True)
-
         if patches:
             self.say(f"unpausing {len(patches)} objects in {self.dst.name}")
-        await self._bounded(patches, apply, "unpause")
+        await self._bounded(patches, self._patch_target, "unpause")
         return len(patches)

@@ -8,18 +8,24 @@ The annotation vocabulary a re-run recognises its own work by:
   an earlier, interrupted run is told apart from an unrelated object of the same name.
 - `PAUSED_BY` on every Cluster / ClusterClass we pause (BareMetalHosts carry our value in BMO's own
   paused annotation), so we only ever unpause what we paused.
+- `STATUS_ADDED` on a BareMetalHost whose status annotation the pause wrote, so that unpausing (a roll-back)
+  removes the annotation again.
+
+None of them outlives a finished move: once the source no longer holds an object, its copy's SOURCE_UID
+and SOURCE_VERSION are removed (`marks_to_strip`), before the target is unpaused, so no controller ever
+sees them (CAPI copies a MachineDeployment's annotations onto its MachineSets).
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from metal3_pivot.discovery import ClusterView
 from metal3_pivot.errors import PivotError
-from metal3_pivot.graph import CAPI_GROUP, CLUSTERCTL_LABEL, Node, ObjKey, kind_counts, levels
+from metal3_pivot.graph import CAPI_GROUP, CLUSTERCTL_LABEL, Node, ObjKey, kind_counts, levels, stuck_in_cycles
 
 Obj = dict[str, Any]
 
@@ -32,6 +38,7 @@ BMH_GROUP = "metal3.io"
 BMH_PAUSED = "baremetalhost.metal3.io/paused"
 BMH_STATUS = "baremetalhost.metal3.io/status"
 OUR_PAUSE_VALUE = "metal3-pivot"
+STATUS_ADDED = "metal3-pivot.io/status-added"
 
 #: metadata the API server sets: differs between clusters, never copied
 SERVER_SET_METADATA = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "selfLink")
@@ -48,12 +55,25 @@ class Plan:
     to_create: list[ObjKey]
     already_in_target: list[ObjKey]
     conflicts: list[tuple[ObjKey, str]]
+    #: left in the source as clusterctl leaves them: in (or below) an ownerReference cycle, never creatable
+    stuck: list[ObjKey] = field(default_factory=list)
 
     def ordered(self) -> list[list[Node]]:
         return levels(self.moving)
 
     def counts(self) -> dict[str, int]:
         return kind_counts(self.moving)
+
+    @property
+    def to_delete(self) -> list[ObjKey]:
+        """What leaves the source: everything moving except what is kept there (global objects, shared
+        ClusterClasses)."""
+        return sorted(k for k, n in self.moving.items() if not n.kept)
+
+    @property
+    def work(self) -> bool:
+        """Something to create or to delete (a kept object the target already has is neither)."""
+        return bool(self.to_create or self.to_delete)
 
 
 # ---------------------------------------------------------------------------------------------- pairing
@@ -72,50 +92,91 @@ def make_plan(source: ClusterView, target: ClusterView) -> Plan:
     for key, node in source.graph.nodes.items():
         if key not in moving and key in target.graph.nodes and related(node.obj, target.graph.nodes[key].obj):
             moving[key] = node
+    stuck = stuck_in_cycles(moving)
+    for key in stuck:
+        del moving[key]
     to_create, present, conflicts = [], [], []
     for key, node in sorted(moving.items()):
         other = target.graph.nodes.get(key)
         if other is None:
             to_create.append(key)
-        elif related(node.obj, other.obj):
+        elif related(node.obj, other.obj) or node.kept:
+            # a kept object the target already has is skipped, as clusterctl skips it
             present.append(key)
         else:
             conflicts.append((key, "the target already has an object of this name that no move of ours "
                                    "created: remove it from the target or resolve it by hand"))
-    return Plan(source, target, moving, to_create, present, conflicts)
+    return Plan(source, target, moving, to_create, present, conflicts, sorted(stuck))
+
+
+def marks_to_strip(source: ClusterView, target: ClusterView, gone: set[str] | frozenset[str] = frozenset()
+                   ) -> list[Node]:
+    """Copies in the target whose original is no longer in the source (deleted by this run: `gone`, or by
+    an earlier one): their SOURCE_UID / SOURCE_VERSION have served their purpose and come off."""
+    remaining = {n.uid for n in source.graph.nodes.values()} - set(gone)
+    return [n for n in target.graph.nodes.values()
+            if (SOURCE_UID in n.annotations or SOURCE_VERSION in n.annotations)
+            and n.annotations.get(SOURCE_UID) not in remaining]
+
+
+STRIP_PATCH: Obj = {"metadata": {"annotations": {SOURCE_UID: None, SOURCE_VERSION: None}}}
 
 
 # ---------------------------------------------------------------------------------------------- object surgery
 
-def target_copy(node: Node, uid_map: dict[ObjKey, str], by_source_uid: dict[str, ObjKey]) -> Obj:
-    """The object to create in the target: identity kept, cluster-assigned metadata and status dropped,
-    ownerReferences pointed at the target's UIDs, and our SOURCE_UID mark added."""
+def target_copy(node: Node, uid_map: dict[ObjKey, str], by_source_uid: dict[str, ObjKey],
+                api_versions: dict[ObjKey, str] | None = None) -> Obj:
+    """The object to create in the target, as clusterctl writes it: identity kept, cluster-assigned metadata,
+    status and `generateName` dropped, ownerReferences rebuilt (apiVersion of the owner as the source
+    serves it, the target's UID, controller and blockOwnerDeletion kept). Our SOURCE_UID / SOURCE_VERSION
+    marks are added for the move's duration, except on kept objects (never deleted, so never paired)."""
     obj = copy.deepcopy(node.obj)
     md = obj["metadata"]
     md.get("annotations", {}).pop(DELETE_FOR_MOVE, None)
     for f in STRIP_METADATA:
         md.pop(f, None)
+    if md.get("name"):
+        md.pop("generateName", None)
     obj.pop("status", None)
-    source_version = str(node.obj["metadata"].get("resourceVersion", ""))
-    md.setdefault("annotations", {})[SOURCE_UID] = node.uid
-    md["annotations"][SOURCE_VERSION] = source_version
+    if not node.kept:
+        md.setdefault("annotations", {})[SOURCE_UID] = node.uid
+        md["annotations"][SOURCE_VERSION] = str(node.obj["metadata"].get("resourceVersion", ""))
+    if not md.get("annotations"):
+        md.pop("annotations", None)
     refs = []
     for ref in md.get("ownerReferences") or []:
         owner = by_source_uid.get(str(ref.get("uid")))
         if owner is None or owner not in uid_map:
             raise PivotError(f"{node.key}: owner {ref.get('kind')} {ref.get('name')} is not in the target yet; "
                              "this is a bug in the move order, nothing was deleted from the source")
-        refs.append({**ref, "uid": uid_map[owner]})
+        rebuilt = {"apiVersion": (api_versions or {}).get(owner, ref.get("apiVersion")), "kind": ref.get("kind"),
+                   "name": ref.get("name"), "uid": uid_map[owner]}
+        rebuilt.update({k: ref[k] for k in ("controller", "blockOwnerDeletion") if k in ref})
+        refs.append(rebuilt)
     if refs:
         md["ownerReferences"] = refs
     return obj
 
 
+def managed_fields_patch(node: Node) -> Obj | None:
+    """The patch that gives a fresh copy the source's managedFields, where a server-side-apply manager owns
+    fields (CAPI's topology controller, for one): clusterctl restores them so that the manager, not the
+    mover, keeps owning those fields, and can still remove them. Objects written only by updates (no
+    `Apply` entry) need no extra write: nobody's field ownership depends on them."""
+    fields = node.obj["metadata"].get("managedFields") or []
+    if not any(entry.get("operation") == "Apply" for entry in fields):
+        return None
+    return {"metadata": {"managedFields": copy.deepcopy(fields)}}
+
+
 def carried_bmh_status(obj: Obj) -> Obj | None:
-    """The BareMetalHost status held in its status annotation (what BMO itself restores from)."""
+    """The BareMetalHost status held in its status annotation (what BMO itself restores from), else in the
+    object's own status (a backup file)."""
     raw = (obj["metadata"].get("annotations") or {}).get(BMH_STATUS)
     if not raw:
-        return None
+        # a clusterctl backup file holds the host's status itself
+        own = obj.get("status")
+        return copy.deepcopy(own) if isinstance(own, dict) and own.get("provisioning") else None
     try:
         status = json.loads(raw)
     except ValueError:
@@ -150,6 +211,7 @@ def pause_patch(node: Node) -> Obj | None:
             carried = status_annotation_of(node.obj)
             if carried is not None:
                 add[BMH_STATUS] = carried
+                add[STATUS_ADDED] = "true"
         if add:
             return {"metadata": {"annotations": add}}
     return None
@@ -166,19 +228,37 @@ def copy_annotations(node: Node) -> dict[str, str]:
     return ann
 
 
+def unpause_patch(node: Node) -> Obj | None:
+    """The merge patch that undoes a pause of ours on this object (None: not paused by us)."""
+    ann = node.annotations
+    gk = node.key.group_kind
+    if gk == (CAPI_GROUP, "Cluster") and ann.get(PAUSED_BY):
+        # `null` removes the field, as clusterctl does: the object ends as it was before the move
+        return {"spec": {"paused": None}, "metadata": {"annotations": {PAUSED_BY: None}}}
+    if gk == (CAPI_GROUP, "ClusterClass") and ann.get(PAUSED_BY):
+        return {"metadata": {"annotations": {PAUSED_BY: None, CLUSTERCLASS_PAUSED: None}}}
+    if gk == (BMH_GROUP, "BareMetalHost") and (ann.get(BMH_PAUSED) == OUR_PAUSE_VALUE or STATUS_ADDED in ann):
+        drop: dict[str, None] = {}
+        if ann.get(BMH_PAUSED) == OUR_PAUSE_VALUE:
+            drop[BMH_PAUSED] = None
+        if STATUS_ADDED in ann:   # the pause wrote the status annotation: take it away with the pause
+            drop.update({BMH_STATUS: None, STATUS_ADDED: None})
+        return {"metadata": {"annotations": drop}}
+    return None
+
+
+def restore_unpause_patch(node: Node) -> Obj | None:
+    """After a restore from a backup, clusterctl unpauses every Cluster and ClusterClass of the backup (its
+    files hold them paused, by whoever took the backup); hosts paused by us are unpaused as after a move."""
+    gk = node.key.group_kind
+    ann = node.annotations
+    if gk == (CAPI_GROUP, "Cluster") and ((node.obj.get("spec") or {}).get("paused") or PAUSED_BY in ann):
+        return {"spec": {"paused": None}, "metadata": {"annotations": {PAUSED_BY: None}}}
+    if gk == (CAPI_GROUP, "ClusterClass") and (CLUSTERCLASS_PAUSED in ann or PAUSED_BY in ann):
+        return {"metadata": {"annotations": {PAUSED_BY: None, CLUSTERCLASS_PAUSED: None}}}
+    return unpause_patch(node)
+
+
 def unpause_patches(view: ClusterView) -> list[tuple[Node, Obj]]:
     """What is still paused by a move of ours in this cluster, and the patch that unpauses each."""
-    patches: list[tuple[Node, Obj]] = []
-    for node in view.graph.nodes.values():
-        ann = node.annotations
-        gk = node.key.group_kind
-        if gk == (CAPI_GROUP, "Cluster") and ann.get(PAUSED_BY):
-            # `null` removes the field, as clusterctl does: the object ends as it was before the move
-            patches.append((node, {"spec": {"paused": None}, "metadata": {"annotations": {PAUSED_BY: None}}}))
-        elif gk == (CAPI_GROUP, "ClusterClass") and ann.get(PAUSED_BY):
-            patches.append((node, {"metadata": {"annotations": {PAUSED_BY: None, CLUSTERCLASS_PAUSED: None}}}))
-        elif gk == (BMH_GROUP, "BareMetalHost") and ann.get(BMH_PAUSED) == OUR_PAUSE_VALUE:
-            patches.append((node, {"metadata": {"annotations": {BMH_PAUSED: None}}}))
-    return patches
-
-
+    return [(node, patch) for node in view.graph.nodes.values() if (patch := unpause_patch(node)) is not None]

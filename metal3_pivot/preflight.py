@@ -13,7 +13,7 @@ from typing import Any
 
 from metal3_pivot.errors import PREFLIGHT_ERRORS, PreflightError
 from metal3_pivot.findings import Code, Finding
-from metal3_pivot.graph import BLOCK_MOVE_ANNOTATION, CAPI_GROUP, Node
+from metal3_pivot.graph import CAPI_GROUP, Node
 from metal3_pivot.inventory import version_key
 from metal3_pivot.plan import (
     BMH_GROUP,
@@ -26,7 +26,7 @@ from metal3_pivot.plan import (
     status_annotation_of,
 )
 
-__all__ = ["RULES", "check", "findings"]
+__all__ = ["BACKUP_RULES", "RESTORE_RULES", "RULES", "check", "findings", "version_at_least"]
 
 #: BareMetalHost provisioning states a host may be moved in: steady states only
 MOVABLE_HOST_STATES = frozenset({"", "unmanaged", "available", "ready", "provisioned", "externally provisioned",
@@ -36,8 +36,8 @@ MOVABLE_HOST_STATES = frozenset({"", "unmanaged", "available", "ready", "provisi
 Rule = Callable[[Plan, Sequence[str]], Iterator[Finding]]
 
 
-def check(plan: Plan, namespaces: Sequence[str]) -> None:
-    problems = findings(plan, namespaces)
+def check(plan: Plan, namespaces: Sequence[str], rules: Sequence[Rule] | None = None) -> None:
+    problems = findings(plan, namespaces, rules)
     if not problems:
         return
     codes = {p.code for p in problems}
@@ -47,9 +47,9 @@ def check(plan: Plan, namespaces: Sequence[str]) -> None:
     raise cls(f"move refused, nothing was changed ({len(problems)} problem(s)):\n{lines}{more}", problems)
 
 
-def findings(plan: Plan, namespaces: Sequence[str]) -> list[Finding]:
-    """Every rule's findings, in RULES order."""
-    return [f for rule in RULES for f in rule(plan, namespaces)]
+def findings(plan: Plan, namespaces: Sequence[str], rules: Sequence[Rule] | None = None) -> list[Finding]:
+    """Every rule's findings, in RULES order (or the given rules': a backup or a restore checks fewer)."""
+    return [f for rule in (RULES if rules is None else rules) for f in rule(plan, namespaces)]
 
 
 def _condition(obj: dict[str, Any], kind: str) -> bool:
@@ -182,7 +182,7 @@ def target_providers(plan: Plan, _: Sequence[str]) -> Iterator[Finding]:
         if other is None:
             yield Finding(Code.PROVIDER_VERSION, f"provider {name}", f"installed in {src.name} "
                           f"({p.get('version')}) but not in {dst.name}: install it on the target first")
-        elif version_key(str(other.get("version", ""))) < version_key(str(p.get("version", ""))):
+        elif not version_at_least(str(other.get("version", "")), str(p.get("version", ""))):
             yield Finding(Code.PROVIDER_VERSION, f"provider {name}", f"{dst.name} has {other.get('version')}, "
                           f"older than {src.name}'s {p.get('version')}: upgrade the target first")
 
@@ -221,13 +221,14 @@ def machines_joined(plan: Plan, _: Sequence[str]) -> Iterator[Finding]:
                           "has no status.nodeRef yet: wait until the machine has joined")
 
 
-def not_blocked(plan: Plan, _: Sequence[str]) -> Iterator[Finding]:
-    if _resumed(plan):
-        return
+def classes_not_paused(plan: Plan, _: Sequence[str]) -> Iterator[Finding]:
+    """clusterctl refuses a ClusterClass paused before the move, as it refuses a paused Cluster."""
     for node in plan.moving.values():
-        if node.blocks_move:
-            yield Finding(Code.BLOCK_MOVE, str(node.key), f"carries {BLOCK_MOVE_ANNOTATION}: a controller is "
-                          "holding the move; wait for it to finish, then run again")
+        if (node.key.group_kind == (CAPI_GROUP, "ClusterClass") and CLUSTERCLASS_PAUSED in node.annotations
+                and not node.annotations.get(PAUSED_BY)):
+            yield Finding(Code.ALREADY_PAUSED, str(node.key), f"ClusterClass carries {CLUSTERCLASS_PAUSED}, and not "
+                          "from metal3-pivot: another move (clusterctl?) or an operator paused it; finish or undo "
+                          "that first")
 
 
 def hosts_steady(plan: Plan, _: Sequence[str]) -> Iterator[Finding]:
@@ -280,4 +281,26 @@ def _provisioning(node: Node) -> Iterator[Finding]:
 
 
 RULES: tuple[Rule, ...] = (namespaces_exist, no_conflicts, no_foreign_move, target_serves_kinds, target_providers,
-                           clusters_ready, machines_joined, not_blocked, hosts_steady, copies_fit, owner_chains_move)
+                           clusters_ready, classes_not_paused, machines_joined, hosts_steady, copies_fit,
+                           owner_chains_move)
+#: a backup checks the source as a move would (clusterctl's toDirectory runs the same discovery checks);
+#: there is no target to check
+BACKUP_RULES: tuple[Rule, ...] = (namespaces_exist, no_foreign_move, clusters_ready, classes_not_paused,
+                                  machines_joined, hosts_steady, owner_chains_move)
+#: a restore checks what the target must offer; the files' Clusters are paused by design
+RESTORE_RULES: tuple[Rule, ...] = (target_serves_kinds, hosts_steady, copies_fit, owner_chains_move)
+
+
+def version_at_least(have: str, want: str) -> bool:
+    """clusterctl's provider check: the target's version is at least the source's, by semantic versioning
+    (a pre-release such as v1.13.2-rc.1 is older than v1.13.2). Unparsable versions compare as 0.0.0."""
+    return _semver(have) >= _semver(want)
+
+
+def _semver(version: str) -> tuple[tuple[int, ...], tuple[int, tuple[tuple[int, Any], ...]]]:
+    core, _, pre = version.lstrip("v").split("+", 1)[0].partition("-")
+    release = version_key(core)
+    if not pre:
+        return release, (1, ())          # a release sorts after all of its pre-releases
+    ids = tuple((0, int(p)) if p.isdigit() else (1, p) for p in pre.split("."))
+    return release, (0, ids)

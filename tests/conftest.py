@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.cluster import LocalCluster, processes_under
+from lab.cluster import COMPONENTS, LocalCluster, processes_under
+from lab.plane.ironic import processes_under as plane_processes_under
+from lab.plane.managers import BINARIES as PLANE_BINARIES
 from lab.postgres import LocalPostgres, server_processes
 from tests.kit.env import PG_PREFIX, SESSION_DIR, tool_env
 
@@ -78,9 +80,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    left = processes_under(SESSION_DIR) + server_processes(Path(tempfile.gettempdir()) / PG_PREFIX)
+    left = (processes_under(SESSION_DIR, COMPONENTS + PLANE_BINARIES) + plane_processes_under(SESSION_DIR)
+            + server_processes(Path(tempfile.gettempdir()) / PG_PREFIX))
     if left:
-        print(f"\nORPHANS: cluster or PostgreSQL processes still running after the suite: {left}")
+        print(f"\nORPHANS: cluster, manager, Ironic/BMC or PostgreSQL processes still running after the suite: {left}")
         session.exitstatus = 1
     else:
         shutil.rmtree(SESSION_DIR, ignore_errors=True)

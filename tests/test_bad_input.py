@@ -16,7 +16,6 @@ import pytest
 
 from lab.cluster import LocalCluster, free_port
 from metal3_pivot import BMH_STATUS
-from metal3_pivot.graph import BLOCK_MOVE_ANNOTATION
 from metal3_pivot.kube import Kube
 from tests.kit.move import (
     TOPOLOGY,
@@ -96,11 +95,8 @@ def test_missing_crd_in_target(lab) -> None:
 Mischief = tuple[tuple[str, str], str, dict, dict, tuple[str, ...]]
 
 
-def blocked_machine(lab: dict[str, LocalCluster]) -> Mischief:
-    name = first_name(lab["ephemeral"], "Metal3Machine")
-    return (("infrastructure.cluster.x-k8s.io", "Metal3Machine"), name,
-            {"metadata": {"annotations": {BLOCK_MOVE_ANNOTATION: ""}}},
-            {"metadata": {"annotations": {BLOCK_MOVE_ANNOTATION: None}}}, ("block-move", name))
+# A block-move annotation is no bad input any more: the move pauses, then waits for it to go, as clusterctl
+# does (tests/test_parity_rules.py, rule 1).
 
 
 def host_in_a_transient_state(lab: dict[str, LocalCluster]) -> Mischief:
@@ -118,7 +114,7 @@ def cluster_paused_by_someone_else(_: dict[str, LocalCluster]) -> Mischief:
             ("not by metal3-pivot",))
 
 
-@pytest.mark.parametrize("mischief", [blocked_machine, host_in_a_transient_state, cluster_paused_by_someone_else])
+@pytest.mark.parametrize("mischief", [host_in_a_transient_state, cluster_paused_by_someone_else])
 def test_an_object_that_must_not_move_yet_is_refused(lab, mischief: Callable[..., Mischief]) -> None:
     kind, name, change, undo, needles = mischief(lab)
     patch(lab["ephemeral"], kind, name, change)

@@ -20,7 +20,8 @@ def test_a_fresh_clone_finds_every_tool_cached(tmp_path: Path) -> None:
                             text=True, timeout=120, env=dict(os.environ, PATH=path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "missing" not in result.stdout
-    for tool in ("pulumi", "kubernetes-provider", "etcd", "kubernetes", "clusterctl"):
+    for tool in ("pulumi", "kubernetes-provider", "etcd", "kubernetes", "clusterctl",
+                 "capi-managers", "capm3-manager", "ipam-manager", "baremetal-operator", "ironic"):
         assert f"bootstrap: {tool} " in result.stdout and "cached in" in result.stdout, result.stdout
 
 
@@ -34,3 +35,31 @@ def test_versions_are_pinned_in_one_file() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert f'"pulumi-kubernetes=={v["python"]["pulumi-kubernetes"]}"' in pyproject
     assert f'"pulumi=={v["python"]["pulumi"]}"' in pyproject
+
+
+def test_the_management_plane_is_pinned_with_a_consumer_module_each() -> None:
+    sys.path.insert(0, str(ROOT / "tools"))
+    from toolchain import GO_DIR, load_versions
+
+    plane = load_versions()["plane"]
+    assert plane["capi-managers"]["version"] == "v1.14.2"
+    assert {n: p["version"] for n, p in plane.items() if n != "capi-managers"} == {
+        "capm3-manager": "v1.13.2", "ipam-manager": "v1.13.2", "baremetal-operator": "v0.13.2"}
+    for name, spec in plane.items():
+        gomod = (GO_DIR / name / "go.mod").read_text()
+        assert (GO_DIR / name / "go.sum").exists(), f"{name}: go.sum must be committed (no checksum lookups)"
+        assert f"{spec['module']} {spec['version']}" in gomod, f"{name}: go.mod does not require {spec['module']}"
+        for mod, ver in spec.get("pins", {}).items():
+            assert f"{mod} => {mod} {ver}" in gomod, f"{name}: go.mod lacks the pin {mod} => {ver}"
+
+
+def test_the_ironic_virtualenv_is_pinned_whole() -> None:
+    """Ironic's own venv installs from a committed constraints file that pins every package it resolves."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from toolchain import load_versions
+
+    spec = load_versions()["ironic"]
+    pins = dict(line.split("==") for line in (ROOT / spec["constraints"]).read_text().splitlines()
+                if line and not line.startswith("#"))
+    assert pins["ironic"] == spec["ironic"] and pins["sushy-tools"] == spec["sushy-tools"]
+    assert len(pins) > 100  # the whole resolved set, not only the two top-level pins

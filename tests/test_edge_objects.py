@@ -327,10 +327,10 @@ def test_unicode_moves_intact(lab, tmp_path) -> None:
 
 
 def test_unicode_namespace_and_kubeconfig_refused(lab, tmp_path) -> None:
-    """A namespace name cannot be unicode (so it exists nowhere): refused as missing. A kubeconfig that is not
+    """A namespace name cannot be unicode: refused as an invalid name. A kubeconfig that is not
     UTF-8: refused naming the file, not a traceback."""
     args = move_args(lab["ephemeral"].kubeconfig, lab["target"].kubeconfig)
-    refused(lab, [*args[:-1], "métal3"], 2, "namespace métal3", "exists in neither")
+    refused(lab, [*args[:-1], "métal3"], 2, "'métal3' is an invalid namespace name")
     latin1 = tmp_path / "latin1.kubeconfig"
     latin1.write_bytes(lab["ephemeral"].kubeconfig.read_bytes() + "# café\n".encode("latin-1"))
     refused(lab, move_args(latin1, lab["target"].kubeconfig), 2, "is not UTF-8 text")

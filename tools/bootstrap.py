@@ -11,6 +11,8 @@ Why it looks the way it does:
   or their own Kubernetes binaries is never forced to build.
 - Builds land in a per-version cache outside the checkout (~/.cache/metal3-pivot/tools/NAME-VERSION), so
   a fresh clone on the same machine rebuilds nothing; the checkout only gets symlinks in .tools/bin.
+- Ironic and sushy-tools (the live plane's Ironic and BMCs) are Python: they come from PyPI into a
+  virtualenv of their own in that cache (tools/python/ironic-constraints.txt pins the whole set).
 
 Standard library only: it creates the virtualenv, so it cannot depend on it.
 """
@@ -22,6 +24,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -64,13 +67,48 @@ class Tool:
 
 def tools() -> list[Tool]:
     v = load_versions()
+    return [*base_tools(v), *plane_tools(v)]
+
+
+#: cold build on the project's machine (docs/toolchain.md), printed before each build
+PLANE_COLD = {"capi-managers": "5 min", "capm3-manager": "1.5 min", "ipam-manager": "2.5 min",
+              "baremetal-operator": "4 min"}
+
+
+def capi_stamp(version: str) -> list[str]:
+    major, minor = version.lstrip("v").split(".")[:2]
+    return [f"-X sigs.k8s.io/cluster-api/version.{k}={val}" for k, val in
+            (("gitVersion", version), ("gitMajor", major), ("gitMinor", minor),
+             ("gitTreeState", "clean"), ("buildDate", BUILD_DATE))]
+
+
+def plane_tools(v: dict) -> list[Tool]:
+    """The live management plane's controllers ([plane.*] in versions.toml; lab/plane/ runs them).
+    Never taken from PATH: a manager is matched to the CRDs and webhook configurations of its exact
+    release, which its binary cannot be asked for without a cluster."""
+    out = []
+    for name, spec in v["plane"].items():
+        ldflags = []
+        if spec["module"] == "sigs.k8s.io/cluster-api":
+            ldflags = capi_stamp(spec["version"])
+        elif spec["module"] == "github.com/metal3-io/baremetal-operator":   # logged as "Component: ..."
+            ldflags = [f"-X github.com/metal3-io/baremetal-operator/pkg/version.{k}={val}" for k, val in
+                       (("Raw", spec["version"]), ("BuildTime", BUILD_DATE))]
+        packages = {binary: spec["module"] if sub == "." else f"{spec['module']}/{sub}"
+                    for binary, sub in spec["binaries"].items()}
+        out.append(Tool(name, spec["version"], list(packages), name, packages=packages, ldflags=ldflags,
+                        cold_estimate=PLANE_COLD.get(name, "5 min")))
+    return out
+
+
+def base_tools(v: dict) -> list[Tool]:
+    """What the engine, the stack and the lab's clusters need."""
     pv, kv = v["pulumi"]["version"], v["kubernetes"]["version"]
     ev, cv = v["etcd"]["version"], v["clusterctl"]["version"]
     kube_major, kube_minor = kv.lstrip("v").split(".")[:2]
     kube_stamp = [f"-X {pkg}.{k}={val}" for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
                   for k, val in (("gitVersion", kv), ("gitMajor", kube_major), ("gitMinor", kube_minor),
                                  ("gitTreeState", "clean"), ("buildDate", BUILD_DATE))]
-    capi_major, capi_minor = cv.lstrip("v").split(".")[:2]
     kp = v["kubernetes-provider"]
     return [
         Tool("pulumi", pv, ["pulumi"], "pulumi",
@@ -90,9 +128,7 @@ def tools() -> list[Tool]:
              version_args=["--version"], compatible=rf"Kubernetes {re.escape(kv)}\b"),
         Tool("clusterctl", cv, ["clusterctl"], "clusterctl",
              packages={"clusterctl": "sigs.k8s.io/cluster-api/cmd/clusterctl"},
-             ldflags=[f"-X sigs.k8s.io/cluster-api/version.{k}={val}" for k, val in
-                      (("gitVersion", cv), ("gitMajor", capi_major), ("gitMinor", capi_minor),
-                       ("gitTreeState", "clean"), ("buildDate", BUILD_DATE))],
+             ldflags=capi_stamp(cv),
              cold_estimate="1.5 min", version_args=["version", "-o", "short"], compatible=r"^v1\.1[34]\."),
     ]
 
@@ -185,10 +221,19 @@ def build(tool: Tool, index: int, total: int) -> None:
                    str(tmp_out / binary)]
             if tool.tags:
                 cmd += ["-tags", tool.tags]
+            t0, cpu0 = time.monotonic(), _children_cpu()
             run_logged([*cmd, package], cwd=work, env=env, log=log, what=f"{tool.name}: go build {binary}")
+            # CPU seconds as well: on a shared machine the wall time says more about the neighbours
+            say(f"  {tool.name}: built {binary} in {time.monotonic() - t0:.0f} s "
+                f"({_children_cpu() - cpu0:.0f} CPU-s)")
     (tmp_out / ".stamp").write_text(consumer_digest(tool.consumer))
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp_out.rename(out_dir)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def prepare_kubernetes_provider(work: Path, env: dict[str, str], log: Path) -> None:
@@ -238,6 +283,71 @@ def install_kubernetes_plugin(tool: Tool) -> None:
                     str(tool.cache_dir / "pulumi-resource-kubernetes")], check=True,
                    env=os.environ | {"PULUMI_SKIP_UPDATE_CHECK": "true"}, capture_output=True)
     say(f"registered kubernetes plugin {tool.version} in {pulumi_home() / 'plugins'}")
+
+
+# ---------------------------------------------------------------------------------------------- ironic
+
+def ironic_cache_dir() -> Path:
+    return cache_root() / "tools" / f"ironic-{load_versions()['ironic']['ironic']}"
+
+
+def ironic_digest() -> str:
+    """What the Ironic virtualenv was installed from: the pins, the full constraints set and the Python
+    minor version (a venv is tied to its interpreter). Any change reinstalls; nothing else does."""
+    spec = load_versions()["ironic"]
+    h = hashlib.sha256()
+    h.update(f"{spec['ironic']} {spec['sushy-tools']} {sys.version_info.major}.{sys.version_info.minor}".encode())
+    h.update((ROOT / spec["constraints"]).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def ironic_installed() -> bool:
+    d = ironic_cache_dir()
+    stamp = d / ".stamp"
+    return (stamp.exists() and stamp.read_text().strip() == ironic_digest()
+            and all((d / "venv" / "bin" / e).exists() for e in load_versions()["ironic"]["entry-points"]))
+
+
+def install_ironic() -> float:
+    """Ironic + sushy-tools into a virtualenv of their own, outside the checkout.
+
+    Not the project's .venv: Ironic brings ~115 packages (oslo.*, eventlet, SQLAlchemy 2.1, numpy) whose
+    pins would fight the project's. Installed in place (a venv's scripts carry its absolute path, so it
+    cannot be built elsewhere and renamed); the stamp is written last, so an interrupted install is
+    redone from scratch on the next run.
+    """
+    spec = load_versions()["ironic"]
+    d = ironic_cache_dir()
+    say(f"installing ironic {spec['ironic']} + sushy-tools {spec['sushy-tools']} into {d / 'venv'} "
+        "(pip, from PyPI; cold: ~1.5 min)")
+    start = time.monotonic()
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    log = cache_root() / "logs" / f"ironic-{spec['ironic']}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
+    run_logged([sys.executable, "-m", "venv", str(d / "venv")], cwd=ROOT, env=env, log=log, what="ironic: venv")
+    run_logged([str(d / "venv" / "bin" / "python"), "-m", "pip", "install", "-q", "-c",
+                str(ROOT / spec["constraints"]), f"ironic=={spec['ironic']}", f"sushy-tools=={spec['sushy-tools']}"],
+               cwd=ROOT, env=env, log=log, what="ironic: pip install (check that PyPI is reachable)")
+    (d / ".stamp").write_text(ironic_digest())
+    return time.monotonic() - start
+
+
+def ensure_ironic(*, check: bool) -> bool:
+    """Install when missing (or just report it with --check); link the entry points the lab runs."""
+    spec = load_versions()["ironic"]
+    if not ironic_installed():
+        if check:
+            return False
+        say(f"ironic {spec['ironic']}: installed in {install_ironic():.0f} s")
+    else:
+        say(f"ironic {spec['ironic']}: cached in {ironic_cache_dir()}")
+    if not check:
+        for entry in spec["entry-points"]:
+            link(entry, ironic_cache_dir() / "venv" / "bin" / entry)
+    return True
 
 
 # ---------------------------------------------------------------------------------------------- language host
@@ -393,6 +503,8 @@ def main() -> int:
                 continue  # registered in the plugin cache instead: on PATH the CLI warns every run
             for b in tool.binaries:
                 link(b, tool.cache_dir / b)
+        if (not args.only or "ironic" in args.only) and not ensure_ironic(check=args.check):
+            missing.append("ironic")
         if args.check:
             if missing:
                 say(f"missing: {', '.join(missing)}")

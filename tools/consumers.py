@@ -36,7 +36,8 @@ def go(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
 
 def upstream_gomod(module: str, version: str) -> dict[str, object]:
     """The upstream module's go.mod as `go mod edit -json` sees it."""
-    info = json.loads(go("mod", "download", "-json", f"{module}@{version}", cwd=Path(tempfile.gettempdir())))
+    env = go_env() | {"GONOSUMDB": "github.com/metal3-io"}   # Metal3's sums are not in the public database
+    info = json.loads(go("mod", "download", "-json", f"{module}@{version}", cwd=Path(tempfile.gettempdir()), env=env))
     parsed: dict[str, object] = json.loads(go("mod", "edit", "-json", info["GoMod"], cwd=Path(tempfile.gettempdir())))
     return parsed
 
@@ -131,6 +132,26 @@ def gen_crds(v: dict) -> None:
         go("mod", "download", f"{spec['module']}@{spec['version']}", cwd=path, env=env)
 
 
+def plane_package(spec: dict, sub: str) -> str:
+    """A plane binary's Go package: `.` is the module root (CAPM3, IPAM, BMO have their main there)."""
+    return spec["module"] if sub == "." else f"{spec['module']}/{sub}"
+
+
+def gen_plane(name: str) -> object:
+    """A management-plane controller's consumer: the upstream module's non-local replaces, plus `pins`
+    for the submodules its own go.mod points at local folders (a dependency's replaces are ignored)."""
+    def generate(v: dict) -> None:
+        spec = v["plane"][name]
+        path = fresh(name)
+        env = go_env() | {"GONOSUMDB": "github.com/metal3-io"}   # Metal3's sums are not in the public database
+        edits = non_local_replaces(upstream_gomod(spec["module"], spec["version"]))
+        edits += [f"-replace={mod}={mod}@{ver}" for mod, ver in spec.get("pins", {}).items()]
+        go("mod", "edit", *edits, cwd=path)
+        go("get", "-tool", *(f"{plane_package(spec, sub)}@{spec['version']}" for sub in spec["binaries"].values()),
+           cwd=path, env=env)
+    return generate
+
+
 GENERATORS = {
     "pulumi": gen_pulumi,
     "kubernetes-provider": gen_kubernetes_provider,
@@ -138,6 +159,7 @@ GENERATORS = {
     "etcd": gen_etcd,
     "clusterctl": gen_clusterctl,
     "crds": gen_crds,
+    **{name: gen_plane(name) for name in load_versions()["plane"]},
 }
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The live management plane the lab runs as local processes: Ironic, the BMCs, the managers."""
