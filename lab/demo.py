@@ -131,6 +131,7 @@ def main() -> int:
     relocate("pivot", "target", eph, tgt)
     reconcile(tgt)
     relocate("move back", "ephemeral", eph, tgt)
+    reconcile(eph)   # the backup runs a move's checks: the Clusters must be provisioned again
     pulumi("stack", "output")
     backup = lab / "backup"
     step(f"a --to-directory backup into {backup.relative_to(ROOT)} (holds Secrets: 0700 folder, 0600 files)")
