@@ -166,23 +166,15 @@ class LocalBmcs:
             ""])
 
     def stop(self, grace: float = 10.0) -> None:
-        for component in ("sushy-emulator", "httpd"):
-            pid = self.pids.pop(component, None)
-            if pid:
-                spawn.stop(pid, grace)
+        spawn.stop_group(self.pids, ("sushy-emulator", "httpd"), grace)
         if self.directory.exists():
             self._save()
 
     def running(self) -> bool:
-        return bool(self.pids) and all(spawn.alive(p) for p in self.pids.values())
+        return spawn.group_running(self.pids)
 
     def rss_mib(self) -> dict[str, float]:
-        """Resident memory per process, forked children included (Ironic's worker: `ironic/1`)."""
-        out = {}
-        for component, pid in self.pids.items():
-            family = [pid, *spawn.descendants(pid)] if spawn.alive(pid) else []
-            out.update({component if i == 0 else f"{component}/{i}": spawn.rss_mib(p) for i, p in enumerate(family)})
-        return out
+        return spawn.group_rss_mib(self.pids)
 
     def _save(self) -> None:
         state = {k: v for k, v in asdict(self).items() if k != "directory"}

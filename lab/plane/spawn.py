@@ -15,7 +15,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 
 from lab.cluster import _alive, _pdeathsig, _tail
@@ -143,3 +143,26 @@ def processes_mentioning(directory: Path, programs: Sequence[str]) -> list[int]:
         if state != "Z" and inside and names & set(programs):
             found.append(int(proc.name))
     return sorted(found)
+
+
+# -- a group of named processes (Ironic + its httpd, the BMCs + theirs) ---------------------------------------
+
+def stop_group(pids: MutableMapping[str, int], order: Sequence[str], grace: float = 10.0) -> None:
+    """Stop the named processes in `order`, forgetting each; safe to call twice."""
+    for component in order:
+        pid = pids.pop(component, None)
+        if pid:
+            stop(pid, grace)
+
+
+def group_running(pids: MutableMapping[str, int]) -> bool:
+    return bool(pids) and all(alive(p) for p in pids.values())
+
+
+def group_rss_mib(pids: MutableMapping[str, int]) -> dict[str, float]:
+    """Resident memory per process, forked children included (Ironic's worker: `ironic/1`)."""
+    out = {}
+    for component, pid in pids.items():
+        family = [pid, *descendants(pid)] if alive(pid) else []
+        out.update({component if i == 0 else f"{component}/{i}": rss_mib(p) for i, p in enumerate(family)})
+    return out
