@@ -96,6 +96,9 @@ class StackConfig(_Model):
     concurrency: int = Field(default=32, ge=1, le=256)
     protect: bool = True              # ObjectLocation protected against an accidental `pulumi destroy`
     skip_await: bool = Field(default=False, alias="skipAwait")   # true where no kubelet runs (the lab)
+    # with skipAwait: still wait for Deployments' Available condition, and for their deletion (the live lab's
+    # node agent reports availability and holds a deleted Deployment until its process has exited)
+    await_deployments: bool = Field(default=False, alias="awaitDeployments")
 
 
 def parse(values: dict[str, Any], secret_keys: set[str] | frozenset[str] = frozenset()) -> StackConfig:
