@@ -129,9 +129,9 @@ def run(cluster: LocalCluster, bmcs: Path | None, machines: Path | None, interva
                 first = False
             stop.wait(interval)
     finally:
+        # the machines keep running: a workload cluster lives on its own machine, not in this agent
+        # (it is stopped when its host is deprovisioned, or by the lab's teardown)
         runner.stop(release=cluster.running())
-        if machine_agent is not None:
-            machine_agent.stop()
         for line in runner.events[shown:]:
             print(line, flush=True)
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.cluster import LocalCluster, free_port
-from lab.plane import managers, spawn
+from lab.plane import managers, spawn, webhooks
 from lab.plane.ironic import IronicError, LocalIronic
 from lab.plane.managers import ManagerProcess, PlaneError
 from metal3_pivot import DEPLOYMENTS, Kube, load_kubeconfig
@@ -141,6 +141,7 @@ class DeploymentRunner:
         deployments = self._call(lambda kube: kube.list(DEPLOYMENTS))
         wanted: dict[str, Obj] = {}
         finalized: list[Obj] = []
+        scaled_down: set[str] = set()
         # Ironic first: BMO started in the same pass finds its endpoint answering
         for d in sorted(deployments, key=lambda d: not is_ironic(d)):
             key = f"{d['metadata']['namespace']}/{d['metadata']['name']}"
@@ -151,6 +152,8 @@ class DeploymentRunner:
                 finalized.append(d)
             if (d["spec"].get("replicas", 1) or 0) > 0 and not d["metadata"].get("deletionTimestamp"):
                 wanted[key] = d
+            elif not d["metadata"].get("deletionTimestamp"):
+                scaled_down.add(key)
         for key in list(self.running):
             r = self.running[key]
             d = wanted.get(key)
@@ -160,6 +163,10 @@ class DeploymentRunner:
                 r.process.stop()
                 del self.running[key]
                 self._event(f"stopped {key}: {why}")
+                if d is None and key not in scaled_down and isinstance(r.process, ManagerProcess) \
+                        and r.process.webhooks:
+                    removed = self._call(lambda kube, w=r.process.webhooks: webhooks.uninstall(kube, w))
+                    self._event(f"uninstalled with {key}: {', '.join(removed) or 'nothing'}")
         for d in finalized:     # its process has exited (stopped above): the "Pod" is gone
             key = f"{d['metadata']['namespace']}/{d['metadata']['name']}"
             if key not in self.running and key not in wanted:
