@@ -173,6 +173,14 @@ def test_a_workload_cluster_is_provisioned_and_deprovisioned_by_the_live_control
                    for n in nodes)
     assert roles == ["control-plane", "worker"]
     assert {n["provision_state"] for n in IronicClient(ironic.url).nodes()} == {"active"}
+
+    # a second agent on the same folder (a restarted loop) finds the running cluster and changes nothing
+    again = MachineAgent(management, bmcs, BASE / "workloads", attached=True).sync()
+    assert (again.booted, again.registered, again.stopped, again.waiting) == ([], [], [], [])
+    assert sorted(again.running) == [f"{NS}/{b['metadata']['name']}" for b in bmhs]
+    # the workload cluster's own agent (the target before a pivot: no hosts there yet) does nothing
+    assert MachineAgent(workload, bmcs, BASE / "workloads", attached=True).sync() == SyncReport()
+    assert len(run(workload, lambda k: k.list(NODE))) == 2
     # what the live controllers report beyond that (etcd is stacked: KCP cannot reach it without a kubelet)
     kcp = run(management, lambda k: k.get(KCP, topo.cluster, NS))
     for obj in [kcp, *run(management, lambda k: k.list(MACHINE, NS))]:

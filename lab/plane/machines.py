@@ -203,22 +203,33 @@ class MachineAgent:
 
     # -- one pass -----------------------------------------------------------------------------------------
     def sync(self) -> SyncReport:
+        """One pass over the management cluster's hosts (synchronous: runs its own event loop). A pass
+        that cannot reach a cluster reports it in `waiting` and changes nothing; a workload cluster that
+        cannot start raises lab.cluster.ClusterError (its log named)."""
         report = SyncReport()
-        hosts, machines = asyncio.run(self._read_management(report))
+        try:
+            hosts, machines = asyncio.run(self._read_management(report))
+        except PivotError as err:       # the management cluster is down or answers errors: next pass
+            report.waiting.append(f"{self.management.name}: {err}")
+            return report
         by_name = {f"{h['metadata']['namespace']}/{h['metadata']['name']}": h for h in hosts}
         self._stop_wiped(by_name, report)
         # init machines first: a join needs the cluster an init machine boots
         for m in sorted(machines, key=lambda m: m.user_data.command != "init"):
             try:
                 (self._run_init if m.user_data.command == "init" else self._run_join)(m, report)
-            except MachineError as err:
+            except (MachineError, PivotError) as err:   # PivotError: the workload cluster answered an error
                 report.waiting.append(f"{m.host}: {err}")
         return report
 
     def stop(self) -> None:
-        """Stop every workload cluster this agent started or found running (the lab is torn down)."""
+        """Stop every workload cluster this agent started or found running (the lab is torn down), except
+        its own management cluster: after a pivot the target management cluster *is* the workload
+        cluster its agent finds, and stopping it is the caller's business."""
+        own = self.management.directory.resolve()
         for cluster in self.clusters.values():
-            cluster.stop()
+            if cluster.directory.resolve() != own:
+                cluster.stop()
         self.clusters.clear()
 
     def workload(self, name: str) -> LocalCluster | None:
