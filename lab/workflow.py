@@ -93,7 +93,7 @@ class Lab:
     # -- 1. dev-env --------------------------------------------------------------------------------------
     def dev_env(self) -> None:
         t0 = time.monotonic()
-        hosts = self.provisioned_hosts + self.topology.spare_hosts
+        hosts = self.topology.hosts
         self.rack = LocalBmcs("rack", self.base / "bmcs", count=hosts).start(attached=self.attached)
         self.progress(f"the rack: {hosts} machines, Redfish at {self.rack.redfish}")
         self.ephemeral = start_clusters(["ephemeral"], self.base, attached=self.attached)["ephemeral"]
@@ -114,7 +114,8 @@ class Lab:
         assert self.ephemeral is not None and self.rack is not None
         t0 = time.monotonic()
         self.progress(f"provisioning {self.topology.cluster} through CAPI -> CAPM3 -> BMO -> Ironic")
-        kubectl_apply(self.ephemeral, [o for o in live_objects(self.topology, self.rack) if not _is_host_side(o)])
+        kubectl_apply(self.ephemeral, [o for o in live_objects(self.topology, self.rack)
+                                       if not _is_host_side(o) or o["kind"] == "Namespace"])
         result, _ = checks.wait_until_passing(self.ephemeral, self.namespace, self.rack,
                                               provisioned_hosts=self.provisioned_hosts, timeout=600,
                                               progress=self.progress)
@@ -152,7 +153,7 @@ class Lab:
     # -- 7. de-provision ---------------------------------------------------------------------------------
     def deprovision(self, cluster: LocalCluster) -> None:
         t0 = time.monotonic()
-        hosts = self.provisioned_hosts + self.topology.spare_hosts
+        hosts = self.topology.hosts
         subprocess.run(["kubectl", "--kubeconfig", str(cluster.kubeconfig), "-n", self.namespace, "delete",
                         "cluster", self.topology.cluster, "--wait=false"], check=True, capture_output=True)
         self.wait_hosts(cluster, {"available"}, count=hosts, timeout=600)
@@ -220,9 +221,9 @@ class Lab:
 
 def _is_host_side(obj: Obj) -> bool:
     """The BareMetalHosts and their BMC credentials (dev-env registers them before any cluster exists)."""
-    if obj["kind"] == "BareMetalHost":
+    if obj["kind"] in ("Namespace", "BareMetalHost"):
         return True
-    return obj["kind"] == "Secret" and "bmc" in obj["metadata"]["name"]
+    return obj["kind"] == "Secret" and obj["metadata"]["name"].endswith("-bmc-secret")
 
 
 def kubectl_apply(cluster: LocalCluster, objs: list[Obj]) -> None:

@@ -86,12 +86,14 @@ def live_objects(t: LiveTopology, bmcs: LocalBmcs) -> list[Obj]:
 
 
 def host_objects(t: LiveTopology, bmcs: LocalBmcs, system: FakeSystem, name: str) -> list[Obj]:
-    """A BareMetalHost for one fake system and its BMC credentials (sushy accepts any)."""
+    """A BareMetalHost for one fake system and its BMC credentials (sushy accepts any; each password is
+    distinctive, so the secrets audit can search every log and output for it)."""
     secret = f"{name}-bmc-secret"
+    password = "bmc-" + hashlib.sha256(f"{t.namespace}/{t.cluster}/{name}".encode()).hexdigest()[:20]
     return [
         {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
          "metadata": {"name": secret, "namespace": t.namespace},
-         "stringData": {"username": "admin", "password": "password"}},
+         "stringData": {"username": "admin", "password": password}},
         {"apiVersion": BMO, "kind": "BareMetalHost",
          "metadata": {"name": name, "namespace": t.namespace,
                       "annotations": {"inspect.metal3.io": "disabled"}},
