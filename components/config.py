@@ -60,6 +60,9 @@ class IronicConfig(_Model):
     """Ironic + BMO, placed on the cluster where the objects live (exactly one at any time)."""
 
     install: bool = True              # false: Ironic/BMO are run by something else (this stack only moves)
+    # true: Ironic/BMO already run where the hosts are, installed by another tool (metal3-dev-env); the stack
+    # takes them over (server-side apply with force: it becomes the owner of every field it declares)
+    adopt: bool = False
     namespace: str = "baremetal-operator-system"
     image: str = "quay.io/metal3-io/ironic:v29.0.0"
     bmo_image: str = Field(default="quay.io/metal3-io/baremetal-operator:v0.13.2", alias="bmoImage")

@@ -84,5 +84,6 @@ def live_stack(lab: Lab, directory: Path) -> PulumiProject:
     p.run("config", "set", "--path", "namespaces[0]", lab.namespace, check=True)
     p.set_config("skipAwait", "true")
     p.set_config("awaitDeployments", "true")
+    p.run("config", "set", "--path", "ironic.adopt", "true", check=True)   # dev-env installed them
     p.run("config", "set", "--path", "protect", "false", check=True)
     return p
