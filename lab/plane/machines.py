@@ -51,10 +51,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from lab.cluster import LocalCluster, kube_for
+from lab.cluster import LocalCluster, kube_for, load_certificate
 from lab.plane.bmc import LocalBmcs
 from metal3_pivot import CONFIGMAP, NAMESPACE, SECRET, Kube, PivotError, ResourceType
 
@@ -156,7 +155,7 @@ def parse_user_data(text: str) -> UserData:
 
 def ca_cert_hash(ca_pem: bytes) -> str:
     """kubeadm's discovery hash: sha256 of the CA certificate's SubjectPublicKeyInfo."""
-    cert = x509.load_pem_x509_certificate(ca_pem)
+    cert = load_certificate(ca_pem)
     spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return "sha256:" + hashlib.sha256(spki).hexdigest()
 
