@@ -250,7 +250,10 @@ class MachineAgent:
             return None
 
     def _powered_on(self, system: str) -> bool:
-        return self._power_state(system) == "On"
+        """On, and the last power action the BMC accepted was On: a machine whose power-off is pending
+        (the BMC accepted it, the fake driver takes 1-11 s) is not running its OS any more."""
+        requests = self.bmcs.power_requests(system)
+        return self._power_state(system) == "On" and (not requests or requests[-1] == "On")
 
     async def _read_management(self, report: SyncReport) -> list[RunningMachine]:
         async with kube_for(self.management, name=f"{self.management.name}-machines") as kube:
