@@ -27,6 +27,7 @@ import ssl
 import subprocess
 import time
 import urllib.request
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,14 @@ def _name(cn: str, org: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
+def load_certificate(pem: bytes) -> x509.Certificate:
+    """A PEM certificate; one with serial number 0 is accepted quietly: CAPI's `<cluster>-ca` has it
+    (util/secret newSelfSignedCACert: `SerialNumber: 0`), which cryptography warns about (RFC 5280)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive")
+        return x509.load_pem_x509_certificate(pem)
+
+
 def write_pki(pki: Path, ca_pem: tuple[bytes, bytes] | None = None) -> None:
     """One CA signs the serving cert and the admin client cert (O=system:masters).
 
@@ -98,7 +107,7 @@ def write_pki(pki: Path, ca_pem: tuple[bytes, bytes] | None = None) -> None:
         ca_name = _name("metal3-pivot-local-ca")
         ca = _cert(ca_name, ca_key, ca_name, ca_key, ca=True)
     else:
-        ca = x509.load_pem_x509_certificate(ca_pem[0])
+        ca = load_certificate(ca_pem[0])
         loaded = serialization.load_pem_private_key(ca_pem[1], password=None)
         if not isinstance(loaded, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
             raise ClusterError(f"the given CA key is a {type(loaded).__name__}: give an RSA or EC key")

@@ -26,8 +26,9 @@ rendered as cloud-init's jinja would; `write_files` are decoded (plain, base64, 
   labels and taint for `--control-plane` joins.
 Idempotent: existing Nodes and objects are left alone; hosts of other racks and BMHs absent from this
 management cluster are ignored (after a pivot they live in the other cluster, whose agent does the same).
-A host whose machine ran `kubeadm init` and is now deprovisioned (or powered off) stops its workload
-cluster: the machine was wiped. Workers going away need nothing: CAPI deletes their Nodes.
+A machine that ran `kubeadm init` and has since been powered off or restarted (its BMC's own record:
+deprovisioning powers it off) stops its workload cluster: the machine was wiped. Workers going away
+need nothing: CAPI deletes their Nodes.
 
 Processes are started from the calling thread (PR_SET_PDEATHSIG is per thread): call `sync()` from
 the thread that owns the lab's processes.
@@ -51,10 +52,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from lab.cluster import LocalCluster, kube_for
+from lab.cluster import LocalCluster, kube_for, load_certificate
 from lab.plane.bmc import LocalBmcs
 from metal3_pivot import CONFIGMAP, NAMESPACE, SECRET, Kube, PivotError, ResourceType
 
@@ -66,9 +66,6 @@ POD = ResourceType("", "v1", "Pod", "pods")
 
 CONTROL_PLANE_ROLE = "node-role.kubernetes.io/control-plane"
 EXCLUDE_FROM_LB = "node.kubernetes.io/exclude-from-external-load-balancers"
-#: BMH provisioning states in which the machine is no longer running what it was provisioned with
-WIPED_STATES = frozenset({"deprovisioning", "available", "ready", "preparing", "provisioning", "inspecting",
-                          "powering off before delete", "deleting", "registering", "match profile"})
 _JINJA_HEADER = re.compile(r"^##\s*template:\s*jinja\s*$", re.MULTILINE)
 _META_VAR = re.compile(r"\{\{\s*ds\.meta_data\.([A-Za-z0-9_\-]+)\s*\}\}")
 _MARK = "machine.json"      # in a workload cluster's folder: which host booted it
@@ -156,7 +153,7 @@ def parse_user_data(text: str) -> UserData:
 
 def ca_cert_hash(ca_pem: bytes) -> str:
     """kubeadm's discovery hash: sha256 of the CA certificate's SubjectPublicKeyInfo."""
-    cert = x509.load_pem_x509_certificate(ca_pem)
+    cert = load_certificate(ca_pem)
     spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return "sha256:" + hashlib.sha256(spki).hexdigest()
 
@@ -208,12 +205,11 @@ class MachineAgent:
         cannot start raises lab.cluster.ClusterError (its log named)."""
         report = SyncReport()
         try:
-            hosts, machines = asyncio.run(self._read_management(report))
+            machines = asyncio.run(self._read_management(report))
         except PivotError as err:       # the management cluster is down or answers errors: next pass
             report.waiting.append(f"{self.management.name}: {err}")
             return report
-        by_name = {f"{h['metadata']['namespace']}/{h['metadata']['name']}": h for h in hosts}
-        self._stop_wiped(by_name, report)
+        self._stop_wiped(report)
         # init machines first: a join needs the cluster an init machine boots
         for m in sorted(machines, key=lambda m: m.user_data.command != "init"):
             try:
@@ -246,13 +242,20 @@ class MachineAgent:
         system = address.rstrip("/").rsplit("/", 1)[-1]
         return system if address and self.bmcs.address(system) == address else None
 
-    def _powered_on(self, system: str) -> bool:
+    def _power_state(self, system: str) -> str | None:
+        """The BMC's PowerState of a system; None when the BMC does not answer (not a power change)."""
         try:
-            return self.bmcs.system(system).get("PowerState") == "On"
+            return str(self.bmcs.system(system).get("PowerState"))
         except OSError:
-            return False
+            return None
 
-    async def _read_management(self, report: SyncReport) -> tuple[list[Obj], list[RunningMachine]]:
+    def _powered_on(self, system: str) -> bool:
+        """On, and the last power action the BMC accepted was On: a machine whose power-off is pending
+        (the BMC accepted it, the fake driver takes 1-11 s) is not running its OS any more."""
+        requests = self.bmcs.power_requests(system)
+        return self._power_state(system) == "On" and (not requests or requests[-1] == "On")
+
+    async def _read_management(self, report: SyncReport) -> list[RunningMachine]:
         async with kube_for(self.management, name=f"{self.management.name}-machines") as kube:
             hosts = [h for h in await kube.list(BMH) if self._system_of(h)]
             machines = []
@@ -269,7 +272,7 @@ class MachineAgent:
                     report.running.append(key)
                 except MachineError as err:
                     report.waiting.append(f"{key}: {err}")
-            return hosts, machines
+            return machines
 
     async def _machine(self, kube: Kube, bmh: Obj, system: str) -> RunningMachine:
         ns = bmh["metadata"]["namespace"]
@@ -306,8 +309,10 @@ class MachineAgent:
                 cluster.stop()
             cluster = LocalCluster(name, directory, fixed_api_port=port, ca_pem=(ca[0], ca[1]))
             cluster.start(attached=self.attached)
-            (directory / _MARK).write_text(json.dumps({"host": m.host, "uid": m.uid, "system": m.system,
-                                                        "management": self.management.name}, indent=2))
+            # the BMC's record so far: a later power action other than On means the machine was wiped
+            (directory / _MARK).write_text(json.dumps({
+                "host": m.host, "uid": m.uid, "system": m.system, "management": self.management.name,
+                "power_requests": len(self.bmcs.power_requests(m.system))}, indent=2))
             self.clusters[name] = cluster
             report.booted.append(name)
             asyncio.run(self._init_objects(cluster, m, docs))
@@ -338,8 +343,8 @@ class MachineAgent:
                 "apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": "kubelet-config", "namespace": "kube-system"},
                 "data": {"kubelet": yaml.safe_dump(_kubelet_configuration(cc), sort_keys=False)}})
-            await kube.apply(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-public"}},
-                             manager="lab-machine-agent")
+            await _create_missing(kube, NAMESPACE, {"apiVersion": "v1", "kind": "Namespace",
+                                                    "metadata": {"name": "kube-public"}})
             await _create_missing(kube, CONFIGMAP, {
                 "apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": "cluster-info", "namespace": "kube-public"},
@@ -432,18 +437,23 @@ class MachineAgent:
         return created
 
     # -- wiped machines ----------------------------------------------------------------------------------
-    def _stop_wiped(self, hosts: dict[str, Obj], report: SyncReport) -> None:
+    def _stop_wiped(self, report: SyncReport) -> None:
+        """Stop the workload clusters whose init machine stopped running, as the machine itself knows it:
+        its BMC recorded a power action other than On since the boot (Ironic powers a host off when it
+        deprovisions it; a restart boots whatever is inserted now), or reports it powered Off. A live
+        ISO runs in memory, so either wipes what `kubeadm init` started. The BMH is not consulted: after
+        a pivot it lives in the other management cluster, and both agents read the same BMC record."""
+        ours = {s.uuid for s in self.bmcs.systems}
         for mark in sorted(self.base.glob(f"*/{_MARK}")):
             booted_by = json.loads(mark.read_text())
-            bmh = hosts.get(booted_by["host"])
-            if bmh is None:
-                continue            # not this management cluster's host (any more, or yet)
-            state = ((bmh.get("status") or {}).get("provisioning") or {}).get("state") or ""
-            system = self._system_of(bmh)
-            wiped = state in WIPED_STATES or (system is not None and state == "provisioned"
-                                               and not self._powered_on(system))
+            system = booted_by.get("system")
+            if system not in ours:
+                continue
             cluster = self.clusters.get(mark.parent.name) or LocalCluster.load(mark.parent)
-            if wiped and cluster.running():
+            if not cluster.running():
+                continue
+            since = self.bmcs.power_requests(system)[int(booted_by.get("power_requests", 0)):]
+            if any(r != "On" for r in since) or self._power_state(system) == "Off":
                 cluster.stop()
                 self.clusters.pop(cluster.name, None)
                 report.stopped.append(cluster.name)
