@@ -52,7 +52,8 @@ def live_iso_patch(host: dict[str, Any], node: dict[str, Any]) -> list[dict[str,
     """The PATCH BMO would have sent for a live-iso host before adopting it, or [] when nothing is missing
     (not a live-iso host, or Ironic already has a boot ISO for it)."""
     image = ((host.get("status") or {}).get("provisioning") or {}).get("image") or {}
-    if image.get("diskFormat") != "live-iso" or not image.get("url"):
+    # a BareMetalHost's image says `format` (a Metal3Machine's says `diskFormat`)
+    if (image.get("format") or image.get("diskFormat")) != "live-iso" or not image.get("url"):
         return []
     if (node.get("instance_info") or {}).get("boot_iso"):
         return []
@@ -104,6 +105,7 @@ class Shim:
         ops = live_iso_patch(host, node) if host is not None else []
         if ops:
             self._ironic("PATCH", f"/v1/nodes/{ident}", ops)
+            print(f"{time.strftime('%H:%M:%S')} {name}: boot_iso {ops[0]['value']} written before adopt", flush=True)
             with self.record.open("a") as out:
                 out.write(json.dumps({"time": time.time(), "node": node.get("uuid"), "name": name,
                                       "patch": ops}) + "\n")
