@@ -43,6 +43,7 @@ from metal3_pivot.plan import (
     Obj,
     Plan,
     carried_bmh_status,
+    hosts_missing_status,
     make_plan,
     managed_fields_patch,
     marks_to_strip,
@@ -222,6 +223,7 @@ class Mover:
             phase("delete")
         self.check_deadline("unpause")
         view = await discover(self.dst, list(self.opts.namespaces))
+        await self.restore_host_status(view)
         await self.strip_marks(marks_to_strip(plan.source, view, gone))
         phase("strip-marks")
         report.unpaused = await self.unpause(view)
@@ -471,6 +473,22 @@ class Mover:
         if patches:
             self.say(f"unpausing {len(patches)} objects that stay in {self.src.name} (shared or global)")
         await self._bounded(patches, self._patch_source, "unpause kept")
+
+    async def restore_host_status(self, view: ClusterView) -> int:
+        """Before anything is unpaused: every host copy of ours gets the provisioning status it carries, also
+        one an interrupted run created but did not finish (found by the live plane's kill test: such a host
+        was provisioned again by the target's BMO)."""
+        missing = hosts_missing_status(view)
+        if missing:
+            self.say(f"restoring the provisioning status of {len(missing)} hosts in {self.dst.name} that an "
+                     "interrupted run created without it")
+
+        async def one(item: tuple[Node, Obj]) -> None:
+            node, status = item
+            md = node.obj["metadata"]
+            await self.dst.patch(node.type.rt, md["name"], md.get("namespace"), {"status": status}, sub="status")
+        await self._bounded(missing, one, "restore host status")
+        return len(missing)
 
     async def strip_marks(self, nodes: list[Node]) -> int:
         """Take SOURCE_UID / SOURCE_VERSION off copies whose original is gone: the target ends as clusterctl

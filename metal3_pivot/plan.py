@@ -259,6 +259,25 @@ def restore_unpause_patch(node: Node) -> Obj | None:
     return unpause_patch(node)
 
 
+def hosts_missing_status(view: ClusterView) -> list[tuple[Node, Obj]]:
+    """Host copies of ours (still paused by us, or still marked) that have no provisioning status although
+    they carry one in their status annotation, each with that status: a run killed between creating a
+    host's copy and writing its status leaves one. Unpaused like that (the unpause takes the annotation we
+    added away), BMO would register it as a new host and provision it again: a real machine wiped."""
+    out = []
+    for node in view.graph.nodes.values():
+        if node.key.group_kind != (BMH_GROUP, "BareMetalHost"):
+            continue
+        ann = node.annotations
+        ours = ann.get(BMH_PAUSED) == OUR_PAUSE_VALUE or SOURCE_UID in ann
+        if not ours or ((node.obj.get("status") or {}).get("provisioning") or {}).get("state"):
+            continue
+        status = carried_bmh_status(node.obj)
+        if status is not None and (status.get("provisioning") or {}).get("state"):
+            out.append((node, status))
+    return out
+
+
 def unpause_patches(view: ClusterView) -> list[tuple[Node, Obj]]:
     """What is still paused by a move of ours in this cluster, and the patch that unpauses each."""
     return [(node, patch) for node in view.graph.nodes.values() if (patch := unpause_patch(node)) is not None]

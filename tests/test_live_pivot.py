@@ -13,7 +13,9 @@ processes every 20 ms throughout: never two Ironics.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,7 +80,19 @@ def ironic_runs_for(cluster: LocalCluster, lab: Lab) -> bool:
 
 
 def assert_checks(result: list[Check], where: str) -> None:
-    assert all(c.ok for c in result), f"checks on {where}:\n" + "\n".join(map(str, result))
+    if all(c.ok for c in result):
+        return
+    # the lab goes away with the test: keep its logs and the hosts as the clusters hold them for a post-mortem
+    keep = Path(tempfile.mkdtemp(prefix="m3p-live-failure-"))
+    shutil.copytree(BASE, keep / "lab", ignore=shutil.ignore_patterns("etcd", "*.sock", "pki", "*.iso"),
+                    dirs_exist_ok=True)
+    for name in ("ephemeral", "test1"):
+        kubeconfig = BASE / name / "kubeconfig"
+        if kubeconfig.exists():
+            (keep / f"{name}-hosts.yaml").write_text(subprocess.run(
+                ["kubectl", "--kubeconfig", str(kubeconfig), "get", "bmh,m3m,machine", "-A", "-o", "yaml"],
+                capture_output=True, text=True, env=tool_env()).stdout)
+    raise AssertionError(f"checks on {where} (logs and hosts kept in {keep}):\n" + "\n".join(map(str, result)))
 
 
 def test_the_provisioned_target_is_what_kubeadm_and_the_controllers_leave(lab: Lab) -> None:
@@ -142,7 +156,7 @@ def test_a_refused_pivot_hands_nothing_over(lab: Lab, stack: PulumiProject) -> N
 
 
 # kill after this many API writes of the mover, direction by direction (a live move is ~150 writes)
-KILL_POINTS = (("target", 8), ("ephemeral", 30), ("target", 55), ("ephemeral", 80), ("target", 100))
+KILL_POINTS = (("target", 55), ("ephemeral", 30), ("target", 8), ("ephemeral", 80), ("target", 100))
 
 
 def test_a_pivot_killed_at_five_points_is_finished_by_the_next_up(lab: Lab, stack: PulumiProject) -> None:

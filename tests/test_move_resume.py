@@ -103,3 +103,49 @@ def test_a_source_object_edited_while_the_move_was_stopped_is_copied_again(fresh
     moved = next(o for k, o in snapshot(tgt).items() if k.kind == "Secret" and k.name == secret)
     assert base64.b64decode(moved["data"]["password"]) == b"rotated-during-the-move"
     assert check(eph, tgt, expect="target").ok
+
+
+def test_a_host_copy_left_without_its_status_gets_it_before_the_unpause(fresh_clusters) -> None:
+    """A run killed between creating a host's copy and writing its status (found by the live plane's kill
+    test: the target's BMO then provisioned that host again). The next run writes the status first."""
+    import asyncio
+    import json
+
+    from lab.cluster import kube_for
+    from metal3_pivot import BMH_PAUSED, BMH_STATUS
+    from metal3_pivot.kube import ResourceType
+
+    bmh = ResourceType("metal3.io", "v1alpha1", "BareMetalHost", "baremetalhosts")
+    clusters = fresh_clusters()
+    eph, tgt = clusters["ephemeral"], clusters["target"]
+    seed_pair(clusters)
+    move(eph, tgt)
+
+    async def strip(name: str, ns: str) -> dict:
+        async with kube_for(tgt) as k:
+            host = await k.get(bmh, name, ns)
+            status = host["status"]
+            # the state the killed run left: paused by us, the status only in the annotation we added
+            await k.patch(bmh, name, ns, {"metadata": {"annotations": {
+                BMH_PAUSED: "metal3-pivot", BMH_STATUS: json.dumps(status),
+                "metal3-pivot.io/status-added": "true"}}})
+            await k.patch(bmh, name, ns, {"status": None}, sub="status")
+            assert not ((await k.get(bmh, name, ns)).get("status") or {}).get("provisioning")
+            return status
+
+    async def hosts() -> list[dict]:
+        async with kube_for(tgt) as k:
+            return [h for h in await k.list(bmh) if (h.get("status") or {}).get("provisioning", {}).get("state")
+                    == "provisioned"]
+    victim = (asyncio.run(hosts()))[0]
+    before = asyncio.run(strip(victim["metadata"]["name"], victim["metadata"]["namespace"]))
+    report = move(eph, tgt)                       # the next run: nothing left to copy, one host to mend
+    assert report.unpaused >= 1
+
+    async def after() -> dict:
+        async with kube_for(tgt) as k:
+            return await k.get(bmh, victim["metadata"]["name"], victim["metadata"]["namespace"])
+    host = asyncio.run(after())
+    assert host["status"]["provisioning"] == before["provisioning"]
+    assert BMH_PAUSED not in (host["metadata"].get("annotations") or {})
+    assert BMH_STATUS not in (host["metadata"].get("annotations") or {})
