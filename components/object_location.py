@@ -63,7 +63,7 @@ from metal3_pivot import (
 )
 
 #: problems that an update may legitimately fix first (the stack installs the target's providers)
-FIXED_BY_STACK = {Code.MISSING_CRD, Code.PROVIDER_VERSION}
+FIXED_BY_STACK = {Code.MISSING_CRD, Code.STORAGE_VERSION, Code.PROVIDER_VERSION}
 
 
 #: the inputs whose change is an update (where the objects go, which objects, which clusters); timeout,
