@@ -7,6 +7,7 @@ from pathlib import Path
 import pulumi
 
 from components import objects as objects_module
+from components import ownership
 from components.clusters import EphemeralCluster, TargetCluster
 from components.config import ConfigError, load, probe
 from components.ironic import Ironic
@@ -29,8 +30,14 @@ try:
     target_kubeconfig = config.target.kubeconfig_text(root, "target")
     probe("ephemeral", ephemeral_kubeconfig, config.ephemeral.context)
     probe("target", target_kubeconfig, config.target.context)
-except ConfigError as err:
+    # controllers that run there already, created by something else: the operator chooses, nothing is adopted
+    taken = ownership.find({"ephemeral": (ephemeral_kubeconfig, config.ephemeral.context),
+                            "target": (target_kubeconfig, config.target.context)},
+                           ownership.declared_deployments(config, root))
+except (ConfigError, ManifestError, ownership.OwnershipError) as err:
     raise pulumi.RunError(str(err)) from None
+if taken:
+    raise pulumi.RunError(ownership.refusal(taken))
 ephemeral = EphemeralCluster("ephemeral", ephemeral_kubeconfig, config.ephemeral.context)
 target = TargetCluster("target", target_kubeconfig, config.target.context)
 

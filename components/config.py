@@ -59,12 +59,16 @@ class ProvidersConfig(_Model):
     # "modules": rendered from the pinned provider modules; a path: a release components file (YAML)
     source: str = "modules"
     controllers: bool = True          # namespaces, RBAC, Deployments besides CRDs and the inventory
+    # true: controllers of the same names already running on the target, created by something else
+    # (kubectl, clusterctl), are taken over by the stack; false: the program refuses them (ownership.py)
+    adopt: bool = False
 
 
 class IronicConfig(_Model):
     """Ironic + BMO, placed on the cluster where the objects live (exactly one at any time)."""
 
     install: bool = True              # false: Ironic/BMO are run by something else (this stack only moves)
+    adopt: bool = False               # true: take over an Ironic/BMO that something else deployed there
     namespace: str = "baremetal-operator-system"
     image: str = "quay.io/metal3-io/ironic:v29.0.0"
     bmo_image: str = Field(default="quay.io/metal3-io/baremetal-operator:v0.13.2", alias="bmoImage")

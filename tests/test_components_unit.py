@@ -251,3 +251,47 @@ def test_what_check_writes_is_what_the_policy_pack_reads(monkeypatch: pytest.Mon
                                         "type": "InfrastructureProvider", "version": "v1.13.2"}, cluster="target")
     assert target_initialised([res, other]) == ["the ephemeral cluster runs provider cluster-api (CoreProvider "
                                                 "v1.14.2) but the stack does not install it on the target"]
+
+
+# ---------------------------------------------------------------------------------------------- ownership
+
+def test_only_objects_no_pulumi_manager_wrote_count_as_created_elsewhere() -> None:
+    from components.ownership import created_elsewhere
+
+    def obj(*names: str) -> dict[str, Any]:
+        return {"metadata": {"managedFields": [{"manager": n, "operation": "Apply"} for n in names]}}
+
+    assert created_elsewhere(obj("kubectl")) and created_elsewhere(obj("clusterctl", "kube-controller-manager"))
+    assert created_elsewhere(obj("pulumi-kubernetesx"))                         # a look-alike is not pulumi's
+    assert not created_elsewhere(obj("pulumi-kubernetes"))                      # client-side apply
+    assert not created_elsewhere(obj("kubectl", "pulumi-kubernetes-2f6b4c1a"))  # server-side apply, or adopted
+
+
+def test_declared_deployments_follow_location_install_and_adopt() -> None:
+    from pathlib import Path
+
+    from components.config import parse
+    from components.ownership import declared_deployments
+
+    root = Path(__file__).resolve().parent.parent
+    base = {**BASE, "providers": {"install": False}}
+    on_target = declared_deployments(parse({**base, "location": "target"}), root)
+    assert {(d.cluster, d.namespace, d.name, d.setting) for d in on_target} == {
+        ("target", "baremetal-operator-system", "ironic", "ironic"),
+        ("target", "baremetal-operator-system", "baremetal-operator-controller-manager", "ironic")}
+    assert {d.cluster for d in declared_deployments(parse(base), root)} == {"ephemeral"}
+    assert declared_deployments(parse({**base, "ironic": {"adopt": True}}), root) == []
+    assert declared_deployments(parse({**base, "ironic": {"install": False}}), root) == []
+
+
+def test_the_refusal_names_each_object_and_both_choices() -> None:
+    from components.ownership import Declared, Foreign, refusal
+
+    text = refusal([Foreign(Declared("target", "baremetal-operator-system", "bmo", "Ironic", "ironic"), ("kubectl",)),
+                    Foreign(Declared("target", "capi-system", "capi", "ProviderInstall", "providers"), ())])
+    assert "Deployment baremetal-operator-system/bmo on the target cluster (declared by Ironic; managed by kubectl)" \
+        in text
+    assert "capi-system/capi on the target cluster (declared by ProviderInstall; managed by nobody recorded)" in text
+    for key in ("ironic", "providers"):
+        assert f"pulumi config set --path {key}.install false" in text
+        assert f"pulumi config set --path {key}.adopt true" in text
