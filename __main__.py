@@ -24,7 +24,7 @@ except ConfigError as err:
     raise pulumi.RunError(str(err)) from None
 
 root = Path(__file__).resolve().parent
-objects_module.SKIP_AWAIT["value"] = config.skip_await
+objects_module.SKIP_AWAIT.update(value=config.skip_await, deployments=config.await_deployments)
 try:
     ephemeral_kubeconfig = config.ephemeral.kubeconfig_text(root, "ephemeral")
     target_kubeconfig = config.target.kubeconfig_text(root, "target")

@@ -68,7 +68,10 @@ class IronicConfig(_Model):
     """Ironic + BMO, placed on the cluster where the objects live (exactly one at any time)."""
 
     install: bool = True              # false: Ironic/BMO are run by something else (this stack only moves)
-    adopt: bool = False               # true: take over an Ironic/BMO that something else deployed there
+    # true: Ironic/BMO already run where the hosts are, installed by another tool (metal3-dev-env); the stack
+    # takes them over (server-side apply with force: it becomes the owner of every field it declares);
+    # false: the program refuses Ironic/BMO Deployments that something else created there (ownership.py)
+    adopt: bool = False
     namespace: str = "baremetal-operator-system"
     image: str = "quay.io/metal3-io/ironic:v29.0.0"
     bmo_image: str = Field(default="quay.io/metal3-io/baremetal-operator:v0.13.2", alias="bmoImage")
@@ -105,6 +108,9 @@ class StackConfig(_Model):
     concurrency: int = Field(default=32, ge=1, le=256)
     protect: bool = True              # ObjectLocation protected against an accidental `pulumi destroy`
     skip_await: bool = Field(default=False, alias="skipAwait")   # true where no kubelet runs (the lab)
+    # with skipAwait: still wait for Deployments' Available condition, and for their deletion (the live lab's
+    # node agent reports availability and holds a deleted Deployment until its process has exited)
+    await_deployments: bool = Field(default=False, alias="awaitDeployments")
 
 
 class ConfigSource(Protocol):

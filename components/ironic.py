@@ -49,7 +49,17 @@ def ironic_objects(config: IronicConfig) -> list[dict[str, Any]]:
         if "namespace" in o["metadata"]:
             o["metadata"]["namespace"] = ns
         objs.append(o)
+    if config.adopt:
+        objs = [adopted(o) for o in objs]
     return objs
+
+
+def adopted(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object with pulumi-kubernetes' `patchForce`: where another tool (metal3-dev-env's kubectl) applied
+    the same object, the stack takes over the fields it declares instead of failing on the conflict."""
+    md = obj["metadata"]
+    return {**obj, "metadata": {**md, "annotations": {**(md.get("annotations") or {}),
+                                                       "pulumi.com/patchForce": "true"}}}
 
 
 class Ironic(pulumi.ComponentResource):

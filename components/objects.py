@@ -41,15 +41,30 @@ def resource_name(prefix: str, obj: dict[str, Any]) -> str:
 
 
 #: set by the program from the `skipAwait` config: local clusters run no kubelet, so nothing ever becomes
-#: ready and the provider's readiness waits (Deployments, Services with selectors) would time out
-SKIP_AWAIT = {"value": False}
+#: ready and the provider's readiness waits (Deployments, Services with selectors) would time out.
+#: `deployments` (the `awaitDeployments` config): Deployments are still awaited, by their Available
+#: condition (which a deployment controller, or the live lab's node agent, writes) instead of the
+#: provider's ReplicaSet/Pod watch, and their deletion is awaited too, so that a delete-before-replace
+#: (the Ironic handover) creates the new copy only once the old one's Pods are gone.
+SKIP_AWAIT = {"value": False, "deployments": False}
+WAIT_FOR_AVAILABLE = "condition=Available"
+
+
+def await_annotations(obj: dict[str, Any]) -> dict[str, str]:
+    """The pulumi-kubernetes await annotations an object gets from the stack's await settings."""
+    if not SKIP_AWAIT["value"]:
+        return {}
+    if SKIP_AWAIT["deployments"] and (obj["apiVersion"], obj["kind"]) == ("apps/v1", "Deployment"):
+        return {"pulumi.com/waitFor": WAIT_FOR_AVAILABLE}
+    return {"pulumi.com/skipAwait": "true"}
 
 
 def k8s_object(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.Resource:
     fields = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata", "status")}
-    if SKIP_AWAIT["value"]:
+    extra = await_annotations(obj)
+    if extra:
         obj = {**obj, "metadata": {**obj["metadata"], "annotations": {
-            **(obj["metadata"].get("annotations") or {}), "pulumi.com/skipAwait": "true"}}}
+            **(obj["metadata"].get("annotations") or {}), **extra}}}
     cls = TYPED.get((obj["apiVersion"], obj["kind"]))
     if cls is not None:
         return cls(name, metadata=obj["metadata"], opts=opts, **{_snake(k): v for k, v in fields.items()})  # type: ignore[no-any-return]

@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -74,14 +75,24 @@ def kubeconfig_needles(path: Path, label: str) -> dict[str, bytes]:
 
 def bmc_needles(topology: Topology) -> dict[str, bytes]:
     """The seeded BMC passwords, as text and as the base64 a Secret's data holds."""
+    return password_needles([so.obj for so in build(topology)])
+
+
+def password_needles(objs: list[dict[str, Any]]) -> dict[str, bytes]:
+    """The `password` of every BMC credentials Secret among `objs`, as text and as base64."""
     out: dict[str, bytes] = {}
-    for so in build(topology):
-        obj = so.obj
-        if obj["kind"] == "Secret" and obj["metadata"]["name"].endswith("-bmc-secret"):
+    for obj in objs:
+        if obj["kind"] != "Secret":
+            continue
+        name = obj["metadata"]["name"]
+        if "password" in (obj.get("data") or {}):
             encoded = obj["data"]["password"]
-            name = obj["metadata"]["name"]
             out[f"BMC password of {name}"] = base64.b64decode(encoded)
             out[f"BMC password of {name} (base64)"] = encoded.encode()
+        elif "password" in (obj.get("stringData") or {}):
+            plain = str(obj["stringData"]["password"]).encode()
+            out[f"BMC password of {name}"] = plain
+            out[f"BMC password of {name} (base64)"] = base64.b64encode(plain)
     return out
 
 

@@ -100,10 +100,19 @@ def main(argv: list[str] | None = None) -> int:
                 c = LocalCluster.load(d.parent)
                 print(f"{c.name}: {'running' if c.running() else 'stopped'} {c.server} kubeconfig={c.kubeconfig}")
         elif args.cmd == "down":
-            for d in sorted(base.glob("*/cluster.json")):
-                c = LocalCluster.load(d.parent)
+            from lab.plane.agent import stop_agent
+            from lab.plane.bmc import LocalBmcs
+
+            folders = sorted(d.parent for d in base.glob("*/cluster.json"))
+            for folder in folders:      # the node agents first: no controller acts on a cluster going away
+                stop_agent(folder)
+            for folder in folders:
+                c = LocalCluster.load(folder)
                 c.stop()
                 log(f"stopped {c.name}")
+            for d in sorted(base.glob("*/bmcs.json")):
+                LocalBmcs.load(d.parent).stop()
+                log(f"stopped the machines' BMCs in {d.parent.name}")
     except (ClusterError, crds.CrdSourceError, FileNotFoundError) as err:
         log(f"error: {err}")
         return 1

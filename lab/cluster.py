@@ -27,6 +27,7 @@ import ssl
 import subprocess
 import time
 import urllib.request
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ from typing import Any
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
 from metal3_pivot import Kube, load_kubeconfig
@@ -59,7 +61,8 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def _cert(subject: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
-          issuer_key: ec.EllipticCurvePrivateKey, *, ca: bool = False, server: bool = False) -> x509.Certificate:
+          issuer_key: CertificateIssuerPrivateKeyTypes, *, ca: bool = False,
+          server: bool = False) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
     b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
@@ -83,12 +86,32 @@ def _name(cn: str, org: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
-def write_pki(pki: Path) -> None:
-    """One CA signs the serving cert and the admin client cert (O=system:masters)."""
+def load_certificate(pem: bytes) -> x509.Certificate:
+    """A PEM certificate; one with serial number 0 is accepted quietly: CAPI's `<cluster>-ca` has it
+    (util/secret newSelfSignedCACert: `SerialNumber: 0`), which cryptography warns about (RFC 5280)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive")
+        return x509.load_pem_x509_certificate(pem)
+
+
+def write_pki(pki: Path, ca_pem: tuple[bytes, bytes] | None = None) -> None:
+    """One CA signs the serving cert and the admin client cert (O=system:masters).
+
+    `ca_pem` (certificate, private key) is a CA to use instead of a fresh one: a workload cluster the
+    lab boots for a machine runs with the CA its user data carries (the `<cluster>-ca` KCP generated),
+    so that the kubeconfig KCP writes against that CA works against it, as after `kubeadm init`."""
     pki.mkdir(parents=True, exist_ok=True)
-    ca_key = _key()
-    ca_name = _name("metal3-pivot-local-ca")
-    ca = _cert(ca_name, ca_key, ca_name, ca_key, ca=True)
+    ca_key: CertificateIssuerPrivateKeyTypes
+    if ca_pem is None:
+        ca_key = _key()
+        ca_name = _name("metal3-pivot-local-ca")
+        ca = _cert(ca_name, ca_key, ca_name, ca_key, ca=True)
+    else:
+        ca = load_certificate(ca_pem[0])
+        loaded = serialization.load_pem_private_key(ca_pem[1], password=None)
+        if not isinstance(loaded, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+            raise ClusterError(f"the given CA key is a {type(loaded).__name__}: give an RSA or EC key")
+        ca_key, ca_name = loaded, ca.subject
     serving_key = _key()
     serving = _cert(_name("kube-apiserver"), serving_key, ca_name, ca_key, server=True)
     admin_key = _key()
@@ -96,6 +119,7 @@ def write_pki(pki: Path) -> None:
     sa_key = _key()
     files = {
         "ca.crt": ca.public_bytes(serialization.Encoding.PEM),
+        **({"ca.key": ca_pem[1]} if ca_pem is not None else {}),
         "serving.crt": serving.public_bytes(serialization.Encoding.PEM), "serving.key": _pem_key(serving_key),
         "admin.crt": admin.public_bytes(serialization.Encoding.PEM), "admin.key": _pem_key(admin_key),
         "sa.key": _pem_key(sa_key),
@@ -130,6 +154,12 @@ class LocalCluster:
     api_port: int = 0
     kcm_port: int = 0
     pids: dict[str, int] = field(default_factory=dict)
+    #: ports to serve on instead of free ones (0: pick free), e.g. a workload cluster's controlPlaneEndpoint
+    fixed_api_port: int = 0
+    fixed_etcd_port: int = 0
+    #: (certificate, key) PEM of the CA to run with instead of a fresh one; not saved in cluster.json
+    #: (pki/ca.crt and pki/ca.key hold it)
+    ca_pem: tuple[bytes, bytes] | None = field(default=None, repr=False)
 
     @property
     def kubeconfig(self) -> Path:
@@ -159,8 +189,10 @@ class LocalCluster:
         if self.directory.exists():
             shutil.rmtree(self.directory)
         (self.directory / "logs").mkdir(parents=True)
-        write_pki(self.pki)
+        write_pki(self.pki, self.ca_pem)
         self.etcd_port, self.etcd_peer_port, self.api_port, self.kcm_port = (free_port() for _ in range(4))
+        self.etcd_port = self.fixed_etcd_port or self.etcd_port
+        self.api_port = self.fixed_api_port or self.api_port
         self._write_kubeconfig()
 
     def _launch(self, component: str, attached: bool) -> None:
@@ -287,7 +319,7 @@ class LocalCluster:
         os.chmod(self.kubeconfig, 0o600)
 
     def _save(self) -> None:
-        state = {k: v for k, v in asdict(self).items() if k != "directory"}
+        state = {k: v for k, v in asdict(self).items() if k not in ("directory", "ca_pem")}
         (self.directory / "cluster.json").write_text(json.dumps(state, indent=2))
 
     @classmethod

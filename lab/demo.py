@@ -1,24 +1,28 @@
-"""`make demo`: the main job on the local lab, with visible progress.
+"""`make demo`: the main job. metal3-dev-env's CI workflow on the live management plane, pivoting with
+`pulumi up`, with visible progress.
 
-1. start two local management clusters: `ephemeral` seeded like metal3-dev-env leaves it after
-   provisioning a workload cluster (CRDs labelled, providers in clusterctl's inventory), `target` bare;
-2. `pulumi up` of the local stack with location=ephemeral: installs the providers on the target
-   (move.yml's `clusterctl init`) and Ironic + BMO on the ephemeral cluster;
-3. location=target: `pulumi preview --diff`, then `pulumi up`: Ironic hands over, the objects pivot;
-4. the target's controllers reconcile (played by lab.seed.settle: no controller images run here);
-5. location=ephemeral: preview, then `pulumi up`: the move back; then `metal3-pivot verify`;
-6. a `metal3-pivot move --to-directory` backup, then the secrets audit (lab/audit.py): the state, every
-   log this run wrote, the captured output (.lab/demo-output.log) searched for the kubeconfigs'
-   credentials and the BMC passwords; the backup folder must be 0700 with 0600 files.
+1. dev-env: the rack's fake BMCs, the ephemeral management cluster with the CAPI, kubeadm, CAPM3, IPAM
+   and BMO controllers and Ironic running (lab/plane/agent.py runs what the cluster declares), the
+   BareMetalHosts registered to `available` through Ironic;
+2. the target cluster provisioned through CAPI -> CAPM3 -> BMO -> Ironic on two of the machines (one
+   KubeadmControlPlane machine, one worker); its control plane "boots" from the user data
+   (lab/plane/machines.py) and is the target management cluster;
+3. `pulumi up`, location=ephemeral: the providers installed on the target (they start there);
+4. location=target: `pulumi preview --diff` (policy pack), then `pulumi up`: Ironic leaves the
+   ephemeral cluster and starts on the target, the objects move;
+5. the step-5 checks of metal3-dev-env against the target's controllers and Ironic, and nothing
+   re-provisioned or power-cycled (the BMCs' own record);
+6. location=ephemeral: the move back, the same checks on the ephemeral side; a `--to-directory` backup
+   and the secrets audit (state, logs, output and backup searched for credentials);
+7. de-provision: the workload cluster deleted, its hosts back to `available` through Ironic.
 
 State goes to a file:// backend in .state/; the passphrase defaults to the demo value the committed
-local stack was created with (it protects nothing but these throw-away clusters). The clusters keep
-running afterwards (`make clusters-down` stops them).
+local stack was created with (it protects nothing but these throw-away clusters). Everything runs under
+.lab/ and keeps running afterwards; `make clusters-down` stops it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import subprocess
@@ -26,19 +30,24 @@ import sys
 import time
 from pathlib import Path
 
-from lab import audit, crds
-from lab.cli import seed_cluster, start_clusters
-from lab.cluster import LocalCluster, kube_for
-from lab.seed import settle
-from lab.seed_objects import Topology
+from lab import audit
+from lab.cluster import LocalCluster, free_port
+from lab.plane.checks import Check
+from lab.plane.topology import LiveTopology, live_objects
+from lab.workflow import Lab, WorkflowError
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = "local"
-TOPOLOGY = Topology(namespace="metal3", clusters=1, control_planes=3, workers=2, spare_hosts=1)
+LAB = ROOT / ".lab"
+TRANSCRIPT = LAB / "demo-output.log"
 
 
 def step(msg: str) -> None:
     print(f"\n==> {msg}", flush=True)
+
+
+def progress(msg: str) -> None:
+    print(f"    {time.strftime('%H:%M:%S')} {msg}", flush=True)
 
 
 def pulumi_env() -> dict[str, str]:
@@ -47,9 +56,6 @@ def pulumi_env() -> dict[str, str]:
     env.setdefault("PULUMI_CONFIG_PASSPHRASE", "metal3-pivot-local-demo")
     env.setdefault("PULUMI_SKIP_UPDATE_CHECK", "true")
     return env
-
-
-TRANSCRIPT = ROOT / ".lab" / "demo-output.log"
 
 
 def run(*cmd: str, check: bool = True) -> int:
@@ -73,78 +79,102 @@ def pulumi(*args: str, check: bool = True) -> int:
     return run("pulumi", *args, "--stack", STACK, "--non-interactive", check=check)
 
 
-def reconcile(cluster: LocalCluster) -> None:
-    async def go() -> int:
-        async with kube_for(cluster) as kube:
-            return await settle(kube, TOPOLOGY, crds.bundle().resource_types())
-    print(f"(controllers in {cluster.name} reconcile: {asyncio.run(go())} statuses rebuilt)", flush=True)
+def show(checks: list[Check], seconds: float, where: str) -> bool:
+    for c in checks:
+        print(c, flush=True)
+    ok = all(c.ok for c in checks)
+    print(f"    {'all checks passed' if ok else 'CHECKS FAILED'} on {where} ({seconds:.1f} s after `pulumi up` "
+          "returned)", flush=True)
+    return ok
 
 
-def relocate(what: str, location: str, eph: LocalCluster, tgt: LocalCluster) -> None:
-    """Set `location`, show the preview a pull request would show (policy pack included), `pulumi up`, verify."""
+def relocate(lab: Lab, what: str, location: str, dest: LocalCluster) -> float:
+    """Set `location`, show the preview a pull request would show (policy pack included), `pulumi up`,
+    then wait for the destination's controllers: returns the seconds from `pulumi up` to reconciled."""
     step(f"{what}: location={location} -- what would happen")
     pulumi("config", "set", "location", location)
     pulumi("preview", "--diff", "--policy-pack", "policies")
     step(f"{what}: pulumi up")
+    mark = lab.checkpoint()
+    t0 = time.monotonic()
     pulumi("up", "--yes", "--skip-preview")
-    run("metal3-pivot", "verify", "--kubeconfig", str(eph.kubeconfig), "--to-kubeconfig", str(tgt.kubeconfig),
-        "-n", TOPOLOGY.namespace, "--expect", "target" if location == "target" else "source")
+    up = time.monotonic() - t0
+    lab.timings[f"{what}: pulumi up"] = up
+    run("metal3-pivot", "verify", "--kubeconfig", str(lab.base / "ephemeral" / "kubeconfig"), "--to-kubeconfig",
+        str(lab.target_kubeconfig), "-n", lab.namespace, "--expect", "target" if location == "target" else "source")
+    step(f"{what}: metal3-dev-env's checks against the controllers and Ironic of {dest.name}")
+    result, waited = lab.verify(dest, mark)
+    lab.timings[f"{what}: pulumi up start -> reconciled"] = up + waited
+    if not show(result, waited, dest.name):
+        raise SystemExit(f"demo: the checks after the {what} failed; logs: {dest.directory / 'logs'}")
+    return up + waited
 
 
-def move_log_dir() -> Path:
-    """Where the ObjectLocation provider writes its move logs (components/object_location.py)."""
-    base = os.environ.get("METAL3_PIVOT_CACHE") or os.path.join(os.path.expanduser("~/.cache"), "metal3-pivot")
-    return Path(base) / "logs" / "moves"
-
-
-def secrets_audit(eph: LocalCluster, tgt: LocalCluster, since: float, backup: Path) -> audit.AuditReport:
-    needles = {**audit.kubeconfig_needles(eph.kubeconfig, "ephemeral kubeconfig"),
-               **audit.kubeconfig_needles(tgt.kubeconfig, "target kubeconfig"), **audit.bmc_needles(TOPOLOGY)}
-    files = [*audit.files_under(ROOT / ".state"), *audit.files_under(move_log_dir(), since=since),
-             *audit.files_under(ROOT / ".lab", suffixes=(".log",))]
+def secrets_audit(lab: Lab, since: float, backup: Path) -> audit.AuditReport:
+    eph, tgt = lab.base / "ephemeral" / "kubeconfig", lab.target_kubeconfig
+    assert lab.rack is not None
+    needles = {**audit.kubeconfig_needles(eph, "ephemeral kubeconfig"),
+               **audit.kubeconfig_needles(tgt, "target kubeconfig"),
+               **audit.password_needles(live_objects(lab.topology, lab.rack))}
+    moves = Path(os.environ.get("METAL3_PIVOT_CACHE") or Path.home() / ".cache" / "metal3-pivot") / "logs" / "moves"
+    files = [*audit.files_under(ROOT / ".state"), *audit.files_under(moves, since=since),
+             *audit.files_under(lab.base, suffixes=(".log",))]
     return audit.audit(files, needles, [backup])
+
+
+def stop_previous() -> None:
+    if LAB.exists():
+        subprocess.run([sys.executable, "-m", "lab.cli", "--dir", str(LAB), "down"], cwd=ROOT, check=False)
 
 
 def main() -> int:
     t0 = time.monotonic()
     started = time.time()
-    lab = ROOT / ".lab"
-    lab.mkdir(exist_ok=True)
+    stop_previous()
+    shutil.rmtree(LAB, ignore_errors=True)
+    LAB.mkdir()
     TRANSCRIPT.write_text("")
-    step("starting the local management clusters (etcd + kube-apiserver + kube-controller-manager each)")
-    for name in ("ephemeral", "target"):
-        if (lab / name / "cluster.json").exists():
-            LocalCluster.load(lab / name).stop()
-    eph = start_clusters(["ephemeral"], lab, attached=False)["ephemeral"]
-    tgt = start_clusters(["target"], lab, attached=False, with_crds=False)["target"]
-    step(f"seeding the ephemeral cluster like metal3-dev-env: {TOPOLOGY}")
-    asyncio.run(seed_cluster(eph, TOPOLOGY))
+    lab = Lab(LAB, LiveTopology(api_port=free_port()), attached=False, progress=progress)
+    try:
+        step("1. dev-env: the rack's BMCs, the ephemeral cluster, its controllers and Ironic, hosts available")
+        lab.dev_env()
+        step(f"2. provision the target cluster {lab.topology.cluster} on the rack's machines")
+        lab.provision()
+        eph, tgt = LocalCluster.load(LAB / "ephemeral"), lab.target()
+        progress(f"target kubeconfig (from the {lab.topology.cluster}-kubeconfig Secret): {lab.target_kubeconfig}")
 
-    step(f"pulumi stack {STACK} (file:// backend in .state/; fresh, since the clusters are new)")
-    shutil.rmtree(ROOT / ".state", ignore_errors=True)
-    (ROOT / ".state").mkdir()
-    pulumi("stack", "init", check=False)
-    pulumi("config", "set", "location", "ephemeral")
-    step("pulumi up, location=ephemeral: providers onto the target, Ironic + BMO onto the ephemeral cluster")
-    pulumi("up", "--yes", "--skip-preview")
+        step(f"3. pulumi stack {STACK} (file:// backend in .state/): providers onto the target")
+        shutil.rmtree(ROOT / ".state", ignore_errors=True)
+        (ROOT / ".state").mkdir()
+        pulumi("stack", "init", check=False)
+        pulumi("config", "set", "location", "ephemeral")
+        t1 = time.monotonic()
+        pulumi("up", "--yes", "--skip-preview")
+        lab.timings["3. pulumi up: providers on the target"] = time.monotonic() - t1
 
-    relocate("pivot", "target", eph, tgt)
-    reconcile(tgt)
-    relocate("move back", "ephemeral", eph, tgt)
-    reconcile(eph)   # the backup runs a move's checks: the Clusters must be provisioned again
-    pulumi("stack", "output")
-    backup = lab / "backup"
-    step(f"a --to-directory backup into {backup.relative_to(ROOT)} (holds Secrets: 0700 folder, 0600 files)")
-    shutil.rmtree(backup, ignore_errors=True)
-    run("metal3-pivot", "move", "--kubeconfig", str(eph.kubeconfig), "-n", TOPOLOGY.namespace,
-        "--to-directory", str(backup))
-    step("secrets audit: state, logs, output and backup searched for kubeconfig credentials and BMC passwords")
-    report = secrets_audit(eph, tgt, started, backup)
-    for finding in report.findings:
-        print(f"  {finding}")
-    print(report.summary(), flush=True)
-    step(f"done in {time.monotonic() - t0:.0f} s: the objects pivoted to the target and came back. Clusters keep "
-         "running (kubeconfigs in .lab/*/kubeconfig); `make clusters-down` stops them")
+        relocate(lab, "4. pivot", "target", tgt)
+        relocate(lab, "6. move back", "ephemeral", eph)
+        pulumi("stack", "output")
+        backup = LAB / "backup"
+        step(f"a --to-directory backup into {backup.relative_to(ROOT)} (holds Secrets: 0700 folder, 0600 files)")
+        run("metal3-pivot", "move", "--kubeconfig", str(eph.kubeconfig), "-n", lab.namespace,
+            "--to-directory", str(backup))
+        step("secrets audit: state, logs, output and backup searched for kubeconfig credentials and BMC passwords")
+        report = secrets_audit(lab, started, backup)
+        for finding in report.findings:
+            print(f"  {finding}")
+        print(report.summary(), flush=True)
+
+        step("7. de-provision: delete the workload cluster; its hosts go back to available through Ironic")
+        lab.deprovision(eph)
+    except WorkflowError as err:
+        print(f"\ndemo: {err}", file=sys.stderr, flush=True)
+        return 1
+    step("seconds per step")
+    for name, seconds in lab.timings.items():
+        print(f"  {seconds:7.1f}  {name}")
+    step(f"done in {time.monotonic() - t0:.0f} s. Everything keeps running under .lab/ (the ephemeral "
+         "cluster's kubeconfig: .lab/ephemeral/kubeconfig); `make clusters-down` stops it")
     return 0 if report.ok else 1
 
 

@@ -1,10 +1,14 @@
 """`make demo` end to end, and its secrets audit (lab/audit.py).
 
-The demo (install, preview with the policy pack, pivot with `pulumi up`, move back, verify, a
---to-directory backup) ends with the audit: the stack state, every move log the run wrote, the cluster
-logs and the captured preview / up output are searched for both kubeconfigs' client key and certificate
-and for the seeded BMC passwords; the backup must be a 0700 folder of 0600 files. The demo runs once in
-the suite, here. The audit's own checks are proven to find what they look for (negative controls).
+The demo is metal3-dev-env's CI workflow on the live plane (lab/demo.py): dev-env, the target cluster
+provisioned through the live controllers and Ironic, the providers installed on it with `pulumi up`, the
+pivot and the move back with `pulumi up` (preview with the policy pack first), each followed by
+metal3-dev-env's checks against the live controllers and Ironic and the machines' own record (nothing
+re-provisioned or power-cycled), a --to-directory backup, the secrets audit, and de-provisioning. This is
+the suite's "workflow end to end with `pulumi up`" test. The audit searches the stack state, every move
+log the run wrote, the lab's logs and the captured output for both kubeconfigs' client key and
+certificate and for the BMC passwords; the backup must be a 0700 folder of 0600 files. The audit's own
+checks are proven to find what they look for (negative controls).
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ def test_demo_end_to_end_leaks_no_secret(tmp_path: Path) -> None:
     env.pop("PULUMI_CONFIG_PASSPHRASE", None)
     try:
         demo = subprocess.run([sys.executable, "-m", "lab.demo"], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=1200)
+                              timeout=2400)
     finally:
         subprocess.run([sys.executable, "-m", "lab.cli", "down"], cwd=ROOT, env=env, capture_output=True, timeout=120)
     output = demo.stdout + demo.stderr
@@ -82,4 +86,8 @@ def test_demo_end_to_end_leaks_no_secret(tmp_path: Path) -> None:
     backup = ROOT / ".lab" / "backup"
     assert oct(os.stat(backup).st_mode & 0o777) == "0o700"
     assert all(oct(f.stat().st_mode & 0o777) == "0o600" for f in backup.rglob("*") if f.is_file())
-    assert "verify: OK" in output
+    assert output.count("verify: OK") == 2, output[-4000:]
+    # step 5 after the pivot and after the move back: every check passed, printed
+    assert output.count("all checks passed on") == 2, output[-4000:]
+    assert "[FAIL]" not in output and "no power, media or boot change reached any machine: none" in output
+    assert "7. de-provision (hosts available again)" in output

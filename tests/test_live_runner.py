@@ -14,8 +14,9 @@ from components.config import IronicConfig
 from components.ironic import ironic_objects
 from lab.cli import start_clusters
 from lab.cluster import LocalCluster, processes_under
+from lab.plane.ironic import processes_under as plane_processes_under
 from lab.plane.managers import BINARIES
-from lab.plane.runner import DeploymentRunner
+from lab.plane.runner import DeploymentRunner, IronicProcess, ironic_endpoint
 from metal3_pivot.kube import DEPLOYMENTS, Kube, ResourceType, load_kubeconfig
 from tests.kit.env import SESSION_DIR
 
@@ -77,7 +78,7 @@ def test_the_runner_runs_what_the_cluster_declares_and_stops_what_it_drops(clust
 
 def test_bmo_deployed_by_the_ironic_component_runs_in_its_namespace(cluster: LocalCluster) -> None:
     # what the stack's Ironic component applies (BMO moved into Ironic's namespace), Ironic's own
-    # Deployment included: the runner has no binary for that image and leaves it alone
+    # Deployment included: it runs as the cluster's LocalIronic (tests/test_live_agent.py goes further)
     objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "metal3"}},
             *(o for o in ironic_objects(IronicConfig(namespace="metal3")) if o["kind"] in KINDS)]
 
@@ -86,16 +87,18 @@ def test_bmo_deployed_by_the_ironic_component_runs_in_its_namespace(cluster: Loc
             await kube.apply(KINDS[o["kind"]], o, manager="test")
     call(cluster, apply)
 
-    runner = DeploymentRunner(cluster, env={"IRONIC_ENDPOINT": "http://127.0.0.1:9/v1/"})
+    runner = DeploymentRunner(cluster)
     try:
         runner.sync()
-        bmo = [k for k in runner.running if k.startswith("metal3/")]
+        bmo = [k for k in runner.running if k.startswith("metal3/baremetal-operator")]
         assert len(bmo) == 1 and runner.running[bmo[0]].process.plan.binary == "baremetal-operator", \
             (runner.running, runner.failures, runner.events)
-        assert "metal3/ironic" in runner.skipped
+        assert isinstance(runner.running["metal3/ironic"].process, IronicProcess)
+        assert runner.running[bmo[0]].process.plan.env["IRONIC_ENDPOINT"] == ironic_endpoint(cluster)
         # its serving certificate: the release's Certificate, issued into Ironic's namespace
         assert runner.running[bmo[0]].process.plan.certificate == \
             "baremetal-operator-system/baremetal-operator-serving-cert"
     finally:
         runner.stop()
     assert not processes_under(cluster.directory, BINARIES)
+    assert not plane_processes_under(cluster.directory)

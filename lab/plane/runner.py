@@ -15,6 +15,18 @@ Readiness goes back into the Deployment's status (replicas, readyReplicas, avail
 Available condition), written by the lab as the deployment controller would from its Pods' state: the
 lab's controller-manager runs no deployment controller, so nothing else writes it.
 
+Ironic's Deployment (image `.../ironic`, as the stack's Ironic component and metal3-dev-env declare it)
+runs as the cluster's LocalIronic (lab/plane/ironic.py), fresh database at every start as a new pod
+would have, behind the cluster's Ironic endpoint (lab/plane/adoption.py). That endpoint stands for
+"the provisioning IP, port 6385" that BMO's IRONIC_ENDPOINT names: one port per cluster, kept while
+Ironic comes and goes, so BMO is pointed at it whatever its ConfigMap says and is not restarted when
+Ironic is; while no Ironic runs on the cluster, connections there are refused.
+
+A Deployment being deleted keeps a finalizer of the lab's (`FINALIZER`) until its process has exited:
+in a real cluster a deleted Deployment (foreground deletion, what `kubectl delete` and Pulumi do) is
+gone only after its Pods have terminated. This is what makes a Pulumi delete-before-replace of Ironic
+wait until the old Ironic has stopped before the new one is created.
+
 Processes are spawned from the thread that calls `sync()` (PR_SET_PDEATHSIG is per thread, see
 lab/cluster.py): call it from the thread that owns the runner.
 """
@@ -24,13 +36,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.cluster import LocalCluster
-from lab.plane import managers
+from lab.cluster import LocalCluster, free_port
+from lab.plane import managers, spawn, webhooks
+from lab.plane.ironic import IronicError, LocalIronic
 from lab.plane.managers import ManagerProcess, PlaneError
 from metal3_pivot import DEPLOYMENTS, Kube, load_kubeconfig
 
@@ -42,6 +56,64 @@ RELEASE_OF = {"capi-manager": "cluster-api", "kubeadm-bootstrap-manager": "boots
               "ipam-manager": "ipam-metal3", "baremetal-operator": "baremetal-operator"}
 
 
+FINALIZER = "lab.metal3-pivot.io/process-running"
+#: image repositories run as the cluster's Ironic (any registry and tag)
+IRONIC_IMAGES = frozenset({"ironic"})
+
+
+def image_repo(image: str) -> str:
+    return image.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
+
+
+def runnable(deployment: Obj) -> bool:
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    return managers.binary_for(image) is not None or image_repo(image) in IRONIC_IMAGES
+
+
+def is_ironic(deployment: Obj) -> bool:
+    return image_repo(deployment["spec"]["template"]["spec"]["containers"][0]["image"]) in IRONIC_IMAGES
+
+
+@dataclass
+class IronicProcess:
+    """The cluster's Ironic (API + conductor + httpd) and the endpoint BMO talks to, as one "Pod"."""
+
+    ironic: LocalIronic
+    endpoint_pid: int
+    started_in: float
+
+    @property
+    def pid(self) -> int:
+        return self.ironic.pids["ironic"]
+
+    @property
+    def label(self) -> str:
+        return "ironic"
+
+    def alive(self) -> bool:
+        return self.ironic.running() and spawn.alive(self.endpoint_pid)
+
+    def stop(self, grace: float = 10.0) -> None:
+        spawn.stop(self.endpoint_pid, grace)
+        self.ironic.stop(grace)
+
+
+def ironic_endpoint_port(cluster: LocalCluster) -> int:
+    """The cluster's "provisioning IP:6385": picked once, kept in the cluster folder for every later runner."""
+    path = cluster.directory / "plane" / "ironic-endpoint.json"
+    if path.exists():
+        return int(json.loads(path.read_text())["port"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    path.write_text(json.dumps({"port": port}))
+    return port
+
+
+def ironic_endpoint(cluster: LocalCluster) -> str:
+    """BMO's IRONIC_ENDPOINT in this cluster."""
+    return f"http://127.0.0.1:{ironic_endpoint_port(cluster)}/v1/"
+
+
 def template_hash(deployment: Obj) -> str:
     """Like the pod-template-hash: a changed template means a new Pod (here, a restarted process)."""
     return hashlib.sha256(json.dumps(deployment["spec"]["template"], sort_keys=True).encode()).hexdigest()[:10]
@@ -49,7 +121,7 @@ def template_hash(deployment: Obj) -> str:
 
 @dataclass
 class _Running:
-    process: ManagerProcess
+    process: ManagerProcess | IronicProcess
     template: str
     generation: int
 
@@ -68,30 +140,90 @@ class DeploymentRunner:
     def sync(self) -> None:
         deployments = self._call(lambda kube: kube.list(DEPLOYMENTS))
         wanted: dict[str, Obj] = {}
-        for d in deployments:
+        finalized: list[Obj] = []
+        scaled_down: set[str] = set()
+        # Ironic first: BMO started in the same pass finds its endpoint answering
+        for d in sorted(deployments, key=lambda d: not is_ironic(d)):
             key = f"{d['metadata']['namespace']}/{d['metadata']['name']}"
-            image = d["spec"]["template"]["spec"]["containers"][0]["image"]
-            if managers.binary_for(image) is None:
+            if not runnable(d):
                 self.skipped.add(key)
                 continue
+            if FINALIZER in (d["metadata"].get("finalizers") or []):
+                finalized.append(d)
             if (d["spec"].get("replicas", 1) or 0) > 0 and not d["metadata"].get("deletionTimestamp"):
                 wanted[key] = d
+            elif not d["metadata"].get("deletionTimestamp"):
+                scaled_down.add(key)
         for key in list(self.running):
             r = self.running[key]
             d = wanted.get(key)
             if d is None or template_hash(d) != r.template or not r.process.alive():
                 why = "gone or scaled to 0" if d is None else "template changed" if template_hash(d) != r.template \
-                    else f"exited ({r.process.proc.returncode})"
+                    else "exited"
                 r.process.stop()
                 del self.running[key]
                 self._event(f"stopped {key}: {why}")
+                if d is None and key not in scaled_down and isinstance(r.process, ManagerProcess) \
+                        and r.process.webhooks:
+                    removed = self._call(lambda kube, w=r.process.webhooks: webhooks.uninstall(kube, w))
+                    self._event(f"uninstalled with {key}: {', '.join(removed) or 'nothing'}")
+        for d in finalized:     # its process has exited (stopped above): the "Pod" is gone
+            key = f"{d['metadata']['namespace']}/{d['metadata']['name']}"
+            if key not in self.running and key not in wanted:
+                self._set_finalizer(d, present=False)
         for key, d in wanted.items():
             if key not in self.running:
                 self._start(key, d)
         for key, d in wanted.items():
             self._report(d, self.running.get(key))
 
+    def _set_finalizer(self, d: Obj, *, present: bool) -> None:
+        md = d["metadata"]
+        now = list(md.get("finalizers") or [])
+        if (FINALIZER in now) == present:
+            return
+        new = [*now, FINALIZER] if present else [f for f in now if f != FINALIZER]
+        patch = {"metadata": {"resourceVersion": md["resourceVersion"], "finalizers": new}}
+        try:      # a conflict means someone else wrote it meanwhile: the next pass sees the new version
+            self._call(lambda kube: kube.patch(DEPLOYMENTS, md["name"], md["namespace"], patch, ok_missing=True))
+        except Exception as err:
+            self._event(f"finalizer on {md['namespace']}/{md['name']} not {'added' if present else 'removed'} "
+                        f"this pass: {str(err).splitlines()[0]}")
+
+    def _start_ironic(self, key: str, d: Obj) -> IronicProcess:
+        t0 = time.monotonic()
+        ns, name = d["metadata"]["namespace"], d["metadata"]["name"]
+        ironic = LocalIronic(self.cluster.name, self.cluster.directory / "plane" / f"{ns}.{name}")
+        ironic.start(attached=True)
+        port = ironic_endpoint_port(self.cluster)
+        log = ironic.log("endpoint")
+        try:
+            pid = spawn.spawn([sys.executable, "-m", "lab.plane.adoption", "--port", str(port), "--ironic",
+                               ironic.url, "--kubeconfig", str(self.cluster.kubeconfig),
+                               "--record", str(ironic.directory / "adoptions.jsonl")],
+                              log=log, cwd=ironic.directory, attached=True)
+            spawn.wait_http(f"http://127.0.0.1:{port}/v1", what=f"{key}: Ironic endpoint", pid=pid, log=log,
+                            deadline=time.monotonic() + 30)
+        except BaseException:
+            ironic.stop()
+            raise
+        return IronicProcess(ironic, pid, time.monotonic() - t0)
+
     def _start(self, key: str, d: Obj) -> None:
+        process: ManagerProcess | IronicProcess
+        try:
+            process = self._start_ironic(key, d) if is_ironic(d) else self._start_manager(d)
+        except (PlaneError, IronicError, spawn.PlaneProcessError) as err:
+            self.failures[key] = str(err)
+            self._event(f"failed to start {key}: {str(err).splitlines()[0]}")
+            return
+        self.failures.pop(key, None)
+        self.running[key] = _Running(process, template_hash(d), d["metadata"].get("generation", 1))
+        self._set_finalizer(d, present=True)
+        what = process.label if isinstance(process, IronicProcess) else process.plan.binary
+        self._event(f"started {key} ({what}, pid {process.pid}) in {process.started_in:.1f} s")
+
+    def _start_manager(self, d: Obj) -> ManagerProcess:
         binary = managers.binary_for(d["spec"]["template"]["spec"]["containers"][0]["image"])
         assert binary is not None
         release = managers.release_of(RELEASE_OF[binary])
@@ -100,15 +232,8 @@ class DeploymentRunner:
             auth = self.cluster.directory / "plane" / "bmo-auth"
             auth.mkdir(parents=True, exist_ok=True)
             env.setdefault("METAL3_AUTH_ROOT_DIR", str(auth))
-        try:
-            mp = managers.start_deployment(self.cluster, d, release, variables=self.variables, env=env)
-        except PlaneError as err:
-            self.failures[key] = str(err)
-            self._event(f"failed to start {key}: {str(err).splitlines()[0]}")
-            return
-        self.failures.pop(key, None)
-        self.running[key] = _Running(mp, template_hash(d), d["metadata"].get("generation", 1))
-        self._event(f"started {key} ({mp.plan.binary}, pid {mp.pid}) in {mp.started_in:.1f} s")
+            env.setdefault("IRONIC_ENDPOINT", ironic_endpoint(self.cluster))
+        return managers.start_deployment(self.cluster, d, release, variables=self.variables, env=env)
 
     def _report(self, d: Obj, r: _Running | None) -> None:
         ready = 1 if r is not None and r.process.alive() else 0
@@ -136,10 +261,23 @@ class DeploymentRunner:
         finally:
             self.stop()
 
-    def stop(self) -> None:
+    def stop(self, *, release: bool = True) -> None:
+        """Stop every process; with `release`, also drop the lab's finalizer from the Deployments (no
+        process of ours runs any more, so nothing must hold their deletion). Skip that when the
+        cluster itself is going away."""
         for key in reversed(list(self.running)):
             self.running.pop(key).process.stop()
             self._event(f"stopped {key}: runner stopped")
+        if not release:
+            return
+        try:
+            held = [d for d in self._call(lambda kube: kube.list(DEPLOYMENTS))
+                    if FINALIZER in (d["metadata"].get("finalizers") or [])]
+        except Exception as err:        # the cluster is gone already: nothing to release
+            self._event(f"finalizers not released: {str(err).splitlines()[0]}")
+            return
+        for d in held:
+            self._set_finalizer(d, present=False)
 
     def _event(self, text: str) -> None:
         self.events.append(f"{time.strftime('%H:%M:%S')} {self.cluster.name}: {text}")

@@ -11,7 +11,10 @@ Pod behind a Service:
 
 Everything else (rules, failurePolicy Fail, sideEffects, matchPolicy) is the release's. As in a real
 cluster, a manager that is down then blocks writes of the kinds its webhooks guard; stopping a manager
-leaves its configurations in place for that reason (a scaled-down Deployment does the same).
+leaves its configurations in place for that reason (a scaled-down Deployment does the same). Only when
+its Deployment is deleted (an uninstall: the Ironic handover takes BMO off the source cluster) are they
+removed (`uninstall`), as deleting the install they would have come with removes them; otherwise a
+gone BMO's webhook would refuse every later write of a BareMetalHost there, the move's included.
 """
 
 from __future__ import annotations
@@ -84,3 +87,14 @@ async def install(kube: Kube, release: list[Obj], certificate: str, port: int, c
         if await kube.patch(CRD, name, None, patch, ok_missing=True) is not None:
             written.append(f"CustomResourceDefinition/{name} (conversion)")
     return written
+
+
+async def uninstall(kube: Kube, written: list[str]) -> list[str]:
+    """Delete the webhook configurations `install` wrote (CRD conversion stays: CRDs outlive their
+    providers, and a conversion nobody serves only matters for reads of other versions)."""
+    removed = []
+    for item in written:
+        kind, _, name = item.partition("/")
+        if kind in WEBHOOK_KINDS and await kube.delete(WEBHOOK_KINDS[kind], name):
+            removed.append(item)
+    return removed

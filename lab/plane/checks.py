@@ -1,0 +1,158 @@
+"""What metal3-dev-env verifies after a pivot (and after the move back), read from the live plane.
+
+Every check reads what the controllers, Ironic and the machines themselves report, never what a mover
+wrote: the Cluster provisioned and its control plane initialized (CAPI, KCP), every Machine Running
+with a nodeRef, every Metal3Machine provisioned (CAPM3), every BareMetalHost `provisioned` and powered
+on (BMO), every host known to this management cluster's Ironic and `active` there (Ironic), and, across
+a pivot, nothing re-provisioned, re-inspected or power-cycled: no power request, virtual media or boot
+device change reached any machine since the mark (the BMCs' own record, lab/plane/bmc.py), and
+Ironic's node history holds no error (a failed adoption is recorded there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from lab.cluster import LocalCluster
+from lab.plane.bmc import BmcCheckpoint, LocalBmcs
+from lab.plane.ironic_api import IronicClient
+from lab.plane.runner import ironic_endpoint
+from metal3_pivot import Kube, ResourceType, load_kubeconfig
+
+Obj = dict[str, Any]
+CLUSTERS = ResourceType("cluster.x-k8s.io", "v1beta2", "Cluster", "clusters")
+MACHINES = ResourceType("cluster.x-k8s.io", "v1beta2", "Machine", "machines")
+KCPS = ResourceType("controlplane.cluster.x-k8s.io", "v1beta2", "KubeadmControlPlane", "kubeadmcontrolplanes")
+M3MS = ResourceType("infrastructure.cluster.x-k8s.io", "v1beta2", "Metal3Machine", "metal3machines")
+BMHS = ResourceType("metal3.io", "v1alpha1", "BareMetalHost", "baremetalhosts")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def __str__(self) -> str:
+        return f"  [{'ok' if self.ok else 'FAIL'}] {self.name}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Objects:
+    clusters: list[Obj]
+    kcps: list[Obj]
+    machines: list[Obj]
+    m3ms: list[Obj]
+    hosts: list[Obj]
+
+
+def read(cluster: LocalCluster, namespace: str) -> Objects:
+    async def go() -> Objects:
+        async with Kube(load_kubeconfig(cluster.kubeconfig), name=cluster.name) as kube:
+            got = await asyncio.gather(*(kube.list(rt, namespace) for rt in (CLUSTERS, KCPS, MACHINES, M3MS, BMHS)))
+            return Objects(*got)
+    return asyncio.run(go())
+
+
+def _names(objs: list[Obj]) -> str:
+    return ", ".join(o["metadata"]["name"] for o in objs) or "none"
+
+
+def _init(obj: Obj, field: str) -> bool:
+    return bool(((obj.get("status") or {}).get("initialization") or {}).get(field))
+
+
+def controllers(objs: Objects, *, provisioned_hosts: int) -> list[Check]:
+    """The objects as the controllers report them (step 5 of the workflow, Kubernetes side)."""
+    out = []
+    bad = [c for c in objs.clusters if (c.get("status") or {}).get("phase") != "Provisioned"
+           or not _init(c, "controlPlaneInitialized")]
+    out.append(Check("Cluster provisioned, control plane initialized", bool(objs.clusters) and not bad,
+                     f"{len(objs.clusters)} cluster(s); not yet: {_names(bad)}"))
+    bad = [k for k in objs.kcps if not _init(k, "controlPlaneInitialized")]
+    out.append(Check("KubeadmControlPlane initialized", bool(objs.kcps) and not bad,
+                     f"{len(objs.kcps)}; not yet: {_names(bad)}"))
+    bad = [m for m in objs.machines if (m.get("status") or {}).get("phase") != "Running"
+           or not ((m.get("status") or {}).get("nodeRef") or {}).get("name")]
+    out.append(Check("Machines Running with nodeRefs", bool(objs.machines) and not bad,
+                     f"{len(objs.machines)}; not yet: {_names(bad)}"))
+    bad = [m for m in objs.m3ms if not _init(m, "provisioned")]
+    out.append(Check("Metal3Machines provisioned", bool(objs.m3ms) and not bad,
+                     f"{len(objs.m3ms)}; not yet: {_names(bad)}"))
+    used = [h for h in objs.hosts if (h.get("spec") or {}).get("consumerRef")]
+    bad = [h for h in used if ((h.get("status") or {}).get("provisioning") or {}).get("state") != "provisioned"
+           or not (h.get("status") or {}).get("poweredOn")
+           or (h.get("status") or {}).get("operationalStatus") != "OK"]
+    out.append(Check("BareMetalHosts provisioned, powered on, OK", len(used) == provisioned_hosts and not bad,
+                     f"{len(used)} of {provisioned_hosts} claimed; not yet: {_names(bad)}"))
+    return out
+
+
+def ironic(cluster: LocalCluster, objs: Objects) -> list[Check]:
+    """This management cluster's Ironic knows every host, and has each claimed one `active`, powered on."""
+    try:
+        nodes = {n["name"]: n for n in IronicClient(ironic_endpoint(cluster), timeout=10).nodes()}
+    except OSError as err:
+        return [Check(f"Ironic of {cluster.name} answers", False, str(err))]
+    out = [Check(f"Ironic of {cluster.name} answers", True, f"{len(nodes)} node(s)")]
+    names = {f"{h['metadata']['namespace']}~{h['metadata']['name']}": h for h in objs.hosts}
+    missing = sorted(set(names) - set(nodes))
+    out.append(Check("Ironic knows every host", not missing, f"missing: {', '.join(missing) or 'none'}"))
+    claimed = [n for n, h in names.items() if (h.get("spec") or {}).get("consumerRef")]
+    bad = [n for n in claimed if n in nodes and (nodes[n]["provision_state"] != "active"
+                                                  or nodes[n]["power_state"] != "power on")]
+    out.append(Check("Ironic has every claimed host active and powered on", not bad and not missing,
+                     "; ".join(f"{n}: {nodes[n]['provision_state']}/{nodes[n]['power_state']}" for n in bad)
+                     or f"{len(claimed)} active"))
+    return out
+
+
+def untouched(rack: LocalBmcs, mark: BmcCheckpoint, cluster: LocalCluster) -> list[Check]:
+    """Nothing reached a machine since `mark` (the BMCs' own record), and this cluster's Ironic
+    recorded no error (its node history): no host was re-provisioned, re-inspected or power-cycled."""
+    activity = rack.activity_since(mark)
+    detail = "; ".join(f"{uuid[:8]}: {len(ch)} change(s), {len(wr)} write(s)" for uuid, (ch, wr) in activity.items())
+    out = [Check("no power, media or boot change reached any machine", not activity, detail or "none")]
+    client = IronicClient(ironic_endpoint(cluster), timeout=10)
+    failed = []
+    try:
+        for node in client.nodes():
+            errors = [e.event for e in client.history(node["uuid"]) if e.severity.upper() == "ERROR"]
+            if errors:
+                failed.append(f"{node['name']}: {errors[-1][:120]}")
+    except OSError as err:
+        return [*out, Check("Ironic's node history holds no error", False, str(err))]
+    out.append(Check("Ironic's node history holds no error", not failed, "; ".join(failed) or "none"))
+    return out
+
+
+def all_checks(cluster: LocalCluster, namespace: str, rack: LocalBmcs, *, provisioned_hosts: int,
+               mark: BmcCheckpoint | None = None) -> list[Check]:
+    objs = read(cluster, namespace)
+    out = controllers(objs, provisioned_hosts=provisioned_hosts) + ironic(cluster, objs)
+    if mark is not None:
+        out += untouched(rack, mark, cluster)
+    return out
+
+
+def wait_until_passing(cluster: LocalCluster, namespace: str, rack: LocalBmcs, *, provisioned_hosts: int,
+                       mark: BmcCheckpoint | None = None, timeout: float = 300.0,
+                       progress: Any = None) -> tuple[list[Check], float]:
+    """Poll the checks until all pass (returns them and the seconds it took) or `timeout` (returns the last).
+    The "untouched" checks are part of every poll: a machine touched once stays failed."""
+    t0 = time.monotonic()
+    last_shown = ""
+    while True:
+        result = all_checks(cluster, namespace, rack, provisioned_hosts=provisioned_hosts, mark=mark)
+        if all(c.ok for c in result) or time.monotonic() - t0 > timeout:
+            return result, time.monotonic() - t0
+        if mark is not None and not all(c.ok for c in result if c.name.startswith("no power")):
+            return result, time.monotonic() - t0
+        pending = ", ".join(c.name for c in result if not c.ok)
+        if progress is not None and pending != last_shown:
+            progress(f"{cluster.name}: waiting for: {pending}")
+            last_shown = pending
+        time.sleep(1.0)
