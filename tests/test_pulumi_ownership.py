@@ -4,7 +4,8 @@ A BMO Deployment that something else put on the target (as metal3-dev-env's kube
 found by `pulumi preview` of a pivot, which would otherwise declare BMO there and take it over
 (pulumi-kubernetes 4.25 upserts): the preview fails naming the Deployment, who manages it and the two
 choices, and writes nothing. Each choice then works: `ironic.install: false` leaves it alone,
-`ironic.adopt: true` lets the stack take it over, after which it is the stack's own.
+`ironic.adopt: true` lets the stack take it over (server-side apply with force), after which it is the
+stack's own and no longer refused.
 """
 
 from __future__ import annotations
@@ -91,4 +92,5 @@ def test_a_bmo_that_runs_on_the_target_already_is_found_in_preview(fresh_cluster
     p.run("up", "--yes", check=True)
     assert any(m.startswith(PULUMI_MANAGER) for m in bmo_managers(tgt)), bmo_managers(tgt)
     p.run("config", "set", "--path", "ironic.adopt", "false", check=True)
-    p.run("preview", "--expect-no-changes", check=True)      # its own now: no longer refused
+    own = p.run("preview", check=True)      # its own now: no longer refused (only patchForce goes away)
+    assert f"Deployment {BMO_NS}/{BMO}" not in own.output
