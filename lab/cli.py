@@ -2,13 +2,15 @@
 
     metal3-lab up [--dir .lab] [ephemeral target]     start clusters (they keep running), install CRDs
     metal3-lab seed --cluster ephemeral [--clusters 1 --control-planes 3 --workers 2]
-    metal3-lab status | down
+    metal3-lab status          the clusters, the BMCs, and every process of each with its memory
+    metal3-lab down
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -60,6 +62,35 @@ async def seed_cluster(cluster: LocalCluster, topology: Topology, concurrency: i
     log(f"seeded {result.objects} objects into {cluster.name}/{topology.namespace} in {result.seconds:.1f} s")
 
 
+def processes_of(folder: Path) -> list[tuple[int, float, str]]:
+    """(pid, RSS MiB, command) of every live process working in `folder`: its cluster's components, node
+    agent, managers, Ironic (master and retitled worker) and their helpers; or the rack's BMCs."""
+    out = []
+    needle = str(folder.resolve())
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(proc / "cwd")
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            rss = next(int(line.split()[1]) for line in (proc / "status").read_text().splitlines()
+                       if line.startswith("VmRSS:"))
+        except (OSError, StopIteration, ValueError):
+            continue
+        if cwd == needle or cwd.startswith(needle + "/"):
+            command = " ".join(a for a in argv if a)
+            out.append((int(proc.name), rss / 1024, command))
+    return sorted(out, key=lambda t: -t[1])
+
+
+def print_processes(folder: Path) -> None:
+    procs = processes_of(folder)
+    for pid, rss, command in procs:
+        print(f"  {pid:>7} {rss:7.0f} MiB  {command[:110]}")
+    if procs:
+        print(f"  {len(procs)} processes, {sum(r for _, r, _ in procs):.0f} MiB resident")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="metal3-lab", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -96,9 +127,13 @@ def main(argv: list[str] | None = None) -> int:
                             workers=args.workers, spare_hosts=args.spare_hosts)
             asyncio.run(seed_cluster(cluster, topo, args.concurrency))
         elif args.cmd == "status":
-            for d in sorted(base.glob("*/cluster.json")):
-                c = LocalCluster.load(d.parent)
-                print(f"{c.name}: {'running' if c.running() else 'stopped'} {c.server} kubeconfig={c.kubeconfig}")
+            for d in sorted([*base.glob("*/cluster.json"), *base.glob("*/bmcs.json")]):
+                if d.name == "cluster.json":
+                    c = LocalCluster.load(d.parent)
+                    print(f"{c.name}: {'running' if c.running() else 'stopped'} {c.server} kubeconfig={c.kubeconfig}")
+                else:
+                    print(f"{d.parent.name}: the machines' BMCs")
+                print_processes(d.parent)
         elif args.cmd == "down":
             from lab.plane.agent import stop_agent
             from lab.plane.bmc import LocalBmcs

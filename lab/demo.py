@@ -32,7 +32,7 @@ from pathlib import Path
 
 from lab import audit
 from lab.cluster import LocalCluster, free_port
-from lab.plane.checks import Check
+from lab.plane.checks import Check, IronicWatch
 from lab.plane.topology import LiveTopology, live_objects
 from lab.workflow import Lab, WorkflowError
 
@@ -97,8 +97,12 @@ def relocate(lab: Lab, what: str, location: str, dest: LocalCluster) -> float:
     step(f"{what}: pulumi up")
     mark = lab.checkpoint()
     t0 = time.monotonic()
-    pulumi("up", "--yes", "--skip-preview")
+    with IronicWatch(lab.base) as watch:      # Ironic's handover: never two at once
+        pulumi("up", "--yes", "--skip-preview")
     up = time.monotonic() - t0
+    progress(watch.summary())
+    if watch.max_seen != 1:
+        raise SystemExit(f"demo: two Ironics ran at once during the {what}: {watch.overlaps[:3]}")
     lab.timings[f"{what}: pulumi up"] = up
     run("metal3-pivot", "verify", "--kubeconfig", str(lab.base / "ephemeral" / "kubeconfig"), "--to-kubeconfig",
         str(lab.target_kubeconfig), "-n", lab.namespace, "--expect", "target" if location == "target" else "source")

@@ -165,6 +165,12 @@ class Lab:
             time.sleep(1)
         else:
             raise WorkflowError(f"the Cluster {self.topology.cluster} was not deleted in 300 s")
+        while (self.workload_dir / "cluster.json").exists() and LocalCluster.load(self.workload_dir).running():
+            if time.monotonic() > deadline:      # its init machine was wiped: the machine agent stops it
+                raise WorkflowError(f"the workload cluster {self.topology.cluster} still runs after its "
+                                    "control-plane host was deprovisioned; see the agents' logs")
+            time.sleep(1)
+        stop_agent(self.workload_dir)
         self._step("7. de-provision (hosts available again)", t0)
 
     # -- waits -------------------------------------------------------------------------------------------

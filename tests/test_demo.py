@@ -91,3 +91,4 @@ def test_demo_end_to_end_leaks_no_secret(tmp_path: Path) -> None:
     assert output.count("all checks passed on") == 2, output[-4000:]
     assert "[FAIL]" not in output and "no power, media or boot change reached any machine: none" in output
     assert "7. de-provision (hosts available again)" in output
+    assert output.count("Ironics alive at once: at most 1 ") == 2, output[-4000:]

@@ -12,8 +12,11 @@ Ironic's node history holds no error (a failed adoption is recorded there).
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lab.cluster import LocalCluster
@@ -156,3 +159,67 @@ def wait_until_passing(cluster: LocalCluster, namespace: str, rack: LocalBmcs, *
             progress(f"{cluster.name}: waiting for: {pending}")
             last_shown = pending
         time.sleep(1.0)
+
+
+# ---------------------------------------------------------------------------------------------- never two
+
+def ironic_dirs(base: Path) -> set[str]:
+    """The LocalIronic folders below `base` with a live Ironic process (its master, or its forked worker,
+    which retitles itself but keeps the folder as its working directory)."""
+    needle = str(base.resolve())
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            cwd = os.readlink(proc / "cwd")
+            state = (proc / "stat").read_text().rsplit(") ", 1)[1][0]
+        except (OSError, IndexError):
+            continue
+        if state == "Z" or not cwd.startswith(needle):
+            continue
+        if Path(argv[0]).name == "ironic" or argv[0].startswith("ironic:") or \
+                (len(argv) > 1 and Path(argv[1]).name == "ironic"):
+            found.add(cwd)
+    return found
+
+
+@dataclass
+class IronicWatch:
+    """Looks at every process under the lab every 20 ms for as long as it runs, and keeps every moment two
+    Ironics were alive at once. An Ironic takes seconds to start and to stop, so an overlap cannot fall
+    between two looks. `with IronicWatch(base) as watch: ...`, then `watch.max_seen`."""
+
+    base: Path
+    interval: float = 0.02
+    samples: int = 0
+    max_seen: int = 0
+    overlaps: list[tuple[float, set[str]]] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> IronicWatch:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = ironic_dirs(self.base)
+            self.samples += 1
+            self.seen |= now
+            self.max_seen = max(self.max_seen, len(now))
+            if len(now) > 1:
+                self.overlaps.append((time.time(), now))
+            self._stop.wait(self.interval)
+
+    def summary(self) -> str:
+        return (f"Ironics alive at once: at most {self.max_seen} ({self.samples} looks, every "
+                f"{self.interval * 1000:.0f} ms)")
