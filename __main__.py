@@ -2,55 +2,42 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pulumi
 
 from components import objects as objects_module
+from components import ownership
 from components.clusters import EphemeralCluster, TargetCluster
-from components.config import ConfigError, parse, probe
+from components.config import ConfigError, load, probe
 from components.ironic import Ironic
+from components.manifests import ManifestError
 from components.move_preflight import MovePreflight
 from components.object_location import ObjectLocation
 from components.objects import deleted_with
 from components.providers import ProviderInstall
 
-
-def load_config() -> dict[str, Any]:
-    """The project's config as plain values (objects arrive as JSON text)."""
-    raw = pulumi.runtime.get_config_env()
-    prefix = f"{pulumi.get_project()}:"
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key.startswith(prefix):
-            try:
-                values[key[len(prefix):]] = json.loads(value)
-            except ValueError:
-                values[key[len(prefix):]] = value
-    return values
-
-
-def secret_keys() -> set[str]:
-    prefix = f"{pulumi.get_project()}:"
-    return {k[len(prefix):] for k in pulumi.runtime.get_config_secret_keys_env() if k.startswith(prefix)}
-
-
 try:
-    config = parse(load_config(), secret_keys())
+    config = load(pulumi.Config(), pulumi.runtime.is_config_secret, pulumi.runtime.get_config_env())
 except ConfigError as err:
-    raise SystemExit(f"metal3-pivot: {err}") from None
+    # RunError: the CLI shows the message alone, without the program's traceback
+    raise pulumi.RunError(str(err)) from None
 
 root = Path(__file__).resolve().parent
 objects_module.SKIP_AWAIT.update(value=config.skip_await, deployments=config.await_deployments)
-ephemeral_kubeconfig = config.ephemeral.kubeconfig_text(root)
-target_kubeconfig = config.target.kubeconfig_text(root)
 try:
+    ephemeral_kubeconfig = config.ephemeral.kubeconfig_text(root, "ephemeral")
+    target_kubeconfig = config.target.kubeconfig_text(root, "target")
     probe("ephemeral", ephemeral_kubeconfig, config.ephemeral.context)
     probe("target", target_kubeconfig, config.target.context)
-except ConfigError as err:
-    raise SystemExit(f"metal3-pivot: {err}") from None
+    # controllers that run there already, created by something else: the operator chooses, nothing is adopted
+    taken = ownership.find({"ephemeral": (ephemeral_kubeconfig, config.ephemeral.context),
+                            "target": (target_kubeconfig, config.target.context)},
+                           ownership.declared_deployments(config, root))
+except (ConfigError, ManifestError, ownership.OwnershipError) as err:
+    raise pulumi.RunError(str(err)) from None
+if taken:
+    raise pulumi.RunError(ownership.refusal(taken))
 ephemeral = EphemeralCluster("ephemeral", ephemeral_kubeconfig, config.ephemeral.context)
 target = TargetCluster("target", target_kubeconfig, config.target.context)
 
@@ -66,17 +53,21 @@ declared = dict(location=config.location, ephemeral_kubeconfig=ephemeral_kubecon
 preflight = MovePreflight("preflight", **declared)
 guarded = pulumi.ResourceOptions(depends_on=[preflight], transforms=[deleted_with(preflight)])
 
-# move.yml: `clusterctl init` the target, install BMO's CRDs there (labelled) before anything moves
-installs: list[pulumi.Resource] = []
-if config.providers.install:
-    installs.append(ProviderInstall("target-providers", target.provider, config.providers, root, opts=guarded))
-
+# move.yml: `clusterctl init` the target, install BMO's CRDs there (labelled) before anything moves;
 # move.yml / move_back.yml: Ironic (+ BMO) leaves the source and starts on the destination before the move
-movers_wait_for: list[pulumi.Resource] = [preflight, *installs]
-if config.ironic.install:
-    movers_wait_for.append(Ironic("ironic", (ephemeral if config.location == "ephemeral" else target).provider,
-                                  config.ironic, config.location, opts=pulumi.ResourceOptions.merge(
-                                      guarded, pulumi.ResourceOptions(depends_on=[preflight, *installs]))))
+installs: list[pulumi.Resource] = []
+movers_wait_for: list[pulumi.Resource] = [preflight]
+try:
+    if config.providers.install:
+        installs.append(ProviderInstall("target-providers", target.provider, config.providers, root, opts=guarded))
+    movers_wait_for += installs
+    if config.ironic.install:
+        movers_wait_for.append(Ironic("ironic", (ephemeral if config.location == "ephemeral" else target).provider,
+                                      config.ironic, config.location, opts=pulumi.ResourceOptions.merge(
+                                          guarded, pulumi.ResourceOptions(depends_on=[preflight, *installs]))))
+except ManifestError as err:
+    # a components file that does not parse, pinned modules missing: the message says what to do
+    raise pulumi.RunError(str(err)) from None
 
 objects = ObjectLocation("objects", **declared,
                          opts=pulumi.ResourceOptions(depends_on=movers_wait_for, protect=config.protect))

@@ -1,15 +1,18 @@
 """The stack's configuration, validated before any resource is declared.
 
-Why pydantic and a plain mapping as input: the model is testable without Pulumi, and a wrong value
-fails `pulumi preview` with a message naming the key and the allowed values instead of surfacing as an
-obscure provider error halfway through an update.
+Read through `pulumi.Config` (`load`), validated by a pydantic model (`parse`). Why pydantic and a plain
+mapping in between: the model is testable without Pulumi, and a wrong value fails `pulumi preview` with a
+message naming the key and the allowed values instead of surfacing as an obscure provider error halfway
+through an update. The program turns a ConfigError into `pulumi.RunError`: one message, no traceback.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -36,15 +39,17 @@ class ClusterConfig(_Model):
             raise ValueError("set exactly one of kubeconfigPath (a file) or kubeconfig (secret content)")
         return self
 
-    def kubeconfig_text(self, base: Path) -> str:
+    def kubeconfig_text(self, base: Path, side: str = "") -> str:
+        """The kubeconfig's content; a relative kubeconfigPath is relative to the project folder."""
         if self.kubeconfig:
             return self.kubeconfig
         path = Path(self.kubeconfig_path or "")
         path = path if path.is_absolute() else base / path
+        key = f"{PROJECT}:{side}.kubeconfigPath" if side else "kubeconfigPath"
         try:
             return path.read_text()
         except OSError as err:
-            raise ConfigError(f"kubeconfigPath {path}: {err.strerror}") from None
+            raise ConfigError(f"{key} {path}: {err.strerror}") from None
 
 
 class ProvidersConfig(_Model):
@@ -54,6 +59,9 @@ class ProvidersConfig(_Model):
     # "modules": rendered from the pinned provider modules; a path: a release components file (YAML)
     source: str = "modules"
     controllers: bool = True          # namespaces, RBAC, Deployments besides CRDs and the inventory
+    # true: controllers of the same names already running on the target, created by something else
+    # (kubectl, clusterctl), are taken over by the stack; false: the program refuses them (ownership.py)
+    adopt: bool = False
 
 
 class IronicConfig(_Model):
@@ -61,7 +69,8 @@ class IronicConfig(_Model):
 
     install: bool = True              # false: Ironic/BMO are run by something else (this stack only moves)
     # true: Ironic/BMO already run where the hosts are, installed by another tool (metal3-dev-env); the stack
-    # takes them over (server-side apply with force: it becomes the owner of every field it declares)
+    # takes them over (server-side apply with force: it becomes the owner of every field it declares);
+    # false: the program refuses Ironic/BMO Deployments that something else created there (ownership.py)
     adopt: bool = False
     namespace: str = "baremetal-operator-system"
     image: str = "quay.io/metal3-io/ironic:v29.0.0"
@@ -104,6 +113,58 @@ class StackConfig(_Model):
     await_deployments: bool = Field(default=False, alias="awaitDeployments")
 
 
+class ConfigSource(Protocol):
+    """What `load` needs of `pulumi.Config` (and what the unit tests give it instead)."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def full_key(self, key: str) -> str: ...
+
+
+def _structured(name: str) -> bool:
+    """Keys whose value is an object or a list (pulumi keeps them as JSON text), not a scalar."""
+    annotation = StackConfig.model_fields[name].annotation
+    return get_origin(annotation) is list or (isinstance(annotation, type) and issubclass(annotation, BaseModel))
+
+
+def load(config: ConfigSource, is_secret: Callable[[str], bool], configured: Iterable[str] = ()) -> StackConfig:
+    """The stack config as `pulumi.Config` gives it: every key the model knows, objects and lists decoded
+    from their JSON text, then `parse`d. `is_secret` takes a full key (`pulumi.runtime.is_config_secret`).
+    `configured`: the full keys the stack sets, so that a misspelt key of this project is an error instead
+    of being ignored (pulumi.Config only answers for the keys it is asked about)."""
+    values: dict[str, Any] = {}
+    problems = []
+    for name, spec in StackConfig.model_fields.items():
+        key = spec.alias or name
+        raw = config.get(key)
+        if raw is None:
+            continue
+        if _structured(name):
+            try:
+                values[key] = json.loads(raw)
+            except ValueError:
+                problems.append(f"{config.full_key(key)}: must be a map or a list (set it with --path, or in "
+                                "the stack file)")
+        else:
+            values[key] = raw
+    known = {config.full_key(spec.alias or name) for name, spec in StackConfig.model_fields.items()}
+    prefix = config.full_key("")
+    problems += [f"{key}: not a setting of this program (known: "
+                 f"{', '.join(sorted(k[len(prefix):] for k in known))})"
+                 for key in sorted(configured) if key.startswith(prefix) and key not in known]
+    if problems:
+        raise ConfigError(_problems(problems))
+    secret = {key for key in values if is_secret(config.full_key(key))}
+    return parse(values, secret)
+
+
+def _problems(lines: list[str]) -> str:
+    """One line for one problem (what a terminal shows best), a list for several."""
+    if len(lines) == 1:
+        return f"invalid stack configuration: {lines[0]}"
+    return "invalid stack configuration:\n  " + "\n  ".join(lines)
+
+
 def parse(values: dict[str, Any], secret_keys: set[str] | frozenset[str] = frozenset()) -> StackConfig:
     """Validate raw config (keys without the project prefix). Kubeconfig content must be a secret."""
     try:
@@ -117,7 +178,7 @@ def parse(values: dict[str, Any], secret_keys: set[str] | frozenset[str] = froze
             scalar = isinstance(value, str | int | float | bool) and "kubeconfig" not in key
             shown = f" (got {value!r})" if scalar and e["type"] != "missing" else ""
             problems.append(f"{PROJECT}:{key}: {e['msg']}{shown}")
-        raise ConfigError("invalid stack configuration:\n  " + "\n  ".join(problems)) from None
+        raise ConfigError(_problems(problems)) from None
     for side in ("ephemeral", "target"):
         if getattr(config, side).kubeconfig and side not in secret_keys:
             raise ConfigError(f"{PROJECT}:{side}.kubeconfig holds credentials and must be secret config: "

@@ -21,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import grpc  # type: ignore[import-untyped]  # no stubs ship with grpcio; used for one client call
 import pulumi
 from pulumi.dynamic import (
     CheckFailure,
@@ -36,6 +38,7 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
+from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc
 
 from metal3_pivot import (
     LOCATIONS,
@@ -63,7 +66,7 @@ from metal3_pivot import (
 )
 
 #: problems that an update may legitimately fix first (the stack installs the target's providers)
-FIXED_BY_STACK = {Code.MISSING_CRD, Code.PROVIDER_VERSION}
+FIXED_BY_STACK = {Code.MISSING_CRD, Code.STORAGE_VERSION, Code.PROVIDER_VERSION}
 
 
 #: the inputs whose change is an update (where the objects go, which objects, which clusters); timeout,
@@ -93,20 +96,47 @@ def _log_dir() -> Path:
 
 
 class _Progress:
-    """Short lines on stderr (the CLI shows them as diagnostics), everything in a log file."""
+    """A move's progress: every line into the move's log file, and the gist on the resource in `pulumi up`.
 
-    def __init__(self, action: str) -> None:
+    On the resource: a log message to the engine carrying ObjectLocation's URN, so the resource's row shows
+    the latest step while it updates, and the milestones (discovered, moved) stay under it in the
+    diagnostics. The SDK's dynamic provider passes neither the URN nor an engine client to `update`; the
+    URN comes as an input (`urn`), the engine's address is the first argument the pulumi engine starts
+    every provider plugin with. Without either (an old state, a unit test), the lines go to stderr, which
+    the CLI shows under the stack instead of under the resource."""
+
+    def __init__(self, action: str, urn: str = "") -> None:
         self.path = _log_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{action}.log"
         self.file = self.path.open("a")
         self.last = 0.0
+        self.urn = urn
+        self.engine = _engine() if urn else None
 
     def __call__(self, msg: str) -> None:
         self.file.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
         self.file.flush()
         now = time.monotonic()
-        if now - self.last >= 1.0 or msg.startswith(("moved", "discovered")):
-            self.last = now
-            print(f"metal3-pivot: {msg}", file=sys.stderr, flush=True)
+        milestone = msg.startswith(("moved", "discovered"))
+        if now - self.last < 1.0 and not milestone:
+            return
+        self.last = now
+        if self.engine is not None:
+            try:
+                self.engine.Log(engine_pb2.LogRequest(severity=engine_pb2.INFO, message=msg, urn=self.urn,
+                                                      ephemeral=not milestone), timeout=5)
+                return
+            except grpc.RpcError:
+                self.engine = None        # the engine went away: keep the lines, on stderr
+        print(f"metal3-pivot: {msg}", file=sys.stderr, flush=True)
+
+
+def _engine() -> engine_pb2_grpc.EngineStub | None:
+    """A client of the pulumi engine that started this provider (its address is the plugin's first
+    argument), or None when this process is not such a plugin."""
+    address = sys.argv[1] if len(sys.argv) > 1 else ""
+    if not re.fullmatch(r"[\w.\-]+:\d+", address):
+        return None
+    return engine_pb2_grpc.EngineStub(grpc.insecure_channel(address))
 
 
 def _kube(inputs: LocationInputs, side: str, concurrency: int = 32) -> Kube:
@@ -216,7 +246,7 @@ def check_location(news: dict[str, Any]) -> CheckResult:
 def declared_props(*, location: pulumi.Input[str], ephemeral_kubeconfig: pulumi.Input[str],
                    target_kubeconfig: pulumi.Input[str], namespaces: list[str], ephemeral_context: str | None = None,
                    target_context: str | None = None, timeout: float = 1800.0, concurrency: int = 32,
-                   target_providers_managed: bool = False) -> dict[str, Any]:
+                   target_providers_managed: bool = False, urn: pulumi.Input[str] = "") -> dict[str, Any]:
     """The registered properties of ObjectLocation and MovePreflight: the declared inputs (kubeconfigs
     secret), and the computed ones unknown (None) until the provider's `check` fills them in."""
     inputs = LocationInputs(
@@ -224,7 +254,7 @@ def declared_props(*, location: pulumi.Input[str], ephemeral_kubeconfig: pulumi.
         target_kubeconfig=pulumi.Output.secret(target_kubeconfig), namespaces=namespaces,
         ephemeral_context=ephemeral_context or "", target_context=target_context or "", timeout=timeout,
         concurrency=concurrency, target_providers_managed=target_providers_managed,
-        holder=f"pulumi stack {pulumi.get_project()}/{pulumi.get_stack()}")
+        holder=f"pulumi stack {pulumi.get_project()}/{pulumi.get_stack()}", urn=urn)
     return {**inputs.to_props(), **dict.fromkeys(LocationState.prop_keys())}
 
 
@@ -244,7 +274,7 @@ class ObjectLocationProvider(ResourceProvider):
         pending = inspect(inputs).pending
         if pending is None:
             return {"moved": 0, "from": None, "to": inputs.location, "seconds": 0.0}
-        progress = _Progress(action)
+        progress = _Progress(action, inputs.urn)
         src, dst = pending.source, pending.target
         opts = MoveOptions(namespaces=inputs.namespaces, progress=progress, timeout=inputs.timeout,
                            concurrency=inputs.concurrency, holder=inputs.holder)
@@ -278,7 +308,16 @@ class ObjectLocationProvider(ResourceProvider):
         """Forget, never delete: the objects own real machines."""
 
 
-class ObjectLocation(pulumi.dynamic.Resource):
+#: the type token: `pulumi-python:dynamic/metal3:ObjectLocation` (the policy pack finds it by this)
+MODULE, NAME = "metal3", "ObjectLocation"
+TYPE = f"pulumi-python:dynamic/{MODULE}:{NAME}"
+#: the token of every dynamic resource without its own, which ObjectLocation had until issue 16: aliased,
+#: so that a stack created then keeps its ObjectLocation (a replace would be a create, i.e. a move, then a
+#: delete that only forgets; an alias makes it the same resource under its new URN)
+GENERIC_TYPE = "pulumi-python:dynamic:Resource"
+
+
+class ObjectLocation(pulumi.dynamic.Resource, module=MODULE, name=NAME):
     """Where the Cluster-API / Metal3 objects of `namespaces` live: "ephemeral" or "target"."""
 
     location: pulumi.Output[str]
@@ -287,4 +326,6 @@ class ObjectLocation(pulumi.dynamic.Resource):
 
     def __init__(self, name: str, *, opts: pulumi.ResourceOptions | None = None, **declared: Any) -> None:
         """`declared`: the keyword arguments of `declared_props` (location, kubeconfigs, namespaces, ...)."""
-        super().__init__(ObjectLocationProvider(), name, declared_props(**declared), opts)
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=GENERIC_TYPE)]))
+        urn = pulumi.resource.create_urn(name, TYPE, parent=opts.parent)
+        super().__init__(ObjectLocationProvider(), name, declared_props(urn=urn, **declared), opts)

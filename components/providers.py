@@ -15,11 +15,20 @@ import pulumi_kubernetes as k8s
 
 from components import manifests
 from components.config import ProvidersConfig
+from components.ironic import adopted
 from components.objects import k8s_object, resource_name
 
 
 def objects_for(config: ProvidersConfig, root: Path) -> dict[str, list[dict[str, Any]]]:
-    """Manifests per provider, from the pinned modules or a user-supplied components file."""
+    """Manifests per provider, from the pinned modules or a user-supplied components file; with `adopt`,
+    each carries pulumi-kubernetes' patchForce (a controller another tool installed is taken over)."""
+    groups = _objects_for(config, root)
+    if config.adopt:
+        groups = {name: [adopted(o) for o in objs] for name, objs in groups.items()}
+    return groups
+
+
+def _objects_for(config: ProvidersConfig, root: Path) -> dict[str, list[dict[str, Any]]]:
     if config.source != "modules":
         path = Path(config.source)
         return {"components": manifests.components_file(path if path.is_absolute() else root / path)}

@@ -72,7 +72,8 @@ def write(nodes: Iterable[Node], directory: Path) -> int:
 
 
 def read(directory: Path, served: dict[tuple[str, str], ResourceType]) -> ClusterView:
-    """A ClusterView of a backup folder, typed by what the restore target serves."""
+    """A ClusterView of a backup folder: each kind at the file's version, named (plural, scope) as the restore
+    target names it."""
     if not directory.is_dir():
         raise InputError(f"--from-directory {directory}: no such folder")
     objects: list[tuple[TypeInfo, Obj]] = []
@@ -90,9 +91,11 @@ def read(directory: Path, served: dict[tuple[str, str], ResourceType]) -> Cluste
             raise InputError(f"{path}: not a Kubernetes object")
         api = obj["apiVersion"]
         gk = (group_of(api), obj["kind"])
-        rt = core.get(gk) or served.get(gk)
-        if rt is None:
-            rt = ResourceType(gk[0], api.rsplit("/", 1)[-1], gk[1], gk[1].lower() + "s")
+        # created at the file's version, as clusterctl does (the pre-flight checks that the target serves it)
+        there = core.get(gk) or served.get(gk)
+        version = api.rsplit("/", 1)[-1]
+        rt = (ResourceType(gk[0], version, gk[1], there.plural, there.namespaced) if there is not None
+              else ResourceType(gk[0], version, gk[1], gk[1].lower() + "s"))
         # every object in a backup moves: mark the type as force-moved
         objects.append((TypeInfo(rt, force_move=True), obj))
     if not objects:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from metal3_pivot.graph import (
@@ -35,25 +35,37 @@ class ClusterView:
     providers: list[Obj]
     namespaces: set[str]
     graph: Graph
+    #: the versions each CRD kind is served at (the pre-flight checks that the target serves the version the
+    #: objects are created at); empty for a backup folder
+    versions: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
 
 
-async def discover_types(kube: Kube) -> tuple[dict[tuple[str, str], TypeInfo], dict[tuple[str, str], ResourceType]]:
+Types = dict[tuple[str, str], TypeInfo]
+Served = dict[tuple[str, str], ResourceType]
+Versions = dict[tuple[str, str], frozenset[str]]
+
+
+async def discover_types(kube: Kube) -> tuple[Types, Served, Versions]:
+    """The kinds clusterctl moves (CRDs with its label, plus Secrets and ConfigMaps); every CRD kind at its
+    storage version; and the versions each CRD kind is served at."""
     crds = await kube.list(CRD)
-    served = {}
-    types = {}
+    served: Served = {}
+    versions: Versions = {}
+    types: Types = {}
     for crd in crds:
         rt = resource_type_of_crd(crd)
         served[(rt.group, rt.kind)] = rt
+        versions[(rt.group, rt.kind)] = frozenset(v["name"] for v in crd["spec"]["versions"] if v.get("served"))
         if CLUSTERCTL_LABEL in (crd["metadata"].get("labels") or {}):
             types[(rt.group, rt.kind)] = TypeInfo.from_crd(crd, rt)
     types[("", "Secret")] = TypeInfo(SECRET)
     types[("", "ConfigMap")] = TypeInfo(CONFIGMAP)
-    return types, served
+    return types, served, versions
 
 
 async def discover(kube: Kube, namespaces: Sequence[str]) -> ClusterView:
     """The cluster's objects of every candidate kind in `namespaces` (all when empty), as a graph."""
-    types, served = await discover_types(kube)
+    types, served, versions = await discover_types(kube)
     providers = await kube.list(INVENTORY) if (INVENTORY.group, INVENTORY.kind) in served else []
     existing = {n["metadata"]["name"] for n in await kube.list(NAMESPACE)}
     wanted = [ns for ns in namespaces if ns in existing] if namespaces else [None]
@@ -78,7 +90,7 @@ async def discover(kube: Kube, namespaces: Sequence[str]) -> ClusterView:
         users = await kube.list(cluster_type.rt) if cluster_type is not None else []
     graph = build_graph(objects)
     mark_should_not_delete(graph, namespaces, users)
-    return ClusterView(kube.name, types, served, providers, existing, graph)
+    return ClusterView(kube.name, types, served, providers, existing, graph, versions)
 
 
 def _class_ref(cluster: Obj) -> tuple[str, str] | None:

@@ -112,6 +112,13 @@ class MissingCrdError(PreflightError):
     code = Code.MISSING_CRD
 
 
+class StorageVersionError(PreflightError):
+    """The target stores a moving kind at an older API version than the source, or no longer serves the
+    version the source stores it at (objects are created at that version): fix the target's provider."""
+
+    code = Code.STORAGE_VERSION
+
+
 class ProviderVersionError(PreflightError):
     code = Code.PROVIDER_VERSION
 
@@ -156,7 +163,7 @@ class NestingTooDeepError(PreflightError):
 
 
 PREFLIGHT_ERRORS: dict[Code, type[PreflightError]] = {
-    cls.code: cls for cls in (MissingNamespaceError, MissingCrdError, ProviderVersionError,
+    cls.code: cls for cls in (MissingNamespaceError, MissingCrdError, StorageVersionError, ProviderVersionError,
                               NotProvisionedError, AlreadyPausedError, BrokenOwnerChainError, HostStatusError,
                               TargetConflictError, ForeignMoveError, ObjectTooLargeError, NestingTooDeepError)
     if cls.code is not None}

@@ -20,6 +20,7 @@ class Code(StrEnum):
     # pre-flight: the move is refused before any write
     MISSING_NAMESPACE = "missing-namespace"
     MISSING_CRD = "missing-crd"
+    STORAGE_VERSION = "storage-version"
     PROVIDER_VERSION = "provider-version"
     NOT_PROVISIONED = "not-provisioned"
     ALREADY_PAUSED = "already-paused"

@@ -41,6 +41,7 @@ class LocationInputs:
     concurrency: int = 32
     target_providers_managed: bool = False
     holder: str = "a pulumi stack"              # who moves, as the cluster-side move lock shows it
+    urn: Any = ""                               # the resource's own URN: its progress lines are logged on it
 
     @classmethod
     def prop_keys(cls) -> list[str]:
@@ -82,6 +83,7 @@ _INPUT_READERS: dict[str, Callable[[Any], Any]] = {
     "concurrency": lambda v: int(v or 32),
     "target_providers_managed": bool,
     "holder": lambda v: str(v or "a pulumi stack"),
+    "urn": _text,
 }
 
 

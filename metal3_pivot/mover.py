@@ -254,7 +254,7 @@ class Mover:
         owner chains), Clusters and ClusterClasses of the backup are unpaused. Reads clusterctl's files too."""
         t0 = time.monotonic()
         report = MoveReport(f"directory {directory}", self.dst.name, self.opts.dry_run)
-        _, served = await discover_types(self.dst)
+        _, served, _ = await discover_types(self.dst)
         view = backup.read(directory, served)
         plan = make_plan(view, await discover(self.dst, sorted(view.namespaces)))
         preflight.check(plan, (), preflight.RESTORE_RULES)

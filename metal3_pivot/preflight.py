@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Sequence
+from functools import cmp_to_key
 from typing import Any
 
+from metal3_pivot import apiversion
 from metal3_pivot.errors import PREFLIGHT_ERRORS, PreflightError
 from metal3_pivot.findings import Code, Finding
 from metal3_pivot.graph import CAPI_GROUP, Node
@@ -153,20 +155,38 @@ def no_foreign_move(plan: Plan, _: Sequence[str]) -> Iterator[Finding]:
 
 
 def target_serves_kinds(plan: Plan, _: Sequence[str]) -> Iterator[Finding]:
-    """Every kind still to create is served by the target, at the version the source stores."""
+    """Every kind still to create has a CRD in the target that serves the version its objects are created at
+    (the version the source stores them at, or a backup file's) and stores the kind at that version or a
+    newer one, in Kubernetes' order of API versions (apiversion.py).
+
+    clusterctl creates each object at the source's storage version too, and finds a target that does not
+    serve it only when that create fails, halfway through the move; an older storage version on the target
+    means an older provider, which clusterctl refuses by its provider-version and contract checks. Both are
+    refused here before any write."""
     src, dst = plan.source, plan.target
-    for gk in sorted({(k.group, k.kind) for k in plan.to_create}):
-        if gk[0] == "":
-            continue
-        have = src.types[gk].rt if gk in src.types else None
+    carried: dict[tuple[str, str], set[str]] = {}
+    for key in plan.to_create:
+        if key.group:
+            carried.setdefault(key.group_kind, set()).add(plan.moving[key].type.rt.version)
+    for gk, wanted in sorted(carried.items()):
         there = dst.served.get(gk)
         label = f"{gk[1]}.{gk[0]}"
         if there is None:
             yield Finding(Code.MISSING_CRD, f"kind {label}", f"{dst.name} has no CRD for it: install the provider "
                           "that owns it on the target first (clusterctl init or the ProviderInstall component)")
-        elif have is not None and there.version != have.version:
-            yield Finding(Code.MISSING_CRD, f"kind {label}", f"{dst.name} stores {there.version}, {src.name} "
-                          f"stores {have.version}: install the same provider version on both sides")
+            continue
+        serves = dst.versions.get(gk, frozenset({there.version}))
+        for version in sorted(wanted, key=cmp_to_key(apiversion.compare)):
+            if not apiversion.at_least(there.version, version):
+                yield Finding(Code.STORAGE_VERSION, f"kind {label}", f"{dst.name} stores it at {there.version}, "
+                              f"older than {version} in {src.name}: its provider on {dst.name} is older; upgrade "
+                              f"it there (clusterctl upgrade, or the ProviderInstall component) before moving")
+            elif version not in serves:
+                yield Finding(Code.STORAGE_VERSION, f"kind {label}", f"{dst.name} does not serve {version}, the "
+                              f"version {src.name} stores it at and the version its objects are created at (served: "
+                              f"{', '.join(sorted(serves)) or 'none'}): upgrade the provider on {src.name} to a "
+                              f"release that stores a version {dst.name} serves, or install on {dst.name} a "
+                              f"release that still serves {version}")
 
 
 def target_providers(plan: Plan, _: Sequence[str]) -> Iterator[Finding]:

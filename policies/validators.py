@@ -12,13 +12,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from metal3_pivot import INVENTORY, Code, LocationInputs, LocationState, prop_key, version_key
+from metal3_pivot import INVENTORY, Code, LocationInputs, LocationState, version_key
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 CONFIGMAP = "kubernetes:core/v1:ConfigMap"
 #: clusterctl's inventory entries as pulumi-kubernetes types them
 INVENTORY_TYPE = f"kubernetes:{INVENTORY.api_version}:{INVENTORY.kind}"
-DYNAMIC = "pulumi-python:dynamic:Resource"
+#: where the objects live (components/object_location.py: `pulumi.dynamic.Resource, module="metal3",
+#: name="ObjectLocation"`); a pack only sees what the program registers now, which is always this token
+#: (stacks made with the generic `pulumi-python:dynamic:Resource` are aliased, not seen under the old one)
+OBJECT_LOCATION = "pulumi-python:dynamic/metal3:ObjectLocation"
 #: the move's pre-flight gate (components/move_preflight.py: `pulumi.dynamic.Resource, module="metal3",
 #: name="MovePreflight"`), registered before anything that changes a cluster
 PREFLIGHT = "pulumi-python:dynamic/metal3:MovePreflight"
@@ -46,11 +49,8 @@ class Res:
 
 
 def object_location(resources: Sequence[Res]) -> Res | None:
-    """The stack's ObjectLocation: the dynamic resource carrying its declared inputs."""
-    for r in resources:
-        if r.type == DYNAMIC and all(k in r.props for k in (prop_key("location"), prop_key("ephemeral_kubeconfig"))):
-            return r
-    return None
+    """The stack's ObjectLocation, by its type token."""
+    return next((r for r in resources if r.type == OBJECT_LOCATION), None)
 
 
 def _location(loc: Res) -> Any:

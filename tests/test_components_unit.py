@@ -114,6 +114,55 @@ def test_kubeconfig_content_must_be_secret_and_is_never_echoed() -> None:
     assert "SECRETKEY" not in str(err2.value) and "exactly one" in str(err2.value)
 
 
+class FakeConfig:
+    """What components.config.load reads of pulumi.Config: raw text per key, as the CLI hands it over."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+
+    def get(self, key: str) -> str | None:
+        return self.values.get(self.full_key(key))
+
+    def full_key(self, key: str) -> str:
+        return f"metal3-pivot:{key}"
+
+
+def test_config_is_read_through_pulumi_config_objects_decoded_scalars_coerced() -> None:
+    from components.config import load
+
+    raw = {"metal3-pivot:location": "target", "metal3-pivot:namespaces": '["metal3","other"]',
+           "metal3-pivot:ephemeral": '{"kubeconfigPath":"a"}', "metal3-pivot:target": '{"kubeconfig":"TEXT"}',
+           "metal3-pivot:skipAwait": "true", "metal3-pivot:concurrency": "8", "other-project:x": "ignored"}
+    cfg = load(FakeConfig(raw), {"metal3-pivot:target"}.__contains__, raw)
+    assert cfg.location == "target" and cfg.namespaces == ["metal3", "other"] and cfg.skip_await
+    assert cfg.concurrency == 8 and cfg.target.kubeconfig == "TEXT" and cfg.ephemeral.kubeconfig_path == "a"
+    with pytest.raises(ConfigError) as err:                  # the same content, not secret: refused
+        load(FakeConfig(raw), lambda _k: False, raw)
+    assert "must be secret config" in str(err.value) and "TEXT" not in str(err.value)
+
+
+def test_config_errors_are_one_line_and_name_the_key() -> None:
+    from components.config import load
+
+    base = {"metal3-pivot:location": "target", "metal3-pivot:ephemeral": '{"kubeconfigPath":"a"}',
+            "metal3-pivot:target": '{"kubeconfigPath":"b"}'}
+    typo = {**base, "metal3-pivot:lcoation": "target"}
+    with pytest.raises(ConfigError) as err:
+        load(FakeConfig(typo), lambda _k: False, typo)
+    assert str(err.value).count("\n") == 0
+    assert "metal3-pivot:lcoation: not a setting of this program" in str(err.value) and "location" in str(err.value)
+    flat = {**base, "metal3-pivot:providers": "yes"}
+    with pytest.raises(ConfigError) as err:
+        load(FakeConfig(flat), lambda _k: False, flat)
+    assert str(err.value) == ("invalid stack configuration: metal3-pivot:providers: must be a map or a list (set "
+                              "it with --path, or in the stack file)")
+    bad = {**base, "metal3-pivot:location": "elsewhere"}
+    with pytest.raises(ConfigError) as err:
+        load(FakeConfig(bad), lambda _k: False, bad)
+    assert str(err.value) == ("invalid stack configuration: metal3-pivot:location: Input should be 'ephemeral' or "
+                              "'target' (got 'elsewhere')")
+
+
 def test_ironic_settings_are_validated() -> None:
     with pytest.raises(ConfigError) as err:
         parse({**BASE, "ironic": {"provisioningIp": "not-an-ip"}})
@@ -160,13 +209,26 @@ def test_move_preflight_has_its_own_type_token_and_never_changes() -> None:
     assert diff.changes is False and not diff.replaces
 
 
+def test_object_location_has_its_own_type_token_aliased_to_the_generic_one() -> None:
+    """The pack finds ObjectLocation by its token; stacks made under the generic token keep the resource
+    (an alias, not a replace: tests/test_pulumi_types.py runs it with the CLI)."""
+    from components.object_location import GENERIC_TYPE, TYPE, ObjectLocation
+    from policies.validators import OBJECT_LOCATION
+
+    assert f"pulumi-python:{ObjectLocation._resource_type_name}" == TYPE == OBJECT_LOCATION
+    class Plain(pulumi.dynamic.Resource):    # what ObjectLocation was: no module, no name
+        pass
+
+    assert f"pulumi-python:{Plain._resource_type_name}" == GENERIC_TYPE
+
+
 def test_what_check_writes_is_what_the_policy_pack_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     """The providers' `check` output, read by the policies through the same model: an owner-chain
     finding refuses the move in both checks (no pack needed) and still reaches the pack's owner-chain
     policy on MovePreflight; the ephemeral inventory arrives intact."""
     from components import move_preflight, object_location
     from metal3_pivot import Code, Finding, LocationInputs, LocationState, PendingMove, ProviderEntry
-    from policies.validators import DYNAMIC, INVENTORY_TYPE, PREFLIGHT, Res, owner_chain, target_initialised
+    from policies.validators import INVENTORY_TYPE, OBJECT_LOCATION, PREFLIGHT, Res, owner_chain, target_initialised
 
     state = LocationState(actual="ephemeral", digest="sha256:0",
                           pending=PendingMove("ephemeral", "target", {"Cluster": 1}),
@@ -184,8 +246,52 @@ def test_what_check_writes_is_what_the_policy_pack_reads(monkeypatch: pytest.Mon
         assert LocationState.from_props(r.inputs) == state
     assert owner_chain(Res(PREFLIGHT, "preflight", gate.inputs)) == [
         "broken owner chain: Secret metal3/x: its owner is gone"]
-    res = Res(DYNAMIC, "objects", result.inputs)
+    res = Res(OBJECT_LOCATION, "objects", result.inputs)
     other = Res(INVENTORY_TYPE, "inv", {"metadata": {"name": "infrastructure-metal3"},
                                         "type": "InfrastructureProvider", "version": "v1.13.2"}, cluster="target")
     assert target_initialised([res, other]) == ["the ephemeral cluster runs provider cluster-api (CoreProvider "
                                                 "v1.14.2) but the stack does not install it on the target"]
+
+
+# ---------------------------------------------------------------------------------------------- ownership
+
+def test_only_objects_no_pulumi_manager_wrote_count_as_created_elsewhere() -> None:
+    from components.ownership import created_elsewhere
+
+    def obj(*names: str) -> dict[str, Any]:
+        return {"metadata": {"managedFields": [{"manager": n, "operation": "Apply"} for n in names]}}
+
+    assert created_elsewhere(obj("kubectl")) and created_elsewhere(obj("clusterctl", "kube-controller-manager"))
+    assert created_elsewhere(obj("pulumi-kubernetesx"))                         # a look-alike is not pulumi's
+    assert not created_elsewhere(obj("pulumi-kubernetes"))                      # client-side apply
+    assert not created_elsewhere(obj("kubectl", "pulumi-kubernetes-2f6b4c1a"))  # server-side apply, or adopted
+
+
+def test_declared_deployments_follow_location_install_and_adopt() -> None:
+    from pathlib import Path
+
+    from components.config import parse
+    from components.ownership import declared_deployments
+
+    root = Path(__file__).resolve().parent.parent
+    base = {**BASE, "providers": {"install": False}}
+    on_target = declared_deployments(parse({**base, "location": "target"}), root)
+    assert {(d.cluster, d.namespace, d.name, d.setting) for d in on_target} == {
+        ("target", "baremetal-operator-system", "ironic", "ironic"),
+        ("target", "baremetal-operator-system", "baremetal-operator-controller-manager", "ironic")}
+    assert {d.cluster for d in declared_deployments(parse(base), root)} == {"ephemeral"}
+    assert declared_deployments(parse({**base, "ironic": {"adopt": True}}), root) == []
+    assert declared_deployments(parse({**base, "ironic": {"install": False}}), root) == []
+
+
+def test_the_refusal_names_each_object_and_both_choices() -> None:
+    from components.ownership import Declared, Foreign, refusal
+
+    text = refusal([Foreign(Declared("target", "baremetal-operator-system", "bmo", "Ironic", "ironic"), ("kubectl",)),
+                    Foreign(Declared("target", "capi-system", "capi", "ProviderInstall", "providers"), ())])
+    assert "Deployment baremetal-operator-system/bmo on the target cluster (declared by Ironic; managed by kubectl)" \
+        in text
+    assert "capi-system/capi on the target cluster (declared by ProviderInstall; managed by nobody recorded)" in text
+    for key in ("ironic", "providers"):
+        assert f"pulumi config set --path {key}.install false" in text
+        assert f"pulumi config set --path {key}.adopt true" in text

@@ -343,6 +343,40 @@ def test_provider_versions_compare_as_semver_with_pre_releases() -> None:
     assert not version_at_least("v1.13.1", "v1.13.2")
 
 
+def test_a_target_storing_an_older_version_is_refused_before_any_write(fresh_clusters, tmp_path: Path) -> None:
+    """The target's Cluster CRD stores v1beta1 (an older CAPI; it still serves v1beta2), the source's
+    v1beta2: refused by the pre-flight with its own finding, nothing written, not even the lock. The real
+    clusterctl refuses that target too (its contract check: "v1beta1 detected"), also before any write."""
+    from metal3_pivot.kube import CRD, LEASE
+
+    clusters = fresh_clusters()
+    eph, tgt = clusters["ephemeral"], clusters["target"]
+    seed_pair(clusters)
+
+    async def older_storage(k):  # type: ignore[no-untyped-def]
+        crd = await k.get(CRD, "clusters.cluster.x-k8s.io")
+        names = [v["name"] for v in crd["spec"]["versions"]]
+        assert {"v1beta1", "v1beta2"} <= set(names), names
+        for v in crd["spec"]["versions"]:
+            v["storage"] = v["name"] == "v1beta1"
+        await k.replace(CRD, crd)
+    run(older_storage, tgt)
+    before = {c.name: resource_versions(c) for c in (eph, tgt)}
+
+    out = engine_cli(*cli_move_args(eph, tgt))
+    assert out.returncode == 2, (out.returncode, out.stderr[-3000:])
+    assert "Traceback" not in out.stderr
+    assert "kind Cluster.cluster.x-k8s.io: target stores it at v1beta1, older than v1beta2" in out.stderr, out.stderr
+    assert "upgrade" in out.stderr and "nothing was changed" in out.stderr
+    assert {c.name: resource_versions(c) for c in (eph, tgt)} == before
+    for c in (eph, tgt):
+        assert run(lambda k: k.get(LEASE, "metal3-pivot-move", "kube-system"), c) is None
+
+    theirs = clusterctl_move(eph, tgt, tmp_path)
+    assert theirs.returncode != 0 and '"v1beta1" detected' in theirs.stdout + theirs.stderr, theirs.stderr
+    assert {c.name: resource_versions(c) for c in (eph, tgt)} == before
+
+
 # ---------------------------------------------------------------------------------------------- rule 8
 
 def test_verify_finds_ironic_as_metal3_dev_env_deploys_it(fresh_clusters) -> None:

@@ -9,8 +9,8 @@ import pytest
 from policies.validators import (
     CONFIGMAP,
     DEPLOYMENT,
-    DYNAMIC,
     INVENTORY_TYPE,
+    OBJECT_LOCATION,
     PREFLIGHT,
     Res,
     bmh_status_annotation,
@@ -29,8 +29,9 @@ PROVIDERS = [{"name": "cluster-api", "type": "CoreProvider", "version": "v1.14.2
 
 
 def loc(location: str = "ephemeral", preflight: list[dict[str, str]] | None = None, protect: bool = True) -> Res:
-    return Res(DYNAMIC, "objects", {"location": location, "ephemeralKubeconfig": "x", "preflight": preflight or [],
-                                    "providers": {"ephemeral": PROVIDERS}}, protect=protect)
+    return Res(OBJECT_LOCATION, "objects", {"location": location, "ephemeralKubeconfig": "x",
+                                            "preflight": preflight or [], "providers": {"ephemeral": PROVIDERS}},
+               protect=protect)
 
 
 def ironic(cluster: str, name: str = "ironic-deployment") -> Res:
@@ -124,7 +125,7 @@ def test_a_value_unknown_at_preview_fails_closed() -> None:
     from policies.pack import policies
 
     class Unknowable:
-        resource_type = DYNAMIC
+        resource_type = OBJECT_LOCATION
         name = "objects"
         urn = "urn:objects"
         provider = None

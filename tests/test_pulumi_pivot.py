@@ -178,21 +178,39 @@ def test_bad_config_fails_preview_and_writes_nothing(fresh_clusters, tmp_path: P
     p.run("config", "set", "--secret", "--path", "target.kubeconfig", stdin=tgt.kubeconfig.read_text(), check=True)
     p.set_config("skipAwait", "true")
 
+    # config errors end the program with pulumi.RunError: the message, no traceback of the program
     p.set_config("location", "elsewhere")
     bad = p.run("preview")
     assert bad.returncode != 0
-    assert "metal3-pivot:location" in bad.output and "'ephemeral' or 'target'" in bad.output
+    assert ("invalid stack configuration: metal3-pivot:location: Input should be 'ephemeral' or 'target' "
+            "(got 'elsewhere')") in bad.output, bad.output
+    assert "Traceback" not in bad.output
 
     p.set_config("location", "target")
+    p.set_config("lcoation", "target")
+    typo = p.run("preview")
+    assert typo.returncode != 0 and "metal3-pivot:lcoation: not a setting of this program" in typo.output
+    assert "Traceback" not in typo.output
+    p.run("config", "rm", "lcoation", check=True)
+
+    # a manifest error (a components file that does not exist) likewise
+    p.run("config", "set", "--path", "providers.source", str(tmp_path / "missing-components.yaml"), check=True)
+    manifest = p.run("preview")
+    assert manifest.returncode != 0 and "providers.source" in manifest.output and "missing-components.yaml" in \
+        manifest.output, manifest.output
+    assert "Traceback" not in manifest.output
+    p.run("config", "rm", "--path", "providers.source", check=True)
+
     p.run("config", "rm", "--path", "target.kubeconfig", check=True)
     missing = p.run("preview")
     assert missing.returncode != 0 and "metal3-pivot:target" in missing.output
+    assert "Traceback" not in missing.output
 
     dead = tgt.kubeconfig.read_text().replace(f"127.0.0.1:{tgt.api_port}", "127.0.0.1:1")
     p.run("config", "set", "--secret", "--path", "target.kubeconfig", stdin=dead, check=True)
     unreachable = p.run("preview")
     assert unreachable.returncode != 0 and "metal3-pivot:target: the target cluster is not usable" in unreachable.output
-    assert "cannot reach https://127.0.0.1:1" in unreachable.output
+    assert "cannot reach https://127.0.0.1:1" in unreachable.output and "Traceback" not in unreachable.output
     after = {c.name: resource_versions(c) for c in (eph, tgt)}
     assert after == before
     assert "client-key-data" not in p.all_text()
