@@ -13,6 +13,7 @@ processes every 20 ms throughout: never two Ironics.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import tempfile
@@ -62,6 +63,11 @@ def stack(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> PulumiProject:
     p.run("up", "--yes", "--skip-preview", check=True, timeout=600)
     FIGURES["pulumi up: providers onto the target"] = time.monotonic() - t0
     return p
+
+
+def move_logs() -> Path:
+    base = os.environ.get("METAL3_PIVOT_CACHE") or str(Path.home() / ".cache" / "metal3-pivot")
+    return Path(base) / "logs" / "moves"
 
 
 def eph(lab: Lab) -> LocalCluster:
@@ -218,3 +224,36 @@ def test_the_reference_run_with_clusterctl_move_passes_the_same_checks(
             FIGURES[f"{what}: clusterctl move alone"] = moved
             FIGURES[f"{what}: start -> reconciled"] = time.monotonic() - t0
     assert watch.max_seen == 1, watch.overlaps
+
+
+def test_a_provider_holding_the_move_with_block_move_is_waited_for_beside_the_live_plane(
+        lab: Lab, stack: PulumiProject, tmp_path: Path) -> None:
+    """Issue 15's block-move rule with the live controllers running: a provider stand-in (lab/blockmove.py,
+    CAPZ's behaviour) annotates the Metal3Machines while their Cluster is unpaused and clears them once it is
+    paused; `pulumi up` pauses, waits, moves, and the destination's controllers reconcile as always."""
+    from lab import blockmove
+
+    e, t = eph(lab), lab.target()
+    source, dest, location = (t, e, "ephemeral") if ironic_runs_for(t, lab) else (e, t, "target")
+    ctl = blockmove.start(source.kubeconfig, lab.namespace, tmp_path / "blockmove.log")
+    try:
+        deadline = time.monotonic() + 60
+        while not any(blockmove.BLOCK_MOVE in (m["metadata"].get("annotations") or {})
+                      for m in read(source, lab.namespace).m3ms):
+            assert time.monotonic() < deadline, "the provider stand-in did not block the move"
+            time.sleep(0.5)
+        stack.set_config("location", location)
+        mark = lab.checkpoint()
+        started = time.time()
+        with IronicWatch(lab.base) as watch:
+            stack.run("up", "--yes", "--skip-preview", check=True, timeout=600)
+        # the move said what it waited for, in its log (components/object_location.py: _log_dir)
+        logs = [f for f in move_logs().glob("*.log") if f.stat().st_mtime >= started]
+        assert any(blockmove.BLOCK_MOVE in f.read_text() for f in logs), [f.name for f in logs]
+    finally:
+        blockmove.stop(ctl)
+    result, _ = lab.verify(dest, mark)
+    assert_checks(result, f"{dest.name} after a move held by block-move")
+    assert watch.max_seen == 1, watch.overlaps
+    assert not any(blockmove.BLOCK_MOVE in (m["metadata"].get("annotations") or {})
+                   for m in read(dest, lab.namespace).m3ms)
