@@ -65,6 +65,7 @@ def test_audit_kubeconfig_needles(tmp_path: Path) -> None:
 
 @pytest.mark.pulumi
 @pytest.mark.cluster
+@pytest.mark.timeout(2700)        # the whole live workflow: ~10 min alone, more beside another test file
 def test_demo_end_to_end_leaks_no_secret(tmp_path: Path) -> None:
     env = tool_env(METAL3_PIVOT_CACHE=str(tmp_path / "cache"), PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION="true")
     env.pop("PULUMI_BACKEND_URL", None)

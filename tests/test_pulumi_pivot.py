@@ -79,6 +79,7 @@ def ironic_on(cluster: LocalCluster) -> bool:
     return asyncio.run(go())
 
 
+@pytest.mark.timeout(1800)        # one long scenario: ~11 min alone, up to 19 beside the live tests
 def test_pivot_and_move_back_with_pulumi_up(fresh_clusters, postgres, tmp_path: Path) -> None:
     """The team setup: the stack state lives in a real PostgreSQL (lab/postgres.py), not in files."""
     eph = fresh_clusters(("ephemeral",))["ephemeral"]
