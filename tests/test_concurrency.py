@@ -16,6 +16,7 @@ runs each 10 times (METAL3_PIVOT_STRESS) and prints the table of outcomes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,7 +108,10 @@ def move_only_stack(project: str, stack: str, race: Race, backend: str) -> Pulum
 
 
 def moved(result: Result) -> bool:
-    return result.returncode == 0 and "metal3-pivot: moved" in result.output
+    """The mover's summary line: on the ObjectLocation resource's diagnostics (the engine's log service), or
+    on stderr with the `metal3-pivot:` prefix when no engine connection is available."""
+    return result.returncode == 0 and re.search(r"^\s*(metal3-pivot: )?moved \d+ objects from ", result.output,
+                                                re.MULTILINE) is not None
 
 
 def judge(scenario: str, results: dict[str, Result], journal: Path, race: Race,
