@@ -4,7 +4,6 @@ of Ironic a handover with never two Ironics)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,8 +18,9 @@ from lab.plane.agent import agent_pid, start_agent, stop_agent
 from lab.plane.ironic import processes_under as plane_processes_under
 from lab.plane.managers import BINARIES
 from lab.plane.runner import FINALIZER, ironic_endpoint
-from metal3_pivot import DEPLOYMENTS, Kube, ResourceType, load_kubeconfig
+from metal3_pivot import DEPLOYMENTS, Kube, ResourceType
 from tests.kit.env import SESSION_DIR
+from tests.kit.live import call
 
 pytestmark = [pytest.mark.live, pytest.mark.cluster]
 
@@ -38,13 +38,6 @@ def cluster() -> Iterator[LocalCluster]:
     yield c
     stop_agent(c.directory)
     c.stop()
-
-
-def call(cluster: LocalCluster, fn: Any) -> Any:
-    async def go() -> Any:
-        async with Kube(load_kubeconfig(cluster.kubeconfig), name=cluster.name) as kube:
-            return await fn(kube)
-    return asyncio.run(go())
 
 
 def wait(what: str, probe: Any, timeout: float = 120.0) -> Any:

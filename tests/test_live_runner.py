@@ -3,9 +3,7 @@ manager, its status reports it available, and deleting the Deployment stops the 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -17,8 +15,9 @@ from lab.cluster import LocalCluster, processes_under
 from lab.plane.ironic import processes_under as plane_processes_under
 from lab.plane.managers import BINARIES
 from lab.plane.runner import DeploymentRunner, IronicProcess, ironic_endpoint
-from metal3_pivot.kube import DEPLOYMENTS, Kube, ResourceType, load_kubeconfig
+from metal3_pivot.kube import DEPLOYMENTS, Kube, ResourceType
 from tests.kit.env import SESSION_DIR
+from tests.kit.live import call
 
 pytestmark = [pytest.mark.live, pytest.mark.cluster]
 
@@ -34,13 +33,6 @@ def cluster() -> Iterator[LocalCluster]:
     c = start_clusters(["runner"], SESSION_DIR / "live-runner", attached=True)["runner"]
     yield c
     c.stop()
-
-
-def call(cluster: LocalCluster, fn: Any) -> Any:
-    async def go() -> Any:
-        async with Kube(load_kubeconfig(cluster.kubeconfig), name=cluster.name) as kube:
-            return await fn(kube)
-    return asyncio.run(go())
 
 
 def test_the_runner_runs_what_the_cluster_declares_and_stops_what_it_drops(cluster: LocalCluster) -> None:

@@ -12,6 +12,7 @@ Ironic's node history holds no error (a failed adoption is recorded there).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.cluster import LocalCluster
+from lab.plane import spawn
 from lab.plane.bmc import BmcCheckpoint, LocalBmcs
 from lab.plane.ironic_api import IronicClient
 from lab.plane.runner import ironic_endpoint
@@ -166,22 +168,10 @@ def wait_until_passing(cluster: LocalCluster, namespace: str, rack: LocalBmcs, *
 def ironic_dirs(base: Path) -> set[str]:
     """The LocalIronic folders below `base` with a live Ironic process (its master, or its forked worker,
     which retitles itself but keeps the folder as its working directory)."""
-    needle = str(base.resolve())
     found = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            cwd = os.readlink(proc / "cwd")
-            state = (proc / "stat").read_text().rsplit(") ", 1)[1][0]
-        except (OSError, IndexError):
-            continue
-        if state == "Z" or not cwd.startswith(needle):
-            continue
-        if Path(argv[0]).name == "ironic" or argv[0].startswith("ironic:") or \
-                (len(argv) > 1 and Path(argv[1]).name == "ironic"):
-            found.add(cwd)
+    for pid in spawn.processes_mentioning(base, ("ironic",)):
+        with contextlib.suppress(OSError):      # gone since it was listed
+            found.add(os.readlink(f"/proc/{pid}/cwd"))
     return found
 
 

@@ -28,17 +28,11 @@ from typing import Any
 from lab import crds
 from lab.plane.bmc import IMAGE_NAME, FakeSystem, LocalBmcs
 from lab.seed import type_index
+from lab.seed_objects import BMO, BOOTSTRAP, CAPI, CLUSTER_NAME, CONTROLPLANE, INFRA, IPAM
 from metal3_pivot import NAMESPACE, Kube, group_of
 
 Obj = dict[str, Any]
 
-CAPI = "cluster.x-k8s.io/v1beta2"
-BOOTSTRAP = "bootstrap.cluster.x-k8s.io/v1beta2"
-CONTROLPLANE = "controlplane.cluster.x-k8s.io/v1beta2"
-INFRA = "infrastructure.cluster.x-k8s.io/v1beta2"
-BMO = "metal3.io/v1alpha1"
-IPAM = "ipam.metal3.io/v1alpha1"
-CLUSTER_NAME = "cluster.x-k8s.io/cluster-name"
 
 
 @dataclass(frozen=True)

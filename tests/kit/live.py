@@ -1,9 +1,12 @@
-"""Helpers of the live workflow tests: the stack that pivots the live lab."""
+"""Helpers of the live workflow tests: one call against a cluster, the stack that pivots the live lab."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
+from lab.cluster import LocalCluster, kube_for
 from lab.workflow import Lab
 from tests.kit.env import PROGRAM
 from tests.kit.pulumi_cli import PulumiProject
@@ -23,3 +26,11 @@ def live_stack(lab: Lab, directory: Path) -> PulumiProject:
     p.run("config", "set", "--path", "ironic.adopt", "true", check=True)   # dev-env installed them
     p.run("config", "set", "--path", "protect", "false", check=True)
     return p
+
+
+def call(cluster: LocalCluster, fn: Any) -> Any:
+    """`fn(kube)` against `cluster`, from synchronous test code."""
+    async def go() -> Any:
+        async with kube_for(cluster) as kube:
+            return await fn(kube)
+    return asyncio.run(go())
