@@ -7,8 +7,9 @@ export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
 export CLUSTERCTL_DISABLE_VERSIONCHECK := true
 PYTEST_ARGS ?=
 # two workers, a test file each (its module fixtures stay in one process): most of the suite waits on
-# API servers and the pulumi CLI, so two files at a time fit the 2-core machines it runs on
-PYTEST_WORKERS ?= -n 2 --dist loadfile
+# API servers and the pulumi CLI, so two files at a time fit the 2-core machines it runs on; the files go out
+# in the order tests/conftest.py sets (the longest first), not by their number of tests
+PYTEST_WORKERS ?= -n 2 --dist loadfile --no-loadscope-reorder
 
 .PHONY: bootstrap demo test unit lint bench clusters-down clean
 

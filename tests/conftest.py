@@ -27,6 +27,15 @@ os.environ["PATH"] = tool_env()["PATH"]
 #: fixtures that start clusters or servers: a test marked `unit` must use none of them
 _HEAVY_FIXTURES = {"cluster_pair", "fresh_clusters", "postgres"}
 
+#: The files that run longest, in the order they start. `make test` hands whole files to two workers in
+#: collection order (`--dist loadfile --no-loadscope-reorder`) and a worker takes its next file once two
+#: or fewer of its tests are left, so the long ones must start first or one of them ends the run alone
+#: (the 50-minute CI run of 2026-11-30 started test_pulumi_pivot.py last). Times: docs/testing.md.
+LONG_FILES_FIRST = ("test_live_pivot.py", "test_demo.py", "test_pulumi_pivot.py", "test_concurrency.py",
+                    "test_pulumi_safety.py", "test_live_ironic.py", "test_policies_preview.py")
+
+_file_seconds: dict[str, float] = {}
+
 
 @pytest.fixture(scope="session")
 def session_dir() -> Path:
@@ -72,11 +81,32 @@ def fresh_clusters(request: pytest.FixtureRequest) -> Iterator[Callable[..., dic
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`make unit` promises seconds: a `unit` test that starts a cluster is a mislabelled test."""
+    """`make unit` promises seconds: a `unit` test that starts a cluster is a mislabelled test.
+
+    Then the long files go first (LONG_FILES_FIRST); the sort is stable, so each file keeps its order.
+    """
     for item in items:
         heavy = _HEAVY_FIXTURES & set(getattr(item, "fixturenames", ()))
         if item.get_closest_marker("unit") and heavy:
             raise pytest.UsageError(f"{item.nodeid} is marked unit but uses {', '.join(sorted(heavy))}")
+    rank = {name: i for i, name in enumerate(LONG_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Adds up each file's setup + call + teardown (with xdist, on the controller from the workers' reports)."""
+    name = report.nodeid.split("::", 1)[0]
+    _file_seconds[name] = _file_seconds.get(name, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Where the suite's time went, a file at a time: what LONG_FILES_FIRST and docs/testing.md are kept from."""
+    if len(_file_seconds) < 2:
+        return
+    terminalreporter.section("seconds per test file (setup + tests + teardown, longest first)")
+    for name, seconds in sorted(_file_seconds.items(), key=lambda kv: -kv[1])[:20]:
+        terminalreporter.write_line(f"{seconds:8.1f}  {name}")
+    terminalreporter.write_line(f"{sum(_file_seconds.values()):8.1f}  all files")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import sys
 import textwrap
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +25,7 @@ class Result:
     returncode: int
     stdout: str
     stderr: str
+    seconds: float = 0.0
 
     @property
     def output(self) -> str:
@@ -71,10 +74,15 @@ class PulumiProject:
         self.transcript.append(result)
         return result
 
-    def run(self, *args: str, check: bool = False, stdin: str | None = None, timeout: float = 300) -> Result:
+    def run(self, *args: str, check: bool = False, stdin: str | None = None, timeout: float = 600) -> Result:
+        """One CLI call; its duration goes to stderr, so a failing test shows which step was slow."""
         cmd = self.command(*args)
-        proc = subprocess.run(cmd, env=self.env, input=stdin, capture_output=True, text=True, timeout=timeout)
-        result = Result(cmd, proc.returncode, proc.stdout, proc.stderr)
+        started = time.monotonic()
+        try:
+            proc = subprocess.run(cmd, env=self.env, input=stdin, capture_output=True, text=True, timeout=timeout)
+        finally:
+            print(f"pulumi {' '.join(args)}: {time.monotonic() - started:.1f} s", file=sys.stderr)
+        result = Result(cmd, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
         self.transcript.append(result)
         if check and proc.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{result.output}")
