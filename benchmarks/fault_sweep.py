@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import crds
 from lab.cli import seed_cluster, start_clusters
 from lab.cluster import LocalCluster, kube_for
+from lab.data import crds
+from lab.data.seed import canonical_snapshot, settle
+from lab.data.seed_objects import Topology
 from lab.faultproxy import FaultProxy, FaultRates
-from lab.seed import canonical_snapshot, settle
-from lab.seed_objects import Topology
 from metal3_pivot import MoveOptions, Mover, ObjKey, PivotError, verify
 
 NS = "metal3"

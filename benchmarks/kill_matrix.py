@@ -23,12 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab import crds
 from lab.cli import seed_cluster, start_clusters
 from lab.cluster import LocalCluster, kube_for
+from lab.data import crds
+from lab.data.seed import settle
+from lab.data.seed_objects import Topology
 from lab.seams import seam_env
-from lab.seed import settle
-from lab.seed_objects import Topology
 from metal3_pivot import MoveOptions, Mover, verify
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,11 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab import crds
 from lab.cli import start_clusters
 from lab.cluster import LocalCluster, kube_for
-from lab.seed import seed, settle, type_index
-from lab.seed_objects import Topology, build
+from lab.data import crds
+from lab.data.seed import seed, settle, type_index
+from lab.data.seed_objects import Topology, build
 from metal3_pivot import NAMESPACE, Kube, MoveOptions, Mover, MoveReport, group_of
 
 ROOT = Path(__file__).resolve().parent.parent

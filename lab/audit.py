@@ -2,7 +2,7 @@
 
 What is searched for: the client key and client certificate of each kubeconfig (their base64 text as the
 kubeconfig holds it, and the PEM body once decoded), bearer tokens, and the seeded BMC passwords (the
-distinctive `bmc-<hex>` strings of lab/seed_objects.py, as text and as the base64 a Secret holds).
+distinctive `bmc-<hex>` strings of lab/data/seed_objects.py, as text and as the base64 a Secret holds).
 Where: every file under the given roots (gzip files decompressed). A backup folder of
 `metal3-pivot move --to-directory` holds Secrets by design: it is not searched, but it must be mode 0700
 with every file 0600 (anything else is a finding).
@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from lab.seed_objects import Topology, build
+from lab.data.seed_objects import Topology, build
 
 
 @dataclass(frozen=True)

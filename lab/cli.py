@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lab import crds
 from lab.cluster import ClusterError, LocalCluster, kube_for, start_all
+from lab.data import crds
 
 if TYPE_CHECKING:
-    from lab.seed_objects import Topology
+    from lab.data.seed_objects import Topology
 
 DEFAULT_DIR = Path(".lab")
 
@@ -54,7 +54,7 @@ async def _install_all(clusters: list[LocalCluster], b: crds.Bundle) -> None:
 
 
 async def seed_cluster(cluster: LocalCluster, topology: Topology, concurrency: int = 32) -> None:
-    from lab.seed import seed
+    from lab.data.seed import seed
 
     async with kube_for(cluster, concurrency=concurrency) as kube:
         result = await seed(kube, topology, crds.bundle().resource_types(), concurrency=concurrency,
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             for c in clusters.values():
                 print(f"{c.name}: {c.server} kubeconfig={c.kubeconfig}")
         elif args.cmd == "seed":
-            from lab.seed_objects import Topology
+            from lab.data.seed_objects import Topology
 
             cluster = LocalCluster.load(base / args.cluster)
             topo = Topology(namespace=args.namespace, clusters=args.clusters, control_planes=args.control_planes,
@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{d.parent.name}: the machines' BMCs")
                 print_processes(d.parent)
         elif args.cmd == "down":
+            from lab.machines.bmc import LocalBmcs
             from lab.plane.agent import stop_agent
-            from lab.plane.bmc import LocalBmcs
 
             folders = sorted(d.parent for d in base.glob("*/cluster.json"))
             for folder in folders:      # the node agents first: no controller acts on a cluster going away

@@ -6,7 +6,7 @@
    BareMetalHosts registered to `available` through Ironic;
 2. the target cluster provisioned through CAPI -> CAPM3 -> BMO -> Ironic on two of the machines (one
    KubeadmControlPlane machine, one worker); its control plane "boots" from the user data
-   (lab/plane/machines.py) and is the target management cluster;
+   (lab/machines/node_agent.py) and is the target management cluster;
 3. `pulumi up`, location=ephemeral: the providers installed on the target (they start there);
 4. location=target: `pulumi preview --diff` (policy pack), then `pulumi up`: Ironic leaves the
    ephemeral cluster and starts on the target, the objects move;
@@ -32,8 +32,8 @@ from pathlib import Path
 
 from lab import audit
 from lab.cluster import LocalCluster, free_port
+from lab.data.topology import LiveTopology, live_objects
 from lab.plane.checks import Check, IronicWatch
-from lab.plane.topology import LiveTopology, live_objects
 from lab.workflow import Lab, WorkflowError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -34,10 +34,10 @@ from components.config import IronicConfig
 from components.ironic import ironic_objects
 from lab.cli import start_clusters
 from lab.cluster import LocalCluster
+from lab.data.topology import LiveTopology, live_objects
+from lab.machines.bmc import BmcCheckpoint, LocalBmcs
 from lab.plane import checks
 from lab.plane.agent import start_agent, stop_agent
-from lab.plane.bmc import BmcCheckpoint, LocalBmcs
-from lab.plane.topology import LiveTopology, live_objects
 from metal3_pivot import DEPLOYMENTS, SECRET, Kube, load_kubeconfig
 
 Obj = dict[str, Any]

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import crds
 from lab.cluster import LocalCluster, kube_for, processes_under
+from lab.data import crds
 from metal3_pivot.kube import CRD
 from tests.kit.env import ROOT, tool_env
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lab.cli import seed_cluster
-from lab.seed_objects import Topology, build
+from lab.data.seed_objects import Topology, build
 from tests.kit.env import tool_env
 from tests.kit.move import read_seeded
 

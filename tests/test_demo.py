@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from lab import audit
-from lab.seed_objects import Topology
+from lab.data.seed_objects import Topology
 from tests.kit.env import ROOT, tool_env
 
 TOPOLOGY = Topology(namespace="metal3", clusters=1, control_planes=3, workers=2, spare_hosts=1)

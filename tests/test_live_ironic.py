@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from lab.plane.bmc import BmcCheckpoint, FakeSystem, LocalBmcs
+from lab.machines.bmc import BmcCheckpoint, FakeSystem, LocalBmcs
 from lab.plane.ironic import LocalIronic, processes_under
 from lab.plane.ironic_api import IronicClient, NodeStateError
 from tests.kit.env import ROOT, SESSION_DIR, tool_env
@@ -167,7 +167,7 @@ def test_a_killed_parent_leaves_no_orphans() -> None:
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
         from pathlib import Path
-        from lab.plane.bmc import LocalBmcs
+        from lab.machines.bmc import LocalBmcs
         from lab.plane.ironic import LocalIronic
         LocalBmcs("doomed", Path({str(here)!r}) / "bmcs", count=1).start()
         LocalIronic("doomed", Path({str(here)!r}) / "ironic").start()

@@ -26,8 +26,8 @@ import pytest
 from components.config import IronicConfig
 from components.ironic import ironic_objects
 from lab.cluster import LocalCluster, free_port
+from lab.data.topology import LiveTopology
 from lab.plane.checks import CLUSTERS, Check, IronicWatch, ironic_dirs, read
-from lab.plane.topology import LiveTopology
 from lab.seams import seam_env
 from lab.workflow import Lab, kubectl_apply
 from metal3_pivot import CONFIGMAP, DEPLOYMENTS, Kube, ResourceType, load_kubeconfig

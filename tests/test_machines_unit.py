@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from lab.cluster import _cert, _name, write_pki
-from lab.plane.bmc import LocalBmcs
-from lab.plane.machines import MachineError, ca_cert_hash, meta_data_for, parse_user_data, render
-from lab.plane.topology import LiveTopology, TopologyError, live_objects
+from lab.data.topology import LiveTopology, TopologyError, live_objects
+from lab.machines.bmc import LocalBmcs
+from lab.machines.node_agent import MachineError, ca_cert_hash, meta_data_for, parse_user_data, render
 
 pytestmark = pytest.mark.unit
 

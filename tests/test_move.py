@@ -1,6 +1,6 @@
 """The move engine on real clusters: parity, round trip, resume after SIGKILL, no writes on dry-run.
 
-Every scenario seeds a fresh pair (lab/seed_objects.py: 1 workload cluster, 3 control planes, 2 workers,
+Every scenario seeds a fresh pair (lab/data/seed_objects.py: 1 workload cluster, 3 control planes, 2 workers,
 1 spare host), moves with the real engine (its CLI where the user-facing path matters), and checks the
 invariants with metal3_pivot.verify plus direct comparisons against the original objects.
 """

@@ -433,7 +433,7 @@ def test_messages_name_the_real_cause(fresh_clusters, tmp_path: Path) -> None:
 
 def test_plan_into_a_closed_pipe_exits_quietly(fresh_clusters) -> None:
     from lab.cli import seed_cluster
-    from lab.seed_objects import Topology
+    from lab.data.seed_objects import Topology
 
     eph = fresh_clusters(("ephemeral",))["ephemeral"]
     asyncio.run(seed_cluster(eph, Topology(namespace=WORKLOAD_NS, clusters=3)))   # well over a pipe's 64 KiB

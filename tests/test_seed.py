@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from lab import crds
 from lab.cluster import LocalCluster
-from lab.seed import seed, type_index
-from lab.seed_objects import Topology, build
+from lab.data import crds
+from lab.data.seed import seed, type_index
+from lab.data.seed_objects import Topology, build
 from metal3_pivot.errors import InvalidObjectError
 from metal3_pivot.kube import CONFIGMAP, Kube, load_kubeconfig
 from tests.kit.move import read_seeded

@@ -1,4 +1,4 @@
-"""lab/seed_objects.py: the seed's owner graph, names, counts, determinism, and conformance to the real CRDs.
+"""lab/data/seed_objects.py: the seed's owner graph, names, counts, determinism, and conformance to the real CRDs.
 
 The schema check reads the storage-version openAPIV3Schema of every kind straight from the pinned provider
 modules (the same CRD folders the lab clusters install) and walks each manifest and status through it the
@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from lab.seed_objects import SeedObject, Topology, build
+from lab.data.seed_objects import SeedObject, Topology, build
 
 pytestmark = pytest.mark.unit
 

@@ -397,7 +397,7 @@ def ensure_venv() -> None:
 
 def ensure_crd_modules() -> None:
     """The CRDs installed into the local clusters come from these pinned modules' folders; their go.sum
-    (tools/go/crds) verifies the download. lab/crds.py reads the folders from .tools/crd-modules.json."""
+    (tools/go/crds) verifies the download. lab/data/crds.py reads the folders from .tools/crd-modules.json."""
     env = go_env() | {"GOFLAGS": "-mod=mod"}
     found = {}
     for key, spec in load_versions()["crds"].items():

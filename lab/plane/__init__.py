@@ -1,1 +1,1 @@
-"""The live management plane the lab runs as local processes: Ironic, the BMCs, the managers."""
+"""The management plane the lab runs as local processes, as each cluster declares it: managers, Ironic, webhooks."""

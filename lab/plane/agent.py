@@ -5,7 +5,7 @@ In metal3-dev-env the ephemeral cluster is a kind node (its kubelet runs the pro
 Pods) and the target cluster runs on the provisioned machines (their kubelets do). Here one agent per
 management cluster plays that part: its DeploymentRunner (lab/plane/runner.py) starts, restarts and
 stops the managers and Ironic the cluster's Deployments ask for, and, when the rack's machines are
-given, its MachineAgent (lab/plane/machines.py) plays the provisioned machines' operating system for
+given, its MachineAgent (lab/machines/node_agent.py) plays the provisioned machines' operating system for
 the hosts this cluster manages: it registers their Nodes in the workload cluster and boots that
 cluster's control plane from the user data. A workload cluster that boots gets an agent of its own
 (it becomes a management cluster when the providers are installed there).
@@ -95,8 +95,8 @@ def _machine_agent(cluster: LocalCluster, bmcs: Path | None, machines: Path | No
     """The machines' stand-in for this cluster's hosts, when the rack is given."""
     if bmcs is None or machines is None:
         return None
-    from lab.plane.bmc import LocalBmcs
-    from lab.plane.machines import MachineAgent
+    from lab.machines.bmc import LocalBmcs
+    from lab.machines.node_agent import MachineAgent
 
     def boot(workload: LocalCluster) -> None:      # a booted workload cluster gets its own node agent
         if agent_pid(workload.directory) is None:

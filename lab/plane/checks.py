@@ -5,7 +5,7 @@ wrote: the Cluster provisioned and its control plane initialized (CAPI, KCP), ev
 with a nodeRef, every Metal3Machine provisioned (CAPM3), every BareMetalHost `provisioned` and powered
 on (BMO), every host known to this management cluster's Ironic and `active` there (Ironic), and, across
 a pivot, nothing re-provisioned, re-inspected or power-cycled: no power request, virtual media or boot
-device change reached any machine since the mark (the BMCs' own record, lab/plane/bmc.py), and
+device change reached any machine since the mark (the BMCs' own record, lab/machines/bmc.py), and
 Ironic's node history holds no error (a failed adoption is recorded there).
 """
 
@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from lab.cluster import LocalCluster
+from lab.machines.bmc import BmcCheckpoint, LocalBmcs
 from lab.plane import spawn
-from lab.plane.bmc import BmcCheckpoint, LocalBmcs
 from lab.plane.ironic_api import IronicClient
 from lab.plane.runner import ironic_endpoint
 from metal3_pivot import Kube, ResourceType, load_kubeconfig

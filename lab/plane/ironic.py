@@ -28,7 +28,7 @@ from lab.plane import spawn
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS_BIN = ROOT / ".tools" / "bin"
-IRONIC_PROGRAMS = ("ironic", "ironic-dbsync", "sushy-emulator", "lab.plane.httpd")
+IRONIC_PROGRAMS = ("ironic", "ironic-dbsync", "sushy-emulator", "lab.machines.httpd")
 
 
 class IronicError(Exception):
@@ -162,7 +162,7 @@ class LocalIronic:
                               f"{self.log('ironic-dbsync')}:\n{spawn.tail(self.log('ironic-dbsync'))}")
         try:
             self.pids["httpd"] = spawn.spawn(
-                [sys.executable, "-m", "lab.plane.httpd", "--root", str(self.state / "http"),
+                [sys.executable, "-m", "lab.machines.httpd", "--root", str(self.state / "http"),
                  "--port", str(self.http_port)], log=self.log("httpd"), cwd=self.directory, attached=attached)
             self.pids["ironic"] = spawn.spawn([str(ironic), "--config-file", str(self.config_file)],
                                               log=self.log("ironic"), cwd=self.directory, attached=attached)

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lab import crds
 from lab.cli import seed_cluster
 from lab.cluster import LocalCluster, kube_for
-from lab.seed import canonical
-from lab.seed import snapshot as seed_snapshot
-from lab.seed_objects import Topology
+from lab.data import crds
+from lab.data.seed import canonical
+from lab.data.seed import snapshot as seed_snapshot
+from lab.data.seed_objects import Topology
 from metal3_pivot.discovery import discover
 from metal3_pivot.graph import ObjKey
 from metal3_pivot.kube import CONFIGMAP, DEPLOYMENTS, NAMESPACE, Kube, load_kubeconfig
@@ -49,8 +49,8 @@ def seed_pair(clusters: dict[str, LocalCluster], topology: Topology = TOPOLOGY) 
 
 
 def settle(cluster: LocalCluster, topology: Topology = TOPOLOGY) -> None:
-    """The target's controllers reconcile after a move (lab.seed.settle plays them)."""
-    from lab.seed import settle as write_statuses
+    """The target's controllers reconcile after a move (lab.data.seed.settle plays them)."""
+    from lab.data.seed import settle as write_statuses
 
     async def go() -> None:
         async with kube(cluster) as k:
@@ -59,7 +59,7 @@ def settle(cluster: LocalCluster, topology: Topology = TOPOLOGY) -> None:
 
 
 def snapshot(cluster: LocalCluster, namespaces: tuple[str, ...] = (TOPOLOGY.namespace,)) -> dict[ObjKey, Obj]:
-    """The objects that would move, as `cluster` has them (lab.seed.snapshot)."""
+    """The objects that would move, as `cluster` has them (lab.data.seed.snapshot)."""
     async def go() -> dict[ObjKey, Obj]:
         async with kube(cluster) as k:
             return await seed_snapshot(k, list(namespaces))
@@ -74,8 +74,8 @@ def canonical_snapshot(cluster: LocalCluster, namespaces: tuple[str, ...] = (TOP
 
 def read_seeded(kubeconfig: Path, topology: Topology = TOPOLOGY) -> dict[tuple[str, str], Obj]:
     """Every object the seed builder made for `topology`, read back by kind and name (absent ones left out)."""
-    from lab.seed import type_index
-    from lab.seed_objects import build
+    from lab.data.seed import type_index
+    from lab.data.seed_objects import build
     from metal3_pivot.kube import group_of
 
     async def go() -> dict[tuple[str, str], Obj]:

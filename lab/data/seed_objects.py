@@ -3,7 +3,7 @@
 Seed data for tests and benchmarks of the pivot: every object a real CAPI v1.14 / CAPM3 v1.13.2 /
 BMO v0.13.2 / Metal3 IPAM v1.13.2 management cluster holds for a provisioned workload cluster, as dicts,
 with the owner references, labels and annotations those controllers set (they are what `clusterctl move`
-walks) and the status they write. Nothing here talks to a cluster: `lab/seed.py` creates the objects
+walks) and the status they write. Nothing here talks to a cluster: `lab/data/seed.py` creates the objects
 level by level, fills the owner UIDs in and writes the statuses through the status subresource.
 
 Why the details matter:

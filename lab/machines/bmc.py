@@ -135,7 +135,7 @@ class LocalBmcs:
         config.write_text(self._config())
         try:
             self.pids["httpd"] = spawn.spawn(
-                [sys.executable, "-m", "lab.plane.httpd", "--root", str(self.directory / "images"),
+                [sys.executable, "-m", "lab.machines.httpd", "--root", str(self.directory / "images"),
                  "--port", str(self.http_port), "--events", str(self.events_file)],
                 log=self.log("httpd"), cwd=self.directory, attached=attached)
             # TMPDIR: the emulator downloads every inserted ISO into a temporary folder; keep them here
@@ -156,7 +156,7 @@ class LocalBmcs:
         systems = [{"uuid": s.uuid, "name": s.name, "power_state": "Off", "external_notifier": True,
                     "nics": [{"mac": s.mac, "ip": "127.0.0.1"}]} for s in self.systems]
         return "\n".join([
-            f"# written by lab/plane/bmc.py for the BMC set {self.name!r}",
+            f"# written by lab/machines/bmc.py for the BMC set {self.name!r}",
             "SUSHY_EMULATOR_LISTEN_IP = '127.0.0.1'",
             f"SUSHY_EMULATOR_LISTEN_PORT = {self.redfish_port}",
             "SUSHY_EMULATOR_FAKE_DRIVER = True",

@@ -1,6 +1,6 @@
 """The machines' operating system: what a provisioned host would run, for the fake systems that boot nothing.
 
-sushy-tools' fake systems are the BMCs (lab/plane/bmc.py); BMO and Ironic provision them for real, but
+sushy-tools' fake systems are the BMCs (lab/machines/bmc.py); BMO and Ironic provision them for real, but
 no OS starts on them. `MachineAgent` is the one stand-in: for every BareMetalHost of a management
 cluster that is a *running machine* it does what cloud-init + kubeadm would do on it.
 
@@ -55,7 +55,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 
 from lab.cluster import LocalCluster, kube_for, load_certificate
-from lab.plane.bmc import LocalBmcs
+from lab.machines.bmc import LocalBmcs
 from metal3_pivot import CONFIGMAP, NAMESPACE, SECRET, Kube, PivotError, ResourceType
 
 Obj = dict[str, Any]

@@ -1,18 +1,18 @@
 """The objects of a workload cluster as metal3-dev-env applies them, for the live controllers to provision.
 
-Unlike lab/seed_objects.py (a still life: objects *and* the statuses the controllers would have written),
+Unlike lab/data/seed_objects.py (a still life: objects *and* the statuses the controllers would have written),
 these are only the inputs a user applies: BareMetalHosts with their BMC credentials, and the cluster
 templates (Cluster, Metal3Cluster, KubeadmControlPlane, MachineDeployment, the machine, data and
 bootstrap templates, an IPPool). Everything else (Machines, KubeadmConfigs, Metal3Machines, data
 claims, certificates, the kubeconfig, every status) is the live controllers' work.
 
 What differs from a dev-env site, and why:
-- The hosts are sushy-tools' fake systems (lab/plane/bmc.py): their BMC address, boot MAC, and
+- The hosts are sushy-tools' fake systems (lab/machines/bmc.py): their BMC address, boot MAC, and
   `inspect.metal3.io: disabled` (there is no agent to inspect with), `automatedCleaningMode: disabled`
   (no agent to clean with).
 - The image is a `live-iso` (Ironic's ramdisk deploy boots it without an agent; disk images need the
   Ironic Python Agent, which the lab cannot run).
-- The control plane endpoint is 127.0.0.1:<api_port>: the machine agent (lab/plane/machines.py) serves
+- The control plane endpoint is 127.0.0.1:<api_port>: the machine agent (lab/machines/node_agent.py) serves
   the workload cluster's API there once the init machine "boots".
 - kubeletExtraArgs keep dev-env's `node-labels: metal3.io/uuid={{ ds.meta_data.uuid }}` (the label
   CAPM3 finds a host's Node by, to set its providerID) and drop the ones about the machine's runtime
@@ -25,10 +25,10 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from lab import crds
-from lab.plane.bmc import IMAGE_NAME, FakeSystem, LocalBmcs
-from lab.seed import type_index
-from lab.seed_objects import BMO, BOOTSTRAP, CAPI, CLUSTER_NAME, CONTROLPLANE, INFRA, IPAM
+from lab.data import crds
+from lab.data.seed import type_index
+from lab.data.seed_objects import BMO, BOOTSTRAP, CAPI, CLUSTER_NAME, CONTROLPLANE, INFRA, IPAM
+from lab.machines.bmc import IMAGE_NAME, FakeSystem, LocalBmcs
 from metal3_pivot import NAMESPACE, Kube, group_of
 
 Obj = dict[str, Any]

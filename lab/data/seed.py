@@ -1,4 +1,4 @@
-"""Write a metal3-dev-env-like management cluster's objects (lab/seed_objects.py) into a real cluster.
+"""Write a metal3-dev-env-like management cluster's objects (lab/data/seed_objects.py) into a real cluster.
 
 Why level by level with real UIDs: the garbage collector deletes any object whose ownerReference names a
 UID that does not exist, so owners must be created first and their server-assigned UIDs written into
@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from lab.seed_objects import SeedObject, Topology, build
+from lab.data.seed_objects import SeedObject, Topology, build
 from metal3_pivot import (
     CONFIGMAP,
     NAMESPACE,

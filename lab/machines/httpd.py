@@ -7,7 +7,7 @@ for systems with `external_notifier: true`, PUTs its whole system record there o
 (power request, power change, boot device, virtual media). Each one is appended to a JSON-lines file,
 so the BMCs' own history survives the processes that watched it.
 
-Standard library only, run as `python -m lab.plane.httpd --root DIR --port P [--events FILE]`.
+Standard library only, run as `python -m lab.machines.httpd --root DIR --port P [--events FILE]`.
 """
 
 from __future__ import annotations
