@@ -27,6 +27,10 @@ TYPED: dict[tuple[str, str], Any] = {
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): k8s.rbac.v1.ClusterRoleBinding,
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): k8s.apiextensions.v1.CustomResourceDefinition,
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"):
+        k8s.admissionregistration.v1.ValidatingWebhookConfiguration,
+    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"):
+        k8s.admissionregistration.v1.MutatingWebhookConfiguration,
 }
 
 
