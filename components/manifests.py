@@ -16,6 +16,7 @@ Left out on purpose, with the reason:
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 from dataclasses import dataclass, field
@@ -153,7 +154,14 @@ def rendered(spec: ProviderSpec) -> list[Obj]:
         text = out.stdout
         RENDER_CACHE.mkdir(parents=True, exist_ok=True)
         cache.write_text(text)
-    return [doc for doc in yaml.safe_load_all(text) if doc]
+    if cache not in _PARSED:       # parsing is the slow part (seconds for the core provider): once per process
+        _PARSED[cache] = [doc for doc in yaml.load_all(text, Loader=_LOADER) if doc]
+    return copy.deepcopy(_PARSED[cache])      # callers change what they get
+
+
+#: the parsed release configs (rendered is called per object kind and per component)
+_PARSED: dict[Path, list[Obj]] = {}
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def controllers(spec: ProviderSpec) -> list[Obj]:
