@@ -54,6 +54,13 @@ SKIP_AWAIT = {"value": False, "deployments": False}
 WAIT_FOR_AVAILABLE = "condition=Available"
 
 
+def servers_awaited() -> bool:
+    """Whether the stack waits for a Deployment to be ready before what depends on it: always, except with
+    `skipAwait` and without `awaitDeployments` (nothing runs the Deployments: the lab without its live
+    plane). Webhook configurations are declared only then (components/webhooks.py)."""
+    return not SKIP_AWAIT["value"] or SKIP_AWAIT["deployments"]
+
+
 def await_annotations(obj: dict[str, Any]) -> dict[str, str]:
     """The pulumi-kubernetes await annotations an object gets from the stack's await settings."""
     if not SKIP_AWAIT["value"]:

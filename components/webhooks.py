@@ -11,6 +11,11 @@ dropped: a cert-manager installed later would otherwise inject a CA of its own a
 A provider deployed into another namespace than the release's (BMO into Ironic's) gets what a kustomize
 `namespace:` would give it: Service references and certificate names in that namespace.
 
+Where nothing runs the Deployments and the stack is told not to wait for them (`skipAwait` without
+`awaitDeployments`: the lab's clusters without the live plane), the webhook configurations and
+conversions are left out (`objects.servers_awaited`): a failurePolicy Fail webhook nobody serves would
+refuse every write of its kinds, the move's included. Certificates and Secrets are declared either way.
+
 Ordering, the callers' part: a webhook configuration (failurePolicy Fail) is declared after the
 Deployment that serves it (it would refuse every write of its kinds until the manager answers), the
 Secret before that Deployment (its volume), the conversion with the CRD (the API server calls it only
@@ -29,6 +34,7 @@ import pulumi
 
 from components import manifests
 from components.manifests import INJECT_CA_FROM, ProviderSpec
+from components.objects import servers_awaited
 from components.webhook_cert import WebhookCertificate
 
 Obj = dict[str, Any]
@@ -122,6 +128,8 @@ def serve(prefix: str, spec: ProviderSpec, opts: pulumi.ResourceOptions, namespa
         served.secrets.append({"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "kubernetes.io/tls",
                                "data": {"tls.crt": _b64(res.tlsCrt), "tls.key": _b64(res.tlsKey),
                                         "ca.crt": _b64(res.caCrt)}})
+    if not servers_awaited():
+        return served
     cas = {ref: _b64(res.caCrt) for ref, res in served.certificates.items()}
     for obj in manifests.webhook_configurations(spec):
         done = configured(obj, cas, spec.namespace, ns)

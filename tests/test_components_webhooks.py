@@ -240,3 +240,28 @@ def test_configured_leaves_certificates_the_stack_does_not_issue_alone() -> None
     assert done is not None and "annotations" not in done["metadata"]
     assert done["webhooks"][0]["clientConfig"] == {"service": {"name": "s", "namespace": "new"}, "caBundle": "CA"}
     assert obj["metadata"]["annotations"]                                 # the release object is untouched
+
+
+@pulumi.runtime.test
+def test_without_anything_running_the_deployments_no_webhook_is_declared(mocks: Recorder,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> Any:
+    """skipAwait without awaitDeployments (the lab's clusters without the live plane): a Fail webhook nobody
+    serves would refuse every write of its kinds, so configurations and conversions stay out; the
+    certificates and Secrets are declared as always."""
+    from components import objects
+    from components.clusters import TargetCluster
+    from components.config import IronicConfig
+    from components.ironic import Ironic
+
+    monkeypatch.setitem(objects.SKIP_AWAIT, "value", True)
+    monkeypatch.setitem(objects.SKIP_AWAIT, "deployments", False)
+    assert not objects.servers_awaited()
+    served = webhooks.serve("p", manifests.PROVIDERS[0], pulumi.ResourceOptions())
+    assert served.secrets and not served.configurations and not served.conversions
+    target = TargetCluster("target", KUBECONFIG)
+    ironic = Ironic("ironic", target.provider, IronicConfig(), "target")
+
+    def verify(_: Any) -> None:
+        assert not [r for r in mocks.resources if r.typ.endswith("WebhookConfiguration")]
+        assert [r for r in mocks.resources if r.typ == "kubernetes:core/v1:Secret"]
+    return pulumi.Output.all(*[r.urn for r in ironic.resources]).apply(verify)
