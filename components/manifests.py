@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from components.variables import Lookup, substitute
 from metal3_pivot import CLUSTERCTL_LABEL, INVENTORY, MOVE_HIERARCHY_LABEL, MOVE_LABEL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +38,8 @@ KEEP_KINDS = {"Namespace", "ServiceAccount", "Role", "ClusterRole", "RoleBinding
               "ConfigMap", "Service", "Deployment"}
 
 Obj = dict[str, Any]
+#: libyaml's safe loader where PyYAML has it: a release render is megabytes, seconds in pure Python
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ManifestError(Exception):
@@ -99,7 +102,7 @@ def kustomize_labels(folder: Path) -> dict[str, str]:
 
 
 def _read_crds(folder: Path) -> list[Obj]:
-    return [yaml.safe_load(p.read_text()) for p in sorted((folder / "bases").glob("*.yaml"))]
+    return [yaml.load(p.read_text(), Loader=LOADER) for p in sorted((folder / "bases").glob("*.yaml"))]
 
 
 def crds(spec: ProviderSpec) -> list[Obj]:
@@ -133,10 +136,11 @@ def version(spec: ProviderSpec) -> str:
     return module_dirs()[spec.module]["version"]
 
 
-def rendered(spec: ProviderSpec) -> list[Obj]:
+def rendered(spec: ProviderSpec, variables: Lookup | None = None) -> list[Obj]:
     """Every object of the provider's release config (`kubectl kustomize` of its default folder), as the
     release ships it: webhook configurations, cert-manager objects and CRD patches included. Cached per
-    version in .tools/manifests."""
+    version in .tools/manifests. With `variables`, clusterctl's `${VAR:=default}` are substituted in the
+    text first, as `clusterctl init` does (components/variables.py); without, they are left in."""
     cache = RENDER_CACHE / f"{spec.name}-{version(spec)}.yaml"
     if cache.exists():
         text = cache.read_text()
@@ -151,13 +155,15 @@ def rendered(spec: ProviderSpec) -> list[Obj]:
         text = out.stdout
         RENDER_CACHE.mkdir(parents=True, exist_ok=True)
         cache.write_text(text)
-    return [doc for doc in yaml.safe_load_all(text) if doc]
+    if variables is not None:
+        text = substitute(text, variables, where=f"{spec.name} {version(spec)}")
+    return [doc for doc in yaml.load_all(text, Loader=LOADER) if doc]
 
 
-def controllers(spec: ProviderSpec) -> list[Obj]:
-    """Namespace, RBAC, Service and Deployment of the provider's controller."""
+def controllers(spec: ProviderSpec, variables: Lookup | None = None) -> list[Obj]:
+    """Namespace, RBAC, Service and Deployment of the provider's controller (`variables`: see rendered)."""
     objs = []
-    for doc in rendered(spec):
+    for doc in rendered(spec, variables):
         if doc.get("kind") not in KEEP_KINDS:
             continue
         labels = doc["metadata"].setdefault("labels", {})
@@ -167,12 +173,61 @@ def controllers(spec: ProviderSpec) -> list[Obj]:
     return objs
 
 
-def components_file(path: Path) -> list[Obj]:
-    """A release components file (e.g. infrastructure-components.yaml) supplied by the user."""
+#: clusterctl's provider types and the prefix each gives the provider's label and inventory name
+PROVIDER_TYPES = {"CoreProvider": "", "BootstrapProvider": "bootstrap-", "ControlPlaneProvider": "control-plane-",
+                  "InfrastructureProvider": "infrastructure-", "IPAMProvider": "ipam-",
+                  "RuntimeExtensionProvider": "runtime-extension-", "AddonProvider": "addon-"}
+#: kinds clusterctl treats as cluster-scoped (every other kind gets the provider's namespace)
+CLUSTER_SCOPED = {"Namespace", "Node", "PersistentVolume", "PodSecurityPolicy", "CertificateSigningRequest",
+                  "ClusterRoleBinding", "ClusterRole", "VolumeAttachment", "StorageClass", "CSIDriver", "CSINode",
+                  "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "CustomResourceDefinition",
+                  "PriorityClass", "RuntimeClass"}
+CORE_LABEL = f"{CLUSTERCTL}/core"
+
+
+def manifest_label(provider_name: str, provider_type: str) -> str:
+    """clusterctl's name for a provider (`cluster.x-k8s.io/provider` label, inventory name): e.g.
+    infrastructure-metal3; the core provider keeps its own name."""
+    return PROVIDER_TYPES[provider_type] + provider_name
+
+
+def components_file(path: Path, provider_name: str, provider_type: str, provider_version: str,
+                    variables: Lookup, where: str = "providers.source") -> list[Obj]:
+    """What `clusterctl init` installs from a release components file (e.g. infrastructure-components.yaml):
+    its variables substituted (every missing one an error before anything is declared), the objects
+    parsed, the file's one Namespace as the provider's namespace (namespaced objects without one get
+    it), clusterctl's labels on every object, and its `Provider` inventory object. What clusterctl knows
+    from its provider list (name, type, version) comes from the stack config; image overrides and
+    `--target-namespace` (clusterctl config features) are not offered."""
+    label = manifest_label(provider_name, provider_type)
+    where = f"{where} ({path})"
     try:
-        return [d for d in yaml.safe_load_all(path.read_text()) if d]
-    except (OSError, yaml.YAMLError) as err:
-        raise ManifestError(f"providers.source {path}: {err}") from None
+        text = path.read_text()
+    except OSError as err:
+        raise ManifestError(f"{where}: {err.strerror}") from None
+    text = substitute(text, variables, where=where)
+    try:
+        objs: list[Obj] = [d for d in yaml.safe_load_all(text) if d]
+    except yaml.YAMLError as err:
+        raise ManifestError(f"{where}: not YAML after clusterctl's variable substitution: {err}") from None
+    if not all(isinstance(o, dict) and o.get("kind") and isinstance(o.get("metadata"), dict) for o in objs):
+        raise ManifestError(f"{where}: every document must be a Kubernetes object (kind, metadata)")
+    namespaces = [o["metadata"].get("name") for o in objs if o["kind"] == "Namespace"]
+    if len(namespaces) != 1:
+        raise ManifestError(f"{where}: a provider's components file holds exactly one Namespace (where "
+                            f"clusterctl installs the provider and its inventory); found {len(namespaces)}")
+    namespace = str(namespaces[0])
+    common = {CLUSTERCTL: "", PROVIDER_LABEL: label}
+    for o in objs:
+        md = o["metadata"]
+        if o["kind"] not in CLUSTER_SCOPED and not md.get("namespace"):
+            md["namespace"] = namespace
+        md["labels"] = {**(md.get("labels") or {}), **common}
+    objs.append({"apiVersion": INVENTORY_API, "kind": "Provider",
+                 "metadata": {"name": label, "namespace": namespace,
+                              "labels": {**common, CORE_LABEL: "inventory"}},
+                 "providerName": provider_name, "type": provider_type, "version": provider_version})
+    return objs
 
 
 def all_specs() -> tuple[ProviderSpec, ...]:
