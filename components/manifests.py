@@ -5,6 +5,11 @@ provider labelled as clusterctl labels them, its namespace, RBAC, controller Dep
 clusterctl's `Provider` inventory object. No Pulumi import: the lab installs the same CRDs into local
 clusters, and tests check the rendering without an engine.
 
+clusterctl's variables (`${VAR:=default}` in the renders) are left in by `rendered()` and `controllers()`
+unless a lookup is given (components/variables.py): the lab resolves them itself when it starts a
+process, the stack passes its `providers.variables` and the environment. `components_file` makes a
+release components file what `clusterctl init` installs from it (variables, labels, namespace, inventory).
+
 Left out on purpose, with the reason:
 - cert-manager `Certificate`/`Issuer` and the admission/conversion webhook configurations: no
   cert-manager runs here, and a webhook configuration pointing at a Service without pods would make the

@@ -32,24 +32,31 @@ def objects_for(config: ProvidersConfig, root: Path) -> dict[str, list[dict[str,
 def _objects_for(config: ProvidersConfig, root: Path) -> dict[str, list[dict[str, Any]]]:
     # clusterctl's variables: the stack config's, then the environment's (components/variables.py)
     values = variables.lookup(config.variables, os.environ)
-    if config.source is not None:
-        return {f.label: manifests.components_file(Path(f.path) if Path(f.path).is_absolute() else root / f.path,
-                                                   f.name, f.type, f.version, values, where=f"providers.source[{i}]")
-                for i, f in enumerate(config.source)}
-    out: dict[str, list[dict[str, Any]]] = {}
-    for spec in manifests.all_specs():
-        objs = [o for o in manifests.controllers(spec, values) if o["kind"] == "Namespace"] if config.controllers \
-            else []
-        if not objs:
-            objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": spec.namespace}}]
-        objs += manifests.crds(spec)
-        if config.controllers and spec is not manifests.BMO:   # BMO's controller travels with Ironic
-            objs += [o for o in manifests.controllers(spec, values) if o["kind"] != "Namespace"]
-        inv = manifests.inventory(spec)
-        if inv:
-            objs.append(inv)
-        out[spec.name] = objs
+    if config.source is None:      # `modules`
+        return {spec.name: _module_group(spec, config, values) for spec in manifests.all_specs()}
+    # release components files, each as `clusterctl init` installs it; BMO is no clusterctl provider (its CRDs
+    # come from the pinned module, as metal3-dev-env installs them, whatever the clusterctl providers' source)
+    out = {f.label: manifests.components_file(Path(f.path) if Path(f.path).is_absolute() else root / f.path,
+                                              f.name, f.type, f.version, values, where=f"providers.source[{i}]")
+           for i, f in enumerate(config.source)}
+    out[manifests.BMO.name] = _module_group(manifests.BMO, config, values)
     return out
+
+
+def _module_group(spec: manifests.ProviderSpec, config: ProvidersConfig,
+                  values: variables.Lookup) -> list[dict[str, Any]]:
+    """One provider rendered from its pinned module: namespace, CRDs, controller (not BMO's: it travels with
+    Ironic), inventory."""
+    objs = [o for o in manifests.controllers(spec, values) if o["kind"] == "Namespace"] if config.controllers else []
+    if not objs:
+        objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": spec.namespace}}]
+    objs += manifests.crds(spec)
+    if config.controllers and spec is not manifests.BMO:   # BMO's controller travels with Ironic
+        objs += [o for o in manifests.controllers(spec, values) if o["kind"] != "Namespace"]
+    inv = manifests.inventory(spec)
+    if inv:
+        objs.append(inv)
+    return objs
 
 
 class ProviderInstall(pulumi.ComponentResource):
