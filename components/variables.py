@@ -35,8 +35,9 @@ Lookup = Callable[[str], str | None]
 
 _LEGACY = re.compile(r"\$\{[ \t\n\f\r]*([A-Za-z0-9_$]+)[ \t\n\f\r]*\}")
 _DEFAULT_OPS = (":=", ":-", ":?", ":+", "=")
-_FUNCTIONS = {"#": "${#NAME} (length)", ",": "${NAME,} (case)", "^": "${NAME^} (case)",
-              "/": "${NAME/a/b} (replace)", "%": "${NAME%p} (suffix removal)"}
+#: envsubst's string functions after a name, which this program refuses by name
+_FUNCTIONS = {",": "${NAME,} (case)", "^": "${NAME^} (case)", "/": "${NAME/a/b} (replace)",
+              "%": "${NAME%p} (suffix removal)", "#": "${NAME#p} (prefix removal)"}
 
 
 class VariableError(Exception):
@@ -115,8 +116,8 @@ class _Parser:
     def expression(self, start: int) -> _Var:
         """After `${`: a name, then `}` or a default operator and its default."""
         text = self.text
-        if self.pos < len(text) and text[self.pos] in "#":
-            raise self.fail(f"{_FUNCTIONS['#']} is not supported", start)
+        if text.startswith("#", self.pos):
+            raise self.fail("${#NAME} (length) is not supported", start)
         name_start = self.pos
         while self.pos < len(text) and _name_char(text[self.pos]):
             self.pos += 1
@@ -134,7 +135,7 @@ class _Parser:
             if rest[:1] in _FUNCTIONS:
                 raise self.fail(f"{_FUNCTIONS[rest[:1]]} is not supported", start)
             hint = f" (clusterctl has no `{rest[:1]}` form; write ${{{name}:{rest[:1]}...}})" \
-                if rest[:1] in "-+" else ""
+                if rest[:1] in ("-", "+") else ""
             raise self.fail(f"missing closing brace{hint}", start)
         self.pos += len(op)
         default: list[_Node] = []

@@ -55,7 +55,7 @@ def test_syntax_errors_name_the_line_and_the_expression() -> None:
                        r"form; write \$\{B:-\.\.\.\}\) in '\$\{B-x\}'"):
         substitute("a: 1\nb: ${B-x}\n", lookup({}, {}))
     for expr, what in [("${#A}", "length"), ("${A:1:2}", "substring"), ("${A,}", "case"), ("${A^^}", "case"),
-                       ("${A/x/y}", "replace"), ("${A%x}", "suffix"), ("${A#x}", "length")]:
+                       ("${A/x/y}", "replace"), ("${A%x}", "suffix"), ("${A#x}", "prefix")]:
         with pytest.raises(SubstitutionSyntaxError, match=f"{what}.*not supported"):
             substitute(expr, lookup({}, {"A": "v"}))
 
@@ -190,3 +190,23 @@ def test_the_stack_declares_no_clusterctl_variable_and_takes_the_configured_valu
     # the module source is otherwise unchanged: same groups, inventory as before
     assert set(groups) == {"cluster-api", "bootstrap-kubeadm", "control-plane-kubeadm", "infrastructure-metal3",
                            "ipam-metal3", "baremetal-operator"}
+
+
+def test_a_files_source_installs_each_file_and_bmo_crds_from_the_module(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from components.providers import objects_for
+
+    (tmp_path / "infrastructure-components.yaml").write_text(FILE)
+    monkeypatch.setenv("DEMO_FAST", "true")                    # the environment fills what the config leaves out
+    config = ProvidersConfig.model_validate({
+        "source": [{"path": "infrastructure-components.yaml", "name": "demo", "type": "InfrastructureProvider",
+                    "version": "v0.1.0"}],          # relative: to the project folder (root)
+        "variables": {"DEMO_PORT": "9443"}, "adopt": True})
+    groups = objects_for(config, tmp_path)
+    assert set(groups) == {"infrastructure-demo", "baremetal-operator"}
+    settings = next(o for o in groups["infrastructure-demo"] if o["kind"] == "ConfigMap")
+    assert settings["data"] == {"FAST": True, "PORT": 9443}
+    assert settings["metadata"]["annotations"] == {"pulumi.com/patchForce": "true"}       # adopt applies too
+    assert {o["metadata"]["name"] for o in groups["baremetal-operator"] if o["kind"] == "CustomResourceDefinition"} \
+        >= {"baremetalhosts.metal3.io", "hardwaredata.metal3.io"}
+    assert not any(o["kind"] in ("Deployment", "Provider") for o in groups["baremetal-operator"])
