@@ -190,6 +190,16 @@ CLUSTER_SCOPED = {"Namespace", "Node", "PersistentVolume", "PodSecurityPolicy", 
 CORE_LABEL = f"{CLUSTERCTL}/core"
 
 
+def inventory_crds() -> list[Obj]:
+    """clusterctl's own inventory CRD (`providers.clusterctl.cluster.x-k8s.io`), labelled as `clusterctl init`
+    installs it before any provider: a release components file does not carry it (clusterctl embeds it)."""
+    out = [crd for crd in _read_crds(Path(module_dirs()["cluster-api"]["dir"]) / "cmd/clusterctl/config/crd")
+           if crd["metadata"]["name"] == f"providers.{INVENTORY.group}"]     # not `metadata`: no cluster holds one
+    for crd in out:
+        crd["metadata"]["labels"] = {**(crd["metadata"].get("labels") or {}), CLUSTERCTL: "", CORE_LABEL: "inventory"}
+    return out
+
+
 def manifest_label(provider_name: str, provider_type: str) -> str:
     """clusterctl's name for a provider (`cluster.x-k8s.io/provider` label, inventory name): e.g.
     infrastructure-metal3; the core provider keeps its own name."""

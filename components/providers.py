@@ -34,12 +34,13 @@ def _objects_for(config: ProvidersConfig, root: Path) -> dict[str, list[dict[str
     values = variables.lookup(config.variables, os.environ)
     if config.source is None:      # `modules`
         return {spec.name: _module_group(spec, config, values) for spec in manifests.all_specs()}
-    # release components files, each as `clusterctl init` installs it; BMO is no clusterctl provider (its CRDs
-    # come from the pinned module, as metal3-dev-env installs them, whatever the clusterctl providers' source)
+    # release components files, each as `clusterctl init` installs it, and clusterctl's inventory CRD; BMO is
+    # no clusterctl provider (its CRDs come from the pinned module, as metal3-dev-env installs them)
     out = {f.label: manifests.components_file(Path(f.path) if Path(f.path).is_absolute() else root / f.path,
                                               f.name, f.type, f.version, values, where=f"providers.source[{i}]")
            for i, f in enumerate(config.source)}
     out[manifests.BMO.name] = _module_group(manifests.BMO, config, values)
+    out["clusterctl"] = manifests.inventory_crds()     # what clusterctl init installs first, from itself
     return out
 
 

@@ -87,16 +87,20 @@ def test_release_components_files_install_as_clusterctl_init_would(fresh_cluster
     p.run("config", "set", "--path", "providers.variables.EXP_MACHINE_POOL", "false", check=True)
     p.env_extra["CAPI_DIAGNOSTICS_ADDRESS"] = ":9440"          # from the environment pulumi runs in
     p.env_extra["EXP_MACHINE_POOL"] = "true"                   # the stack config wins over the environment
-    preview = p.run("preview", "--json", "--policy-pack", str(ROOT / "policies"))
+    packed = p.run("preview", "--policy-pack", str(ROOT / "policies"))
+    assert packed.returncode == 0, packed.output[-5000:]
+    assert "Policies:" in packed.output and "metal3-pivot" in packed.output, packed.output[-3000:]
+    preview = p.run("preview", "--json")            # what is declared, object by object
     assert preview.returncode == 0, preview.output[-5000:]
     assert {c.name: (resource_versions(c), deployments(c)) for c in (eph, tgt)} == before, "a preview wrote"
 
+    (tmp_path / "preview.json").write_text(preview.stdout)
     declared = steps(preview.stdout)
-    k8s = [s["newState"] for s in declared if s["newState"]["type"].startswith("kubernetes:")
-           and s["newState"]["type"] != "pulumi:providers:kubernetes"]
+    k8s = [{**s["newState"], "inputs": s["newState"].get("inputs") or {}} for s in declared
+           if s["newState"]["type"].startswith("kubernetes:") and s["newState"].get("custom")]
     assert "${" not in json.dumps([s["inputs"] for s in k8s])
     by_name = {(s["type"].rsplit(":", 1)[-1], s["inputs"].get("metadata", {}).get("name")): s["inputs"] for s in k8s}
-    args = {name: inputs["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = {name: inputs["spec"]["template"]["spec"]["containers"][0].get("args", [])
             for (kind, name), inputs in by_name.items() if kind == "Deployment"}
     assert "--diagnostics-address=:9440" in args["capi-controller-manager"]            # environment
     assert any(a.startswith("--feature-gates=MachinePool=false,") for a in args["capi-controller-manager"])

@@ -203,7 +203,10 @@ def test_a_files_source_installs_each_file_and_bmo_crds_from_the_module(tmp_path
                     "version": "v0.1.0"}],          # relative: to the project folder (root)
         "variables": {"DEMO_PORT": "9443"}, "adopt": True})
     groups = objects_for(config, tmp_path)
-    assert set(groups) == {"infrastructure-demo", "baremetal-operator"}
+    assert set(groups) == {"infrastructure-demo", "baremetal-operator", "clusterctl"}
+    assert [(o["metadata"]["name"], o["metadata"]["labels"]) for o in groups["clusterctl"]] == [
+        ("providers.clusterctl.cluster.x-k8s.io", {"clusterctl.cluster.x-k8s.io": "",
+                                                   "clusterctl.cluster.x-k8s.io/core": "inventory"})]
     settings = next(o for o in groups["infrastructure-demo"] if o["kind"] == "ConfigMap")
     assert settings["data"] == {"FAST": True, "PORT": 9443}
     assert settings["metadata"]["annotations"] == {"pulumi.com/patchForce": "true"}       # adopt applies too
