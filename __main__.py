@@ -16,6 +16,7 @@ from components.move_preflight import MovePreflight
 from components.object_location import ObjectLocation
 from components.objects import deleted_with
 from components.providers import ProviderInstall
+from components.variables import VariableError
 
 try:
     config = load(pulumi.Config(), pulumi.runtime.is_config_secret, pulumi.runtime.get_config_env())
@@ -34,7 +35,7 @@ try:
     taken = ownership.find({"ephemeral": (ephemeral_kubeconfig, config.ephemeral.context),
                             "target": (target_kubeconfig, config.target.context)},
                            ownership.declared_deployments(config, root))
-except (ConfigError, ManifestError, ownership.OwnershipError) as err:
+except (ConfigError, ManifestError, VariableError, ownership.OwnershipError) as err:
     raise pulumi.RunError(str(err)) from None
 if taken:
     raise pulumi.RunError(ownership.refusal(taken))
@@ -65,8 +66,9 @@ try:
         movers_wait_for.append(Ironic("ironic", (ephemeral if config.location == "ephemeral" else target).provider,
                                       config.ironic, config.location, opts=pulumi.ResourceOptions.merge(
                                           guarded, pulumi.ResourceOptions(depends_on=[preflight, *installs]))))
-except ManifestError as err:
-    # a components file that does not parse, pinned modules missing: the message says what to do
+except (ManifestError, VariableError) as err:
+    # a components file that does not parse, a clusterctl variable with no value, pinned modules missing:
+    # the message says what to do
     raise pulumi.RunError(str(err)) from None
 
 objects = ObjectLocation("objects", **declared,

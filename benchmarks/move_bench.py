@@ -1,14 +1,19 @@
 """Benchmark: our move against `clusterctl move` on the same seeded data, on the same apiservers.
 
-    make bench                                # 10, 100, 1000 hosts
-    python -m benchmarks.move_bench --hosts 10 100 --no-clusterctl
+    make bench                                          # 10, 100, 1000 hosts
+    python -m benchmarks.move_bench --hosts 1000 2500 5000 --clusterctl-max 2500 --json bench.json
 
-For each size: start a fresh pair of local clusters, seed the ephemeral one, then time
-1. our engine moving ephemeral -> target, then back (the back move restores the starting point),
-2. `clusterctl move` ephemeral -> target,
-3. the raw create rate: the same objects created in parallel (no owner order, no reads) into a spare
-   namespace of the target, i.e. the physical limit of the apiserver for this data.
-Prints a table; docs/performance.md records a run. Speed targets live here, not in timed unit tests.
+For each size: start a fresh pair of local clusters, seed the ephemeral one, then measure
+1. our engine moving ephemeral -> target, then back (the back move restores the starting point). Each
+   move runs in a process of its own that imports only the engine, so its peak RSS is the engine's own
+   (the seed data lives in this process, not in that one);
+2. `clusterctl move` ephemeral -> target (up to `--clusterctl-max` hosts);
+3. the apiserver's limit for this data, in the same run: the same objects created in parallel into a
+   spare namespace of the target (no owner order, no reads), then patched once each, then deleted, each
+   timed. The limit for a move is its own writes priced at those rates: creates / create rate + deletes
+   / delete rate + patches (and updates) / patch rate. "vs limit" is the move's time over that.
+Progress goes to stderr as it happens; the table to stdout; every figure to the JSON file.
+Speed targets live here, not in timed unit tests (docs/performance.md records runs).
 """
 
 from __future__ import annotations
@@ -16,23 +21,34 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import json
 import math
+import multiprocessing
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from lab.cli import start_clusters
 from lab.cluster import LocalCluster, kube_for
 from lab.data import crds
 from lab.data.seed import seed, settle, type_index
 from lab.data.seed_objects import Topology, build
-from metal3_pivot import NAMESPACE, Kube, MoveOptions, Mover, MoveReport, group_of
+from metal3_pivot import NAMESPACE, Kube, group_of
 
 ROOT = Path(__file__).resolve().parent.parent
+RAW_NAMESPACE = "raw"
+T0 = time.monotonic()
+
+
+def say(text: str) -> None:
+    print(f"[{time.monotonic() - T0:7.1f} s] {text}", file=sys.stderr, flush=True)
 
 
 def topology_for(hosts: int) -> Topology:
@@ -47,71 +63,180 @@ def kube(c: LocalCluster, name: str, concurrency: int = 64) -> Kube:
     return kube_for(c, name, concurrency=concurrency)
 
 
-async def our_move(src: LocalCluster, dst: LocalCluster, concurrency: int) -> MoveReport:
-    async with kube(src, "source", concurrency) as s, kube(dst, "target", concurrency) as d:
-        return await Mover(s, d, MoveOptions(namespaces=("metal3",), concurrency=concurrency)).run()
+# -- the engine, alone in a process ------------------------------------------------------------------------
+def _move_in_child(src_kubeconfig: str, dst_kubeconfig: str, concurrency: int, label: str,
+                   out: Any) -> None:
+    """Runs in a fresh interpreter (spawn): the engine and its HTTP client, nothing of the seed."""
+    from metal3_pivot import Kube, MoveOptions, Mover, load_kubeconfig
+
+    base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.monotonic()
+
+    def progress(text: str) -> None:
+        print(f"[{label} +{time.monotonic() - started:6.1f} s] {text}", file=sys.stderr, flush=True)
+
+    async def go() -> dict[str, Any]:
+        async with Kube(load_kubeconfig(src_kubeconfig), name="source", concurrency=concurrency) as s, \
+                Kube(load_kubeconfig(dst_kubeconfig), name="target", concurrency=concurrency) as d:
+            opts = MoveOptions(namespaces=("metal3",), concurrency=concurrency, progress=progress)
+            r = await Mover(s, d, opts).run()
+            return {"seconds": r.seconds, "phases": r.phases, "writes": r.writes,
+                    "writes_by_method": r.writes_by_method, "created": r.created, "deleted": r.deleted,
+                    "objects": sum(r.moved.values())}
+
+    result = asyncio.run(go())
+    result["rss_base_mib"] = base_kb / 1024
+    result["rss_peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out.send(result)
 
 
-async def do_settle(c: LocalCluster, topo: Topology) -> None:
-    async with kube(c, c.name) as k:
-        await settle(k, topo, crds.bundle().resource_types(), concurrency=64)
+def engine_move(src: LocalCluster, dst: LocalCluster, concurrency: int, label: str) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    reader, writer = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_move_in_child, args=(str(src.kubeconfig), str(dst.kubeconfig), concurrency,
+                                                     label, writer))
+    proc.start()
+    writer.close()
+    try:
+        result: dict[str, Any] = reader.recv()
+    except EOFError:
+        proc.join()
+        raise SystemExit(f"the {label} move failed (exit {proc.exitcode}): see its output above") from None
+    proc.join()
+    return result
 
 
-async def raw_create(c: LocalCluster, topo: Topology, concurrency: int) -> tuple[int, float]:
+# -- the apiserver's limit -----------------------------------------------------------------------------------
+async def raw_rates(c: LocalCluster, topo: Topology, concurrency: int) -> dict[str, Any]:
+    """Create, patch and delete the seed's objects in parallel, without owners or reads: per-verb rates."""
     index = type_index(crds.bundle().resource_types())
     objs = []
     for so in build(topo):
         o = copy.deepcopy(so.obj)
-        o["metadata"]["namespace"] = "raw"
+        o["metadata"]["namespace"] = RAW_NAMESPACE
         o["metadata"].pop("ownerReferences", None)
+        o["metadata"].pop("finalizers", None)
         objs.append(o)
     async with kube(c, c.name, concurrency) as k:
-        await k.apply(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "raw"}})
+        await k.apply(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": RAW_NAMESPACE}})
         sem = asyncio.Semaphore(concurrency)
 
-        async def one(o: dict) -> None:
-            async with sem:
-                await k.create(index[(group_of(o["apiVersion"]), o["kind"])], o)
+        async def timed(verb: str, one: Callable[[dict[str, Any]], Awaitable[object]]) -> float:
+            done = 0
 
-        t0 = time.monotonic()
-        await asyncio.gather(*(one(o) for o in objs))
-        return len(objs), time.monotonic() - t0
+            async def limited(o: dict[str, Any]) -> None:
+                nonlocal done
+                async with sem:
+                    await one(o)
+                done += 1
+                if done % 2000 == 0:
+                    say(f"raw {verb}: {done}/{len(objs)}")
+            t0 = time.monotonic()
+            await asyncio.gather(*(limited(o) for o in objs))
+            took = time.monotonic() - t0
+            say(f"raw {verb}: {len(objs)} in {took:.1f} s ({len(objs) / took:.0f}/s)")
+            return took
+
+        def rt(o: dict[str, Any]) -> Any:
+            return index[(group_of(o["apiVersion"]), o["kind"])]
+
+        mark = {"metadata": {"annotations": {"bench.metal3-pivot.io/touched": "yes"}}}
+        create_s = await timed("create", lambda o: k.create(rt(o), o))
+        patch_s = await timed("patch", lambda o: k.patch(rt(o), o["metadata"]["name"], RAW_NAMESPACE, mark))
+        delete_s = await timed("delete", lambda o: k.delete(rt(o), o["metadata"]["name"], RAW_NAMESPACE))
+    n = len(objs)
+    return {"objects": n, "create_s": create_s, "patch_s": patch_s, "delete_s": delete_s,
+            "create_per_s": n / create_s, "patch_per_s": n / patch_s, "delete_per_s": n / delete_s}
 
 
+def write_limit(writes_by_method: dict[str, int], raw: dict[str, Any]) -> float:
+    """Seconds the apiserver needs for these writes at the raw rates (PUT priced as a patch)."""
+    rate = {"POST": raw["create_per_s"], "DELETE": raw["delete_per_s"], "PATCH": raw["patch_per_s"],
+            "PUT": raw["patch_per_s"]}
+    return sum(n / rate.get(m, raw["patch_per_s"]) for m, n in writes_by_method.items())
+
+
+# -- clusterctl --------------------------------------------------------------------------------------------
 def clusterctl(src: LocalCluster, dst: LocalCluster, home: Path) -> float:
     env = dict(os.environ, HOME=str(home), CLUSTERCTL_DISABLE_VERSIONCHECK="true")
     t0 = time.monotonic()
-    r = subprocess.run(["clusterctl", "move", "--kubeconfig", str(src.kubeconfig), "--to-kubeconfig",
-                        str(dst.kubeconfig), "--namespace", "metal3"], env=env, capture_output=True, text=True)
+    proc = subprocess.Popen(["clusterctl", "move", "--kubeconfig", str(src.kubeconfig), "--to-kubeconfig",
+                             str(dst.kubeconfig), "--namespace", "metal3"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:                     # clusterctl's own progress, passed on as it comes
+        lines.append(line)
+        say(f"clusterctl: {line.rstrip()}")
     took = time.monotonic() - t0
-    if r.returncode != 0:
-        raise SystemExit(f"clusterctl move failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+    if proc.wait() != 0:
+        raise SystemExit(f"clusterctl move failed:\n{''.join(lines)[-3000:]}")
     return took
 
 
-def run_size(hosts: int, concurrency: int, with_clusterctl: bool, base: Path) -> dict[str, object]:
+# -- one size ----------------------------------------------------------------------------------------------
+def run_size(hosts: int, concurrency: int, with_clusterctl: bool, base: Path) -> dict[str, Any]:
     topo = topology_for(hosts)
+    say(f"{hosts} hosts: starting two clusters")
     clusters = start_clusters(["ephemeral", "target"], base / f"h{hosts}", attached=True)
     eph, tgt = clusters["ephemeral"], clusters["target"]
     try:
+        objects = len(build(topo))
+        step = max(1, objects // 10)
+
+        def seed_progress(text: str) -> None:
+            done = int(text.split()[1].split("/")[0])
+            if done % step < 64 or done == objects:
+                say(f"{hosts} hosts: {text}")
+
         async def do_seed() -> float:
             async with kube(eph, "ephemeral") as k:
-                r = await seed(k, topo, crds.bundle().resource_types(), concurrency=64)
+                r = await seed(k, topo, crds.bundle().resource_types(), concurrency=64, progress=seed_progress)
                 return r.seconds
+
+        async def do_settle(c: LocalCluster) -> None:
+            async with kube(c, c.name) as k:
+                await settle(k, topo, crds.bundle().resource_types(), concurrency=64)
+
+        say(f"{hosts} hosts: seeding {objects} objects")
         seed_s = asyncio.run(do_seed())
-        objects = len(build(topo))
-        fwd = asyncio.run(our_move(eph, tgt, concurrency))
-        asyncio.run(do_settle(tgt, topo))
-        back = asyncio.run(our_move(tgt, eph, concurrency))
-        asyncio.run(do_settle(eph, topo))
-        cc_s = clusterctl(eph, tgt, base) if with_clusterctl else float("nan")
-        n_raw, raw_s = asyncio.run(raw_create(tgt, topo, concurrency))
+        say(f"{hosts} hosts: our move, ephemeral -> target")
+        fwd = engine_move(eph, tgt, concurrency, f"{hosts} fwd")
+        asyncio.run(do_settle(tgt))
+        say(f"{hosts} hosts: our move back, target -> ephemeral")
+        back = engine_move(tgt, eph, concurrency, f"{hosts} back")
+        asyncio.run(do_settle(eph))
+        cc_s = float("nan")
+        if with_clusterctl:
+            say(f"{hosts} hosts: clusterctl move, ephemeral -> target")
+            cc_s = clusterctl(eph, tgt, base)
+        say(f"{hosts} hosts: the apiserver's raw rates")
+        raw = raw_rates(tgt, topo, concurrency)
+        raw_result = asyncio.run(raw)
+        for move in (fwd, back):
+            move["limit_s"] = write_limit(move["writes_by_method"], raw_result)
+            move["vs_limit"] = move["seconds"] / move["limit_s"]
+            move["writes_per_object"] = move["writes"] / max(1, move["objects"])
         return {"hosts": topo.clusters * (topo.control_planes + topo.workers), "objects": objects,
-                "seed": seed_s, "ours": fwd.seconds, "ours_back": back.seconds, "writes": fwd.writes,
-                "clusterctl": cc_s, "raw": raw_s, "raw_objects": n_raw, "phases": fwd.phases}
+                "seed_s": seed_s, "forward": fwd, "back": back, "clusterctl_s": cc_s, "raw": raw_result}
     finally:
         for c in clusters.values():
             c.stop()
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = ["hosts", "objects", "ours s", "back s", "clusterctl s", "vs clusterctl", "limit s", "vs limit",
+            "writes/obj", "engine RSS MiB"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("-" * (len(h) + 2) for h in head) + "|"]
+    for r in rows:
+        f, b, cc = r["forward"], r["back"], r["clusterctl_s"]
+        vs_cc = f"{cc / f['seconds']:.1f}x / {cc / b['seconds']:.1f}x" if cc == cc else "-"
+        cells = [str(r["hosts"]), str(r["objects"]), f"{f['seconds']:.1f}", f"{b['seconds']:.1f}",
+                 f"{cc:.1f}" if cc == cc else "-", vs_cc, f"{f['limit_s']:.1f}",
+                 f"{f['vs_limit']:.2f} / {b['vs_limit']:.2f}", f"{f['writes_per_object']:.2f}",
+                 f"{max(f['rss_peak_mib'], b['rss_peak_mib']):.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -119,26 +244,31 @@ def main() -> int:
     p.add_argument("--hosts", type=int, nargs="+", default=[10, 100, 1000])
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--no-clusterctl", action="store_true")
+    p.add_argument("--clusterctl-max", type=int, default=2500, help="no clusterctl run above this many hosts")
+    p.add_argument("--json", type=Path, default=ROOT / ".bench" / "move_bench.json",
+                   help="where every figure goes (default .bench/move_bench.json)")
     a = p.parse_args()
-    print(f"# machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+    machine = {"machine": platform.machine(), "cores": os.cpu_count(), "python": platform.python_version(),
+               "concurrency": a.concurrency, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    print(f"# machine: {machine['machine']}, {machine['cores']} cores, Python {machine['python']}, "
           f"concurrency {a.concurrency}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="m3p-bench-") as tmp:
         for hosts in a.hosts:
-            print(f"# {hosts} hosts ...", file=sys.stderr, flush=True)
-            rows.append(run_size(hosts, a.concurrency, not a.no_clusterctl, Path(tmp)))
-    head = (f"| {'hosts':>5} | {'objects':>7} | {'seed s':>7} | {'ours s':>7} | {'back s':>7} | "
-            f"{'clusterctl s':>12} | {'raw create s':>12} | {'vs clusterctl':>13} | {'vs raw':>6} |")
-    print(head)
-    print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
+            with_cc = not a.no_clusterctl and hosts <= a.clusterctl_max
+            rows.append(run_size(hosts, a.concurrency, with_cc, Path(tmp)))
+            a.json.parent.mkdir(parents=True, exist_ok=True)
+            a.json.write_text(json.dumps({"machine": machine, "sizes": rows}, indent=2))   # after every size
+    print(table(rows))
     for r in rows:
-        ours, cc, raw = float(r["ours"]), float(r["clusterctl"]), float(r["raw"])  # type: ignore[arg-type]
-        speedup = f"{cc / ours:.1f}x faster" if cc == cc else "-"
-        print(f"| {r['hosts']:>5} | {r['objects']:>7} | {float(r['seed']):>7.1f} | {ours:>7.1f} | "  # type: ignore[arg-type]
-              f"{float(r['ours_back']):>7.1f} | {cc:>12.1f} | {raw:>12.1f} | {speedup:>13} | "  # type: ignore[arg-type]
-              f"{ours / raw:>5.1f}x |")
-    for r in rows:
-        print(f"# {r['hosts']} hosts: our phases {r['phases']}, {r['writes']} writes")
+        for name in ("forward", "back"):
+            m = r[name]
+            print(f"# {r['hosts']} hosts {name}: phases {m['phases']}; writes {m['writes_by_method']}; "
+                  f"engine RSS {m['rss_base_mib']:.0f} MiB at start, {m['rss_peak_mib']:.0f} MiB peak")
+        raw = r["raw"]
+        print(f"# {r['hosts']} hosts raw rates: create {raw['create_per_s']:.0f}/s, patch {raw['patch_per_s']:.0f}/s, "
+              f"delete {raw['delete_per_s']:.0f}/s ({raw['objects']} objects)")
+    print(f"# every figure: {a.json}")
     return 0
 
 

@@ -16,6 +16,8 @@ from typing import Any, Literal, Protocol, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from components.manifests import manifest_label
+
 PROJECT = "metal3-pivot"
 
 class ConfigError(Exception):
@@ -52,16 +54,88 @@ class ClusterConfig(_Model):
             raise ConfigError(f"{key} {path}: {err.strerror}") from None
 
 
+#: clusterctl's provider types (clusterctl.cluster.x-k8s.io/v1alpha3 Provider `type`)
+ProviderType = Literal["CoreProvider", "BootstrapProvider", "ControlPlaneProvider", "InfrastructureProvider",
+                       "IPAMProvider", "RuntimeExtensionProvider", "AddonProvider"]
+
+
+class ComponentsFile(_Model):
+    """One release components file and what clusterctl knows about it besides the file itself: its
+    provider list gives the name and type (`clusterctl init --infrastructure metal3:v1.13.2`), the release
+    the version. The file gives the namespace (its one Namespace object)."""
+
+    path: str                         # relative paths are relative to the project folder
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")    # clusterctl's provider name, e.g. metal3
+    type: ProviderType
+    version: str = Field(pattern=r"^v\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")   # the release, e.g. v1.13.2
+
+    @property
+    def label(self) -> str:
+        """clusterctl's name for it (inventory name, `cluster.x-k8s.io/provider`): e.g. infrastructure-metal3."""
+        return manifest_label(self.name, self.type)
+
+
 class ProvidersConfig(_Model):
     """What ProviderInstall puts on the target (what `clusterctl init` does in move.yml)."""
 
     install: bool = True
-    # "modules": rendered from the pinned provider modules; a path: a release components file (YAML)
-    source: str = "modules"
+    # `modules` (None here): rendered from the pinned provider modules; or the release components files to
+    # install, each with what clusterctl knows about it (ComponentsFile)
+    source: list[ComponentsFile] | None = None
+    # clusterctl's variables (`${NAME:=default}` in the manifests): NAME -> value; the environment
+    # `pulumi` runs in fills the names not set here (components/variables.py)
+    variables: dict[str, str] = Field(default_factory=dict)
     controllers: bool = True          # namespaces, RBAC, Deployments besides CRDs and the inventory
     # true: controllers of the same names already running on the target, created by something else
     # (kubectl, clusterctl), are taken over by the stack; false: the program refuses them (ownership.py)
     adopt: bool = False
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _files_need_their_provider(cls, v: Any) -> Any:
+        if v == "modules":
+            return None
+        if isinstance(v, str):
+            raise ValueError(
+                "a components file alone does not say which provider it installs: give `modules`, or a list "
+                "of {path, name, type, version}, e.g. `pulumi config set --path 'providers.source[0].path' "
+                "infrastructure-components.yaml`, then `providers.source[0].name metal3`, "
+                "`providers.source[0].type InfrastructureProvider`, `providers.source[0].version v1.13.2`")
+        return v
+
+    @field_validator("variables", mode="before")
+    @classmethod
+    def _variables(cls, v: Any) -> Any:
+        """Scalars as text (`pulumi config set --path` may store `true` or `8443` typed); names as in the
+        manifests, unique ignoring case (clusterctl looks them up ignoring case)."""
+        if not isinstance(v, dict):
+            return v
+        out: dict[str, Any] = {}
+        for name, value in v.items():
+            if not isinstance(name, str) or not name or not all(c == "_" or c.isalnum() for c in name):
+                raise ValueError(f"variable name {name!r}: letters, digits and _ only (as in ${{NAME}})")
+            if any(other.upper() == name.upper() for other in out):
+                raise ValueError(f"variable {name!r} is set twice (names are compared ignoring case)")
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            elif isinstance(value, int | float):
+                value = str(value)
+            out[name] = value
+        return out
+
+    @field_validator("source")
+    @classmethod
+    def _one_of_each(cls, v: list[ComponentsFile] | None) -> list[ComponentsFile] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("an empty list installs nothing: list the components files, or use `modules`")
+            labels = [f.label for f in v]
+            twice = sorted({x for x in labels if labels.count(x) > 1})
+            if twice:
+                raise ValueError(f"provider(s) listed twice: {', '.join(twice)}")
+            if sum(f.type == "CoreProvider" for f in v) > 1:
+                raise ValueError("more than one CoreProvider: a management cluster runs one core provider")
+        return v
 
 
 class IronicConfig(_Model):

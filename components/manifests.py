@@ -5,6 +5,11 @@ provider labelled as clusterctl labels them, its namespace, RBAC, controller Dep
 clusterctl's `Provider` inventory object. No Pulumi import: the lab installs the same CRDs into local
 clusters, and tests check the rendering without an engine.
 
+clusterctl's variables (`${VAR:=default}` in the renders) are left in by `rendered()` and `controllers()`
+unless a lookup is given (components/variables.py): the lab resolves them itself when it starts a
+process, the stack passes its `providers.variables` and the environment. `components_file` makes a
+release components file what `clusterctl init` installs from it (variables, labels, namespace, inventory).
+
 Left out on purpose, with the reason:
 - cert-manager itself and the release's `Issuer`/`Certificate`: the stack issues each release Certificate
   itself (components/webhook_cert.py, the documented equivalent) and declares the Secret it names.
@@ -16,7 +21,7 @@ Left out on purpose, with the reason:
 
 from __future__ import annotations
 
-import copy
+import hashlib
 import json
 import subprocess
 from dataclasses import dataclass, field
@@ -25,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from components.variables import Lookup, substitute
 from metal3_pivot import CLUSTERCTL_LABEL, INVENTORY, MOVE_HIERARCHY_LABEL, MOVE_LABEL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +46,35 @@ KEEP_KINDS = {"Namespace", "ServiceAccount", "Role", "ClusterRole", "RoleBinding
               "ConfigMap", "Service", "Deployment"}
 
 Obj = dict[str, Any]
+#: libyaml's parser where PyYAML has it (its wheels do): the same safe loading, about ten times faster,
+#: and these files are parsed on every `pulumi preview` (several MB of CRD schemas)
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _load(text: str) -> Any:
+    return yaml.load(text, Loader=LOADER)          # a safe loader: libyaml's SafeLoader
+
+
+def _load_all(text: str) -> list[Any]:
+    return [d for d in yaml.load_all(text, Loader=LOADER) if d]
+
+
+_PARSED: dict[str, str] = {}
+
+
+def _docs_of(text: str) -> list[Any]:
+    """The YAML documents of a text, parsed once per process. The program asks for the same manifests
+    several times (ownership check, ProviderInstall, Ironic); callers change what they get, so each call
+    gets fresh objects, from JSON (a C parser, ~20x faster than even libyaml)."""
+    key = hashlib.sha256(text.encode()).hexdigest()
+    if key not in _PARSED:
+        _PARSED[key] = json.dumps(_load_all(text))
+    docs: list[Any] = json.loads(_PARSED[key])
+    return docs
+
+
+def _docs(path: Path) -> list[Any]:
+    return _docs_of(path.read_text())
 
 
 class ManifestError(Exception):
@@ -94,7 +129,7 @@ def kustomize_labels(folder: Path) -> dict[str, str]:
     kfile = folder / "kustomization.yaml"
     if not kfile.exists():
         return {}
-    k = yaml.safe_load(kfile.read_text()) or {}
+    k = _load(kfile.read_text()) or {}
     labels: dict[str, str] = dict(k.get("commonLabels") or {})
     for entry in k.get("labels") or []:
         labels.update(entry.get("pairs") or {})
@@ -102,7 +137,7 @@ def kustomize_labels(folder: Path) -> dict[str, str]:
 
 
 def _read_crds(folder: Path) -> list[Obj]:
-    return [yaml.safe_load(p.read_text()) for p in sorted((folder / "bases").glob("*.yaml"))]
+    return [doc for p in sorted((folder / "bases").glob("*.yaml")) for doc in _docs(p)]
 
 
 def crds(spec: ProviderSpec) -> list[Obj]:
@@ -136,14 +171,13 @@ def version(spec: ProviderSpec) -> str:
     return module_dirs()[spec.module]["version"]
 
 
-def rendered(spec: ProviderSpec) -> list[Obj]:
+def rendered(spec: ProviderSpec, variables: Lookup | None = None) -> list[Obj]:
     """Every object of the provider's release config (`kubectl kustomize` of its default folder), as the
     release ships it: webhook configurations, cert-manager objects and CRD patches included. Cached per
-    version in .tools/manifests."""
+    version in .tools/manifests. With `variables`, clusterctl's `${VAR:=default}` are substituted in the
+    text first, as `clusterctl init` does (components/variables.py); without, they are left in."""
     cache = RENDER_CACHE / f"{spec.name}-{version(spec)}.yaml"
-    if cache.exists():
-        text = cache.read_text()
-    else:
+    if not cache.exists():
         folder = Path(module_dirs()[spec.module]["dir"]) / spec.default_dir
         try:
             out = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=120)
@@ -151,23 +185,17 @@ def rendered(spec: ProviderSpec) -> list[Obj]:
             raise ManifestError("kubectl is not on PATH: run `python3 tools/bootstrap.py`") from None
         if out.returncode != 0:
             raise ManifestError(f"rendering {spec.name} from {folder} failed: {out.stderr.strip()[:500]}")
-        text = out.stdout
         RENDER_CACHE.mkdir(parents=True, exist_ok=True)
-        cache.write_text(text)
-    if cache not in _PARSED:       # parsing is the slow part (seconds for the core provider): once per process
-        _PARSED[cache] = [doc for doc in yaml.load_all(text, Loader=_LOADER) if doc]
-    return copy.deepcopy(_PARSED[cache])      # callers change what they get
+        cache.write_text(out.stdout)
+    if variables is None:
+        return _docs(cache)
+    return _docs_of(substitute(cache.read_text(), variables, where=f"{spec.name} {version(spec)}"))
 
 
-#: the parsed release configs (rendered is called per object kind and per component)
-_PARSED: dict[Path, list[Obj]] = {}
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def controllers(spec: ProviderSpec) -> list[Obj]:
-    """Namespace, RBAC, Service and Deployment of the provider's controller."""
+def controllers(spec: ProviderSpec, variables: Lookup | None = None) -> list[Obj]:
+    """Namespace, RBAC, Service and Deployment of the provider's controller (`variables`: see rendered)."""
     objs = []
-    for doc in rendered(spec):
+    for doc in rendered(spec, variables):
         if doc.get("kind") not in KEEP_KINDS:
             continue
         labels = doc["metadata"].setdefault("labels", {})
@@ -177,12 +205,71 @@ def controllers(spec: ProviderSpec) -> list[Obj]:
     return objs
 
 
-def components_file(path: Path) -> list[Obj]:
-    """A release components file (e.g. infrastructure-components.yaml) supplied by the user."""
+#: clusterctl's provider types and the prefix each gives the provider's label and inventory name
+PROVIDER_TYPES = {"CoreProvider": "", "BootstrapProvider": "bootstrap-", "ControlPlaneProvider": "control-plane-",
+                  "InfrastructureProvider": "infrastructure-", "IPAMProvider": "ipam-",
+                  "RuntimeExtensionProvider": "runtime-extension-", "AddonProvider": "addon-"}
+#: kinds clusterctl treats as cluster-scoped (every other kind gets the provider's namespace)
+CLUSTER_SCOPED = {"Namespace", "Node", "PersistentVolume", "PodSecurityPolicy", "CertificateSigningRequest",
+                  "ClusterRoleBinding", "ClusterRole", "VolumeAttachment", "StorageClass", "CSIDriver", "CSINode",
+                  "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "CustomResourceDefinition",
+                  "PriorityClass", "RuntimeClass"}
+CORE_LABEL = f"{CLUSTERCTL}/core"
+
+
+def inventory_crds() -> list[Obj]:
+    """clusterctl's own inventory CRD (`providers.clusterctl.cluster.x-k8s.io`), labelled as `clusterctl init`
+    installs it before any provider: a release components file does not carry it (clusterctl embeds it)."""
+    out = [crd for crd in _read_crds(Path(module_dirs()["cluster-api"]["dir"]) / "cmd/clusterctl/config/crd")
+           if crd["metadata"]["name"] == f"providers.{INVENTORY.group}"]     # not `metadata`: no cluster holds one
+    for crd in out:
+        crd["metadata"]["labels"] = {**(crd["metadata"].get("labels") or {}), CLUSTERCTL: "", CORE_LABEL: "inventory"}
+    return out
+
+
+def manifest_label(provider_name: str, provider_type: str) -> str:
+    """clusterctl's name for a provider (`cluster.x-k8s.io/provider` label, inventory name): e.g.
+    infrastructure-metal3; the core provider keeps its own name."""
+    return PROVIDER_TYPES[provider_type] + provider_name
+
+
+def components_file(path: Path, provider_name: str, provider_type: str, provider_version: str,
+                    variables: Lookup, where: str = "providers.source") -> list[Obj]:
+    """What `clusterctl init` installs from a release components file (e.g. infrastructure-components.yaml):
+    its variables substituted (every missing one an error before anything is declared), the objects
+    parsed, the file's one Namespace as the provider's namespace (namespaced objects without one get
+    it), clusterctl's labels on every object, and its `Provider` inventory object. What clusterctl knows
+    from its provider list (name, type, version) comes from the stack config; image overrides and
+    `--target-namespace` (clusterctl config features) are not offered."""
+    label = manifest_label(provider_name, provider_type)
+    where = f"{where} ({path})"
     try:
-        return [d for d in yaml.safe_load_all(path.read_text()) if d]
-    except (OSError, yaml.YAMLError) as err:
-        raise ManifestError(f"providers.source {path}: {err}") from None
+        text = path.read_text()
+    except OSError as err:
+        raise ManifestError(f"{where}: {err.strerror}") from None
+    text = substitute(text, variables, where=where)
+    try:
+        objs: list[Obj] = _load_all(text)
+    except yaml.YAMLError as err:
+        raise ManifestError(f"{where}: not YAML after clusterctl's variable substitution: {err}") from None
+    if not all(isinstance(o, dict) and o.get("kind") and isinstance(o.get("metadata"), dict) for o in objs):
+        raise ManifestError(f"{where}: every document must be a Kubernetes object (kind, metadata)")
+    namespaces = [o["metadata"].get("name") for o in objs if o["kind"] == "Namespace"]
+    if len(namespaces) != 1:
+        raise ManifestError(f"{where}: a provider's components file holds exactly one Namespace (where "
+                            f"clusterctl installs the provider and its inventory); found {len(namespaces)}")
+    namespace = str(namespaces[0])
+    common = {CLUSTERCTL: "", PROVIDER_LABEL: label}
+    for o in objs:
+        md = o["metadata"]
+        if o["kind"] not in CLUSTER_SCOPED and not md.get("namespace"):
+            md["namespace"] = namespace
+        md["labels"] = {**(md.get("labels") or {}), **common}
+    objs.append({"apiVersion": INVENTORY_API, "kind": "Provider",
+                 "metadata": {"name": label, "namespace": namespace,
+                              "labels": {**common, CORE_LABEL: "inventory"}},
+                 "providerName": provider_name, "type": provider_type, "version": provider_version})
+    return objs
 
 
 def all_specs() -> tuple[ProviderSpec, ...]:

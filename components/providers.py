@@ -7,13 +7,14 @@ every object of its kind, and a stack teardown must never take the fleet's objec
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import manifests, webhooks
+from components import manifests, variables, webhooks
 from components.config import ProvidersConfig
 from components.ironic import adopted
 from components.objects import k8s_object, resource_name
@@ -29,32 +30,44 @@ def objects_for(config: ProvidersConfig, root: Path) -> dict[str, list[dict[str,
 
 
 def _objects_for(config: ProvidersConfig, root: Path) -> dict[str, list[dict[str, Any]]]:
-    if config.source != "modules":
-        path = Path(config.source)
-        return {"components": manifests.components_file(path if path.is_absolute() else root / path)}
-    out: dict[str, list[dict[str, Any]]] = {}
-    for spec in manifests.all_specs():
-        objs = [o for o in manifests.controllers(spec) if o["kind"] == "Namespace"] if config.controllers else []
-        if not objs:
-            objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": spec.namespace}}]
-        objs += manifests.crds(spec)
-        if config.controllers and spec is not manifests.BMO:   # BMO's controller travels with Ironic
-            objs += [o for o in manifests.controllers(spec) if o["kind"] != "Namespace"]
-        inv = manifests.inventory(spec)
-        if inv:
-            objs.append(inv)
-        out[spec.name] = objs
+    # clusterctl's variables: the stack config's, then the environment's (components/variables.py)
+    values = variables.lookup(config.variables, os.environ)
+    if config.source is None:      # `modules`
+        return {spec.name: _module_group(spec, config, values) for spec in manifests.all_specs()}
+    # release components files, each as `clusterctl init` installs it, and clusterctl's inventory CRD; BMO is
+    # no clusterctl provider (its CRDs come from the pinned module, as metal3-dev-env installs them)
+    out = {f.label: manifests.components_file(Path(f.path) if Path(f.path).is_absolute() else root / f.path,
+                                              f.name, f.type, f.version, values, where=f"providers.source[{i}]")
+           for i, f in enumerate(config.source)}
+    out[manifests.BMO.name] = _module_group(manifests.BMO, config, values)
+    out["clusterctl"] = manifests.inventory_crds()     # what clusterctl init installs first, from itself
     return out
 
 
 def served_webhooks(name: str, config: ProvidersConfig, opts: pulumi.ResourceOptions) -> dict[str, webhooks.Served]:
     """Per provider (the pinned modules' releases, controllers installed): its serving certificate and the
     objects that go with it (components/webhooks.py). BMO's travel with its controller, in Ironic."""
-    if config.source != "modules" or not config.controllers:
+    if config.source is not None or not config.controllers:      # release files: see docs/pulumi-layer.md
         return {}
     return {spec.name: webhooks.serve(name, spec, opts, labels={manifests.CLUSTERCTL: "",
                                                                  manifests.PROVIDER_LABEL: spec.name})
             for spec in manifests.PROVIDERS}
+
+
+def _module_group(spec: manifests.ProviderSpec, config: ProvidersConfig,
+                  values: variables.Lookup) -> list[dict[str, Any]]:
+    """One provider rendered from its pinned module: namespace, CRDs, controller (not BMO's: it travels with
+    Ironic), inventory."""
+    objs = [o for o in manifests.controllers(spec, values) if o["kind"] == "Namespace"] if config.controllers else []
+    if not objs:
+        objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": spec.namespace}}]
+    objs += manifests.crds(spec)
+    if config.controllers and spec is not manifests.BMO:   # BMO's controller travels with Ironic
+        objs += [o for o in manifests.controllers(spec, values) if o["kind"] != "Namespace"]
+    inv = manifests.inventory(spec)
+    if inv:
+        objs.append(inv)
+    return objs
 
 
 class ProviderInstall(pulumi.ComponentResource):

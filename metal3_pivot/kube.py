@@ -180,6 +180,8 @@ class Kube:
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency))
         self.retries = retries
         self.writes = 0  # counted for fault-injection tests and progress
+        #: the same, per HTTP method (POST creates, DELETE, PATCH, PUT): what a benchmark prices each write at
+        self.writes_by_method: dict[str, int] = {}
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -210,6 +212,7 @@ class Kube:
                 if resp.status_code < 300:
                     if method != "GET":
                         self.writes += 1
+                        self.writes_by_method[method] = self.writes_by_method.get(method, 0) + 1
                         for hook in WRITE_HOOKS:
                             await hook(Write(self.server, method, path))
                     return _decode(resp, self.name, method, path) if resp.content else {}

@@ -90,6 +90,7 @@ class MoveReport:
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
     writes: int = 0
+    writes_by_method: dict[str, int] = field(default_factory=dict)   # POST / DELETE / PATCH / PUT
 
     def summary(self) -> str:
         total = sum(self.moved.values())
@@ -174,6 +175,7 @@ class Mover:
                                              f"({self.dst.server})")
         self.lock = MoveLock([self.src, self.dst], holder, duration=self.opts.lock_duration, progress=self.say)
         writes0 = self.src.writes + self.dst.writes
+        by_method0 = _merged(self.src.writes_by_method, self.dst.writes_by_method)
         async with self.lock:
             phase("lock")
             # again under the lock: another mover may have finished (or half-done) a move since
@@ -185,6 +187,9 @@ class Mover:
                      f"{len(plan.already_in_target)} already in {self.dst.name})")
             await self._write(plan, report, phase)
         report.writes = self.src.writes + self.dst.writes - writes0
+        by_method = _merged(self.src.writes_by_method, self.dst.writes_by_method)
+        report.writes_by_method = {m: n - by_method0.get(m, 0) for m, n in sorted(by_method.items())
+                                   if n > by_method0.get(m, 0)}
         report.seconds = time.monotonic() - t0
         self.say(report.summary())
         return report
@@ -508,3 +513,11 @@ class Mover:
             self.say(f"unpausing {len(patches)} objects in {self.dst.name}")
         await self._bounded(patches, self._patch_target, "unpause")
         return len(patches)
+
+
+def _merged(*counts: dict[str, int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c in counts:
+        for k, v in c.items():
+            out[k] = out.get(k, 0) + v
+    return out

@@ -181,7 +181,10 @@ def test_bad_config_fails_preview_and_writes_nothing(fresh_clusters, tmp_path: P
     p.run("config", "rm", "lcoation", check=True)
 
     # a manifest error (a components file that does not exist) likewise
-    p.run("config", "set", "--path", "providers.source", str(tmp_path / "missing-components.yaml"), check=True)
+    p.run("config", "set-all", "--path", "--plaintext",
+          f"providers.source[0].path={tmp_path / 'missing-components.yaml'}", "--plaintext",
+          "providers.source[0].name=metal3", "--plaintext", "providers.source[0].type=InfrastructureProvider",
+          "--plaintext", "providers.source[0].version=v1.13.2", check=True)
     manifest = p.run("preview")
     assert manifest.returncode != 0 and "providers.source" in manifest.output and "missing-components.yaml" in \
         manifest.output, manifest.output
