@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,7 +182,7 @@ class Kube:
         self.retries = retries
         self.writes = 0  # counted for fault-injection tests and progress
         #: the same, per HTTP method (POST creates, DELETE, PATCH, PUT): what a benchmark prices each write at
-        self.writes_by_method: dict[str, int] = {}
+        self.writes_by_method: Counter[str] = Counter()
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -212,7 +213,7 @@ class Kube:
                 if resp.status_code < 300:
                     if method != "GET":
                         self.writes += 1
-                        self.writes_by_method[method] = self.writes_by_method.get(method, 0) + 1
+                        self.writes_by_method[method] += 1
                         for hook in WRITE_HOOKS:
                             await hook(Write(self.server, method, path))
                     return _decode(resp, self.name, method, path) if resp.content else {}

@@ -175,7 +175,7 @@ class Mover:
                                              f"({self.dst.server})")
         self.lock = MoveLock([self.src, self.dst], holder, duration=self.opts.lock_duration, progress=self.say)
         writes0 = self.src.writes + self.dst.writes
-        by_method0 = _merged(self.src.writes_by_method, self.dst.writes_by_method)
+        by_method0 = self.src.writes_by_method + self.dst.writes_by_method
         async with self.lock:
             phase("lock")
             # again under the lock: another mover may have finished (or half-done) a move since
@@ -187,9 +187,9 @@ class Mover:
                      f"{len(plan.already_in_target)} already in {self.dst.name})")
             await self._write(plan, report, phase)
         report.writes = self.src.writes + self.dst.writes - writes0
-        by_method = _merged(self.src.writes_by_method, self.dst.writes_by_method)
-        report.writes_by_method = {m: n - by_method0.get(m, 0) for m, n in sorted(by_method.items())
-                                   if n > by_method0.get(m, 0)}
+        # Counter subtraction keeps the methods this move used (positive counts) only
+        report.writes_by_method = dict(sorted((self.src.writes_by_method + self.dst.writes_by_method
+                                               - by_method0).items()))
         report.seconds = time.monotonic() - t0
         self.say(report.summary())
         return report
@@ -514,10 +514,3 @@ class Mover:
         await self._bounded(patches, self._patch_target, "unpause")
         return len(patches)
 
-
-def _merged(*counts: dict[str, int]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for c in counts:
-        for k, v in c.items():
-            out[k] = out.get(k, 0) + v
-    return out
