@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import manifests
+from components import manifests, webhooks
 from components.config import IronicConfig
 from components.objects import k8s_object, resource_name
 
@@ -63,6 +63,13 @@ def adopted(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 class Ironic(pulumi.ComponentResource):
+    """Ironic and BMO on one cluster. BMO's webhook goes with it: its serving certificate (issued once,
+    kept across handovers: components/webhook_cert.py), the Secret before BMO's Deployment, the
+    ValidatingWebhookConfiguration (BareMetalHosts, failurePolicy Fail) after it. In a handover Pulumi
+    deletes in reverse dependency order, so the old cluster's webhook goes before its BMO stops (a gone
+    BMO's webhook would refuse every later write of a BareMetalHost there, the move's included), and the
+    new cluster's is declared once the new BMO is available, before the hosts arrive."""
+
     def __init__(self, name: str, provider: k8s.Provider, config: IronicConfig, location: str,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("metal3:ironic:Ironic", name, None, opts)
@@ -70,5 +77,17 @@ class Ironic(pulumi.ComponentResource):
         ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": config.namespace}}
         self.namespace = k8s_object(resource_name(name, ns), ns, child)
         after = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.namespace]))
-        self.resources = [k8s_object(resource_name(name, o), o, after) for o in ironic_objects(config)]
+        served = webhooks.serve(name, manifests.BMO, pulumi.ResourceOptions(parent=self), namespace=config.namespace)
+        secrets = [k8s_object(resource_name(name, o), adopted(o) if config.adopt else o, after)
+                   for o in served.secrets]
+        after = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.namespace, *secrets]))
+        objs = ironic_objects(config)
+        self.resources = [k8s_object(resource_name(name, o), o, after) for o in objs]
+        bmo = [r for o, r in zip(objs, self.resources, strict=True)
+               if o["kind"] in ("Deployment", "Service") and o["metadata"]["name"] != "ironic"]
+        hooked = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=bmo))
+        self.resources = [*secrets, *self.resources, *[
+            k8s_object(resource_name(name, o), adopted(o) if config.adopt else o, hooked)
+            for o in served.configurations]]
+        self.certificates = list(served.certificates.values())
         self.register_outputs({"location": location, "namespace": config.namespace})

@@ -11,10 +11,12 @@ process, the stack passes its `providers.variables` and the environment. `compon
 release components file what `clusterctl init` installs from it (variables, labels, namespace, inventory).
 
 Left out on purpose, with the reason:
-- cert-manager `Certificate`/`Issuer` and the admission/conversion webhook configurations: no
-  cert-manager runs here, and a webhook configuration pointing at a Service without pods would make the
-  API server refuse every write of those kinds. (A user components file may carry them.)
-- the CRDs as kustomize renders them (conversion webhook patches): the `bases` CRDs are used instead.
+- cert-manager itself and the release's `Issuer`/`Certificate`: the stack issues each release Certificate
+  itself (components/webhook_cert.py, the documented equivalent) and declares the Secret it names.
+- the admission webhook configurations and the CRDs' conversion webhooks are not in `controllers()` /
+  `crds()` (which are also what the lab installs for tests that run no managers): ProviderInstall and
+  Ironic add them from `webhook_configurations()` / `conversions()`, with the caBundle of the stack's
+  certificate, once the controller that serves them is declared (components/webhooks.py).
 """
 
 from __future__ import annotations
@@ -272,3 +274,32 @@ def components_file(path: Path, provider_name: str, provider_type: str, provider
 
 def all_specs() -> tuple[ProviderSpec, ...]:
     return (*PROVIDERS, BMO)
+
+
+# ---------------------------------------------------------------------------------------------- webhooks
+#: the annotation that asks cert-manager's CA injector for a Certificate's CA ("<namespace>/<certificate>")
+INJECT_CA_FROM = "cert-manager.io/inject-ca-from"
+WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
+
+
+def certificates(spec: ProviderSpec) -> list[Obj]:
+    """The release's cert-manager `Certificate`s (the webhook serving certificate the Deployment mounts)."""
+    return [d for d in rendered(spec) if d.get("kind") == "Certificate"]
+
+
+def webhook_configurations(spec: ProviderSpec) -> list[Obj]:
+    """The release's admission webhook configurations, `service:` client configs and all."""
+    return [d for d in rendered(spec) if d.get("kind") in WEBHOOK_KINDS]
+
+
+def conversions(spec: ProviderSpec) -> dict[str, tuple[str, Obj]]:
+    """{CRD name: (the Certificate its caBundle comes from, `spec.conversion`)} for the release's CRDs that
+    kustomize renders with a conversion webhook (the `bases` CRDs carry none)."""
+    out = {}
+    for d in rendered(spec):
+        if d.get("kind") != "CustomResourceDefinition":
+            continue
+        conversion = (d.get("spec") or {}).get("conversion") or {}
+        if conversion.get("strategy") == "Webhook":
+            out[d["metadata"]["name"]] = ((d["metadata"].get("annotations") or {}).get(INJECT_CA_FROM, ""), conversion)
+    return out

@@ -27,6 +27,10 @@ TYPED: dict[tuple[str, str], Any] = {
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): k8s.rbac.v1.ClusterRoleBinding,
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): k8s.apiextensions.v1.CustomResourceDefinition,
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"):
+        k8s.admissionregistration.v1.ValidatingWebhookConfiguration,
+    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"):
+        k8s.admissionregistration.v1.MutatingWebhookConfiguration,
 }
 
 
@@ -48,6 +52,13 @@ def resource_name(prefix: str, obj: dict[str, Any]) -> str:
 #: (the Ironic handover) creates the new copy only once the old one's Pods are gone.
 SKIP_AWAIT = {"value": False, "deployments": False}
 WAIT_FOR_AVAILABLE = "condition=Available"
+
+
+def servers_awaited() -> bool:
+    """Whether the stack waits for a Deployment to be ready before what depends on it: always, except with
+    `skipAwait` and without `awaitDeployments` (nothing runs the Deployments: the lab without its live
+    plane). Webhook configurations are declared only then (components/webhooks.py)."""
+    return not SKIP_AWAIT["value"] or SKIP_AWAIT["deployments"]
 
 
 def await_annotations(obj: dict[str, Any]) -> dict[str, str]:

@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import manifests, variables
+from components import manifests, variables, webhooks
 from components.config import ProvidersConfig
 from components.ironic import adopted
 from components.objects import k8s_object, resource_name
@@ -44,6 +44,16 @@ def _objects_for(config: ProvidersConfig, root: Path) -> dict[str, list[dict[str
     return out
 
 
+def served_webhooks(name: str, config: ProvidersConfig, opts: pulumi.ResourceOptions) -> dict[str, webhooks.Served]:
+    """Per provider (the pinned modules' releases, controllers installed): its serving certificate and the
+    objects that go with it (components/webhooks.py). BMO's travel with its controller, in Ironic."""
+    if config.source is not None or not config.controllers:      # release files: see docs/pulumi-layer.md
+        return {}
+    return {spec.name: webhooks.serve(name, spec, opts, labels={manifests.CLUSTERCTL: "",
+                                                                 manifests.PROVIDER_LABEL: spec.name})
+            for spec in manifests.PROVIDERS}
+
+
 def _module_group(spec: manifests.ProviderSpec, config: ProvidersConfig,
                   values: variables.Lookup) -> list[dict[str, Any]]:
     """One provider rendered from its pinned module: namespace, CRDs, controller (not BMO's: it travels with
@@ -61,19 +71,41 @@ def _module_group(spec: manifests.ProviderSpec, config: ProvidersConfig,
 
 
 class ProviderInstall(pulumi.ComponentResource):
-    """The Cluster-API providers (core, kubeadm bootstrap and control plane, CAPM3, IPAM) and the BMO CRDs."""
+    """The Cluster-API providers (core, kubeadm bootstrap and control plane, CAPM3, IPAM) and the BMO CRDs.
+
+    Order: certificates (no cluster involved); CRDs (with their conversion webhooks) and namespaces; the
+    serving Secrets; everything else; last, per provider, its webhook configurations, once its
+    Deployment (and Service) are there, so that a failurePolicy Fail webhook is never declared before
+    its manager can serve (with pulumi-kubernetes awaiting the Deployment, that is once it is Available).
+    """
 
     def __init__(self, name: str, provider: k8s.Provider, config: ProvidersConfig, root: Path,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("metal3:providers:ProviderInstall", name, None, opts)
         base = pulumi.ResourceOptions(parent=self, provider=provider)
-        groups = objects_for(config, root)
+        served = served_webhooks(name, config, pulumi.ResourceOptions(parent=self))
+        groups = {group: webhooks.with_conversions(objs, served[group].conversions) if group in served else objs
+                  for group, objs in objects_for(config, root).items()}
         every = [o for objs in groups.values() for o in objs]
         # CRDs and namespaces first, everything else after them (custom resources need their CRD)
         first = [o for o in every if o["kind"] in ("CustomResourceDefinition", "Namespace")]
         created = [k8s_object(resource_name(name, o), o, pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(
             retain_on_delete=o["kind"] == "CustomResourceDefinition"))) for o in first]
         after = pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(depends_on=created))
-        created += [k8s_object(resource_name(name, o), o, after) for o in every if o not in first]
+        created += [k8s_object(resource_name(name, o), o, after) for s in served.values() for o in s.secrets]
+        after = pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(depends_on=list(created)))
+        servers: dict[str, list[pulumi.Resource]] = {}
+        for group, objs in groups.items():
+            for o in objs:
+                if o in first:
+                    continue
+                res = k8s_object(resource_name(name, o), o, after)
+                created.append(res)
+                if o["kind"] in ("Deployment", "Service"):
+                    servers.setdefault(group, []).append(res)
+        for group, s in served.items():
+            hooked = pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(depends_on=servers.get(group, [])))
+            created += [k8s_object(resource_name(name, o), o, hooked) for o in s.configurations]
         self.resources = created
+        self.certificates = [c for s in served.values() for c in s.certificates.values()]
         self.register_outputs({"objects": len(created), "providers": sorted(groups)})

@@ -290,7 +290,7 @@ class LocalCluster:
                 "--allow-privileged=true", "--disable-admission-plugins=ServiceAccount",
                 "--authorization-mode=RBAC", "--service-account-issuer=https://kubernetes.default.svc",
                 f"--service-account-key-file={p / 'sa.pub'}", f"--service-account-signing-key-file={p / 'sa.key'}",
-                "--endpoint-reconciler-type=none", "--max-requests-inflight=800",
+                "--endpoint-reconciler-type=none", "--enable-aggregator-routing=true", "--max-requests-inflight=800",
                 "--max-mutating-requests-inflight=400"]
 
     def _kcm_args(self) -> list[str]:

@@ -36,7 +36,7 @@ from lab.cli import start_clusters
 from lab.cluster import LocalCluster
 from lab.data.topology import LiveTopology, live_objects
 from lab.machines.bmc import BmcCheckpoint, LocalBmcs
-from lab.plane import checks
+from lab.plane import checks, webhooks
 from lab.plane.agent import start_agent, stop_agent
 from metal3_pivot import DEPLOYMENTS, SECRET, Kube, load_kubeconfig
 
@@ -102,6 +102,7 @@ class Lab:
         objs = [o for spec in manifests.PROVIDERS for o in manifests.controllers(spec)]
         objs += [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": IronicConfig().namespace}},
                  *ironic_objects(IronicConfig())]
+        install_webhooks(self.ephemeral)        # cert-manager's Secrets first, so the managers start at once
         kubectl_apply(self.ephemeral, objs)
         self.wait_deployments(self.ephemeral)
         self.progress("BareMetalHosts registered; waiting for them to be available through Ironic")
@@ -230,6 +231,16 @@ def _is_host_side(obj: Obj) -> bool:
     if obj["kind"] in ("Namespace", "BareMetalHost"):
         return True
     return obj["kind"] == "Secret" and obj["metadata"]["name"].endswith("-bmc-secret")
+
+
+def install_webhooks(cluster: LocalCluster, specs: tuple[manifests.ProviderSpec, ...] = manifests.all_specs()
+                     ) -> list[str]:
+    """The providers' and BMO's webhooks as `clusterctl init` (with cert-manager) and metal3-dev-env leave
+    them: serving Secrets, webhook Services and configurations, CRD conversions (lab/plane/webhooks.py)."""
+    async def go() -> list[str]:
+        async with Kube(load_kubeconfig(cluster.kubeconfig), name=cluster.name) as kube:
+            return [w for spec in specs for w in await webhooks.install(kube, manifests.rendered(spec))]
+    return asyncio.run(go())
 
 
 def kubectl_apply(cluster: LocalCluster, objs: list[Obj]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from components import manifests
 from components.config import IronicConfig
 from components.ironic import ironic_objects
 from lab.cli import start_clusters
@@ -18,9 +19,9 @@ from lab.plane.agent import agent_pid, start_agent, stop_agent
 from lab.plane.ironic import processes_under as plane_processes_under
 from lab.plane.managers import BINARIES
 from lab.plane.runner import FINALIZER, ironic_endpoint
-from metal3_pivot import DEPLOYMENTS, Kube, ResourceType
+from metal3_pivot import DEPLOYMENTS, SECRET, Kube, ResourceType
 from tests.kit.env import SESSION_DIR
-from tests.kit.live import call
+from tests.kit.live import call, installed_webhooks
 
 pytestmark = [pytest.mark.live, pytest.mark.cluster]
 
@@ -28,7 +29,8 @@ KINDS = {"Namespace": ResourceType("", "v1", "Namespace", "namespaces", namespac
          "ConfigMap": ResourceType("", "v1", "ConfigMap", "configmaps"),
          "ServiceAccount": ResourceType("", "v1", "ServiceAccount", "serviceaccounts"),
          "Service": ResourceType("", "v1", "Service", "services"),
-         "Deployment": DEPLOYMENTS}
+         "Deployment": DEPLOYMENTS,
+         "Secret": SECRET}
 NS = "baremetal-operator-system"
 
 
@@ -52,7 +54,8 @@ def wait(what: str, probe: Any, timeout: float = 120.0) -> Any:
 
 def test_ironic_and_bmo_follow_the_cluster_and_a_deleted_ironic_stops_before_it_is_gone(cluster: LocalCluster) -> None:
     objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}},
-            *(o for o in ironic_objects(IronicConfig()) if o["kind"] in KINDS)]
+            *(o for o in ironic_objects(IronicConfig()) if o["kind"] in KINDS),
+            *(o for o in installed_webhooks(manifests.BMO) if o["kind"] == "Secret")]
 
     async def apply(kube: Kube) -> None:
         for o in objs:

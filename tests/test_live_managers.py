@@ -18,9 +18,10 @@ import pytest
 
 from lab.cli import start_clusters
 from lab.cluster import LocalCluster, processes_under
+from lab.plane.endpoints import ENDPOINT_SLICES, host_address
 from lab.plane.managers import BINARIES, Plane
 from metal3_pivot.errors import ApiError
-from metal3_pivot.kube import NAMESPACE, SECRET, Kube, ResourceType, load_kubeconfig
+from metal3_pivot.kube import NAMESPACE, SECRET, VALIDATING_WEBHOOKS, Kube, ResourceType, load_kubeconfig
 from tests.kit.env import SESSION_DIR
 
 pytestmark = [pytest.mark.live, pytest.mark.cluster]
@@ -67,12 +68,21 @@ def run(cluster: LocalCluster, fn: Any) -> Any:
 def test_every_manager_starts_from_its_release_deployment(plane: Plane) -> None:
     for provider, mp in plane.processes.items():
         assert mp.alive(), f"{provider} died: see {mp.log}"
-        assert mp.plan.certificate, f"{provider}: no serving certificate from its release's Certificate"
+        assert mp.slices, f"{provider}: no EndpointSlice for its webhook Service"
         print(f"{provider}: {mp.plan.binary} pid {mp.pid} ready in {mp.started_in:.1f} s, "
-              f"webhook :{mp.plan.webhook_port}, {mp.rss_mib():.0f} MiB, wrote {mp.webhooks}")
+              f"webhook :{mp.plan.webhook_port}, {mp.rss_mib():.0f} MiB, slices {mp.slices}")
     # the serving certificates live where cert-manager would have put them: the Secret the Deployment mounts
     secrets = run(plane.cluster, lambda kube: kube.get(SECRET, "capi-webhook-service-cert", "capi-system"))
     assert secrets is not None and secrets["type"] == "kubernetes.io/tls"
+    # the webhooks are called through the release's `service:` references, reached by their EndpointSlices
+    # (the API server runs with --enable-aggregator-routing): nothing is re-pointed at a URL
+    hooks = run(plane.cluster, lambda kube: kube.list(VALIDATING_WEBHOOKS))
+    ccs = [h["clientConfig"] for o in hooks for h in o["webhooks"]]
+    assert ccs and all("service" in cc and "url" not in cc and cc.get("caBundle") for cc in ccs), ccs
+    address = host_address()
+    es = run(plane.cluster, lambda kube: kube.get(ENDPOINT_SLICES, "capi-webhook-service-lab", "capi-system"))
+    assert es is not None and es["endpoints"][0]["addresses"] == [address]
+    assert es["ports"][0]["port"] == plane.processes["cluster-api"].plan.webhook_port
 
 
 def test_a_machine_deployment_is_defaulted_by_the_core_webhook(plane: Plane) -> None:
@@ -155,6 +165,8 @@ def test_stopping_the_plane_leaves_no_process(plane: Plane) -> None:
           + f"; total {sum(mp.rss_mib() for mp in plane.processes.values()):.0f} MiB")
     plane.stop()
     assert not plane.processes
+    # a stopped Pod leaves its Services' endpoints
+    assert not run(plane.cluster, lambda kube: kube.list(ENDPOINT_SLICES, "capi-system"))
     assert not processes_under(plane.cluster.directory, BINARIES), "a manager outlived Plane.stop()"
     for pid in pids:
         assert not _running(pid)

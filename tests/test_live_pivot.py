@@ -23,14 +23,16 @@ from pathlib import Path
 
 import pytest
 
+from components import manifests
 from components.config import IronicConfig
 from components.ironic import ironic_objects
 from lab.cluster import LocalCluster, free_port
 from lab.data.topology import LiveTopology
 from lab.plane.checks import CLUSTERS, Check, IronicWatch, ironic_dirs, read
+from lab.plane.endpoints import ENDPOINT_SLICES, SERVICE_NAME
 from lab.seams import seam_env
-from lab.workflow import Lab, kubectl_apply
-from metal3_pivot import CONFIGMAP, DEPLOYMENTS, Kube, ResourceType, load_kubeconfig
+from lab.workflow import Lab, install_webhooks, kubectl_apply
+from metal3_pivot import CONFIGMAP, DEPLOYMENTS, VALIDATING_WEBHOOKS, Kube, ResourceType, load_kubeconfig
 from tests.kit.env import SESSION_DIR, tool_env
 from tests.kit.live import live_stack
 from tests.kit.pulumi_cli import PulumiProject
@@ -133,6 +135,20 @@ def test_the_stack_installs_the_providers_and_they_run_on_the_target(lab: Lab, s
         async with Kube(load_kubeconfig(target.kubeconfig), name="target") as kube:
             return {d["metadata"]["name"] for d in await kube.list(DEPLOYMENTS)}
     assert {"capi-controller-manager", "capm3-controller-manager"} <= asyncio.run(names())
+
+    # their webhooks are the stack's: the release's `service:` references with the stack's CA, served
+    # through the EndpointSlices the target's node agent writes for the running managers
+    async def hooks() -> tuple[list[dict], set[str]]:
+        async with Kube(load_kubeconfig(target.kubeconfig), name="target") as kube:
+            return (await kube.list(VALIDATING_WEBHOOKS),
+                    {f"{e['metadata']['namespace']}/{e['metadata']['labels'][SERVICE_NAME]}"
+                     for e in await kube.list(ENDPOINT_SLICES)})
+    configs, served = asyncio.run(hooks())
+    services = {f"{h['clientConfig']['service']['namespace']}/{h['clientConfig']['service']['name']}"
+                for c in configs for h in c["webhooks"]}
+    assert "capi-system/capi-webhook-service" in services and services <= served, (services, served)
+    assert all(h["clientConfig"].get("caBundle") and "url" not in h["clientConfig"]
+               for c in configs for h in c["webhooks"])
     assert ironic_runs_for(eph(lab), lab) and not ironic_runs_for(target, lab)
     stack.run("preview", "--expect-no-changes", check=True)
 
@@ -197,10 +213,15 @@ def test_a_pivot_killed_at_five_points_is_finished_by_the_next_up(lab: Lab, stac
 
 def handover(lab: Lab, source: LocalCluster, dest: LocalCluster) -> None:
     """metal3-dev-env's move.yml around `clusterctl move`: Ironic and BMO deleted from the source (and
-    gone), then deployed on the destination."""
+    gone), BMO's webhook with them (its kustomize delete takes the whole install), then deployed on the
+    destination, webhook and cert-manager's Secret included."""
+    subprocess.run(["kubectl", "--kubeconfig", str(source.kubeconfig), "delete", "validatingwebhookconfiguration",
+                    "baremetal-operator-validating-webhook-configuration", "--ignore-not-found"],
+                   check=True, capture_output=True, env=tool_env())
     subprocess.run(["kubectl", "--kubeconfig", str(source.kubeconfig), "-n", IRONIC_NS, "delete", "deployment",
                     "ironic", "baremetal-operator-controller-manager", "--wait=true", "--cascade=foreground"],
                    check=True, capture_output=True, env=tool_env())
+    install_webhooks(dest, (manifests.BMO,))
     kubectl_apply(dest, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": IRONIC_NS}},
                          *ironic_objects(IronicConfig())])
     lab.wait_deployments(dest)

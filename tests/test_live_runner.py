@@ -1,5 +1,7 @@
 """The lab's node agent follows what a cluster declares: a provider Deployment put there starts its
-manager, its status reports it available, and deleting the Deployment stops the process."""
+manager, its status reports it available, its webhooks answer through the `service:` references of the
+cluster's webhook configurations (the Pod's EndpointSlice, written by the runner), and deleting the
+Deployment stops the process and withdraws the slice."""
 
 from __future__ import annotations
 
@@ -12,12 +14,14 @@ from components.config import IronicConfig
 from components.ironic import ironic_objects
 from lab.cli import start_clusters
 from lab.cluster import LocalCluster, processes_under
+from lab.plane.endpoints import ENDPOINT_SLICES
 from lab.plane.ironic import processes_under as plane_processes_under
 from lab.plane.managers import BINARIES
 from lab.plane.runner import DeploymentRunner, IronicProcess, ironic_endpoint
-from metal3_pivot.kube import DEPLOYMENTS, Kube, ResourceType
+from metal3_pivot.errors import ApiError
+from metal3_pivot.kube import DEPLOYMENTS, SECRET, VALIDATING_WEBHOOKS, Kube, ResourceType
 from tests.kit.env import SESSION_DIR
-from tests.kit.live import call
+from tests.kit.live import call, installed_webhooks
 
 pytestmark = [pytest.mark.live, pytest.mark.cluster]
 
@@ -25,7 +29,14 @@ KINDS = {"Namespace": ResourceType("", "v1", "Namespace", "namespaces", namespac
          "ConfigMap": ResourceType("", "v1", "ConfigMap", "configmaps"),
          "ServiceAccount": ResourceType("", "v1", "ServiceAccount", "serviceaccounts"),
          "Service": ResourceType("", "v1", "Service", "services"),
-         "Deployment": DEPLOYMENTS}
+         "Deployment": DEPLOYMENTS,
+         "Secret": SECRET,
+         "ValidatingWebhookConfiguration": VALIDATING_WEBHOOKS,
+         "MutatingWebhookConfiguration": ResourceType("admissionregistration.k8s.io", "v1",
+                                                      "MutatingWebhookConfiguration", "mutatingwebhookconfigurations",
+                                                      namespaced=False)}
+CLUSTER = ResourceType("cluster.x-k8s.io", "v1beta2", "Cluster", "clusters")
+BMH = ResourceType("metal3.io", "v1alpha1", "BareMetalHost", "baremetalhosts")
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +49,7 @@ def cluster() -> Iterator[LocalCluster]:
 def test_the_runner_runs_what_the_cluster_declares_and_stops_what_it_drops(cluster: LocalCluster) -> None:
     # what ProviderInstall applies for the core provider (RBAC left out: the managers use the admin kubeconfig)
     objs = [o for o in manifests.controllers(manifests.PROVIDERS[0]) if o["kind"] in KINDS]
+    objs += installed_webhooks(manifests.PROVIDERS[0])
     deployment = next(o for o in objs if o["kind"] == "Deployment")
     key = f"{deployment['metadata']['namespace']}/{deployment['metadata']['name']}"
 
@@ -58,11 +70,26 @@ def test_the_runner_runs_what_the_cluster_declares_and_stops_what_it_drops(clust
         runner.sync()                       # nothing changed: the same process keeps running
         assert runner.running[key].process.pid == pid
 
+        # the core provider's webhooks (failurePolicy Fail) are called through capi-webhook-service
+        cluster_obj = {"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster",
+                       "metadata": {"name": "c1", "namespace": "default"},
+                       "spec": {"clusterNetwork": {"pods": {"cidrBlocks": ["192.168.0.0/18"]}},
+                                "infrastructureRef": {"apiGroup": "infrastructure.cluster.x-k8s.io",
+                                                      "kind": "Metal3Cluster", "name": "c1"}}}
+        created = call(cluster, lambda kube: kube.create(CLUSTER, cluster_obj))
+        assert created["metadata"]["name"] == "c1"
+        bad = {**cluster_obj, "metadata": {"name": "c2", "namespace": "default"},
+               "spec": {"topology": {"version": "not-a-version", "classRef": {"name": "x"}}}}
+        with pytest.raises(ApiError) as err:
+            call(cluster, lambda kube: kube.create(CLUSTER, bad))
+        assert "admission webhook" in str(err.value), str(err.value)
+
         call(cluster, lambda kube: kube.delete(DEPLOYMENTS, deployment["metadata"]["name"],
                                                deployment["metadata"]["namespace"]))
         runner.sync()
         assert key not in runner.running
         assert not processes_under(cluster.directory, BINARIES)
+        assert not call(cluster, lambda kube: kube.list(ENDPOINT_SLICES, "capi-system"))
         print("\n".join(runner.events))
     finally:
         runner.stop()
@@ -72,7 +99,8 @@ def test_bmo_deployed_by_the_ironic_component_runs_in_its_namespace(cluster: Loc
     # what the stack's Ironic component applies (BMO moved into Ironic's namespace), Ironic's own
     # Deployment included: it runs as the cluster's LocalIronic (tests/test_live_agent.py goes further)
     objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "metal3"}},
-            *(o for o in ironic_objects(IronicConfig(namespace="metal3")) if o["kind"] in KINDS)]
+            *(o for o in ironic_objects(IronicConfig(namespace="metal3")) if o["kind"] in KINDS),
+            *installed_webhooks(manifests.BMO, "metal3")]
 
     async def apply(kube: Kube) -> None:
         for o in objs:
@@ -87,9 +115,17 @@ def test_bmo_deployed_by_the_ironic_component_runs_in_its_namespace(cluster: Loc
             (runner.running, runner.failures, runner.events)
         assert isinstance(runner.running["metal3/ironic"].process, IronicProcess)
         assert runner.running[bmo[0]].process.plan.env["IRONIC_ENDPOINT"] == ironic_endpoint(cluster)
-        # its serving certificate: the release's Certificate, issued into Ironic's namespace
-        assert runner.running[bmo[0]].process.plan.certificate == \
-            "baremetal-operator-system/baremetal-operator-serving-cert"
+        # its webhook, through the Service in Ironic's namespace, refuses a host with an unknown BMC
+        bmh = {"apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+               "metadata": {"name": "h0", "namespace": "metal3"},
+               "spec": {"online": False, "bmc": {"address": "no-such-driver://127.0.0.1:1/",
+                                                 "credentialsName": "h0-bmc"}}}
+        with pytest.raises(ApiError) as err:
+            call(cluster, lambda kube: kube.create(BMH, bmh))
+        assert "baremetalhost.metal3.io" in str(err.value), str(err.value)
+        # stopped with the cluster's webhook left in place: a manager that is down blocks writes of its kinds
+        call(cluster, lambda kube: kube.delete(VALIDATING_WEBHOOKS,
+                                               "baremetal-operator-validating-webhook-configuration"))
     finally:
         runner.stop()
     assert not processes_under(cluster.directory, BINARIES)

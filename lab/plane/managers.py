@@ -7,14 +7,19 @@ Pod is done here, with the changes a process on loopback needs and nothing else:
 - the container's args are kept, `${VAR:=default}` resolved as clusterctl's variable substitution would
   (defaults unless `variables` says otherwise); the flags about where to listen and how to reach the
   API server are replaced: kubeconfig, no leader election, no metrics/diagnostics server, health and
-  webhook ports picked free on 127.0.0.1 (several managers and several clusters share one host);
+  webhook ports picked free (several managers and several clusters share one host; health on 127.0.0.1,
+  the webhook server on every interface, as its release binds it);
 - env (values, fieldRefs to the Pod's namespace/name/uid, envFrom ConfigMaps) carried over;
 - mounted Secrets and ConfigMaps written as files under the process's folder, each mountPath re-rooted
   there (TMPDIR too, so a manager that only knows `/tmp/k8s-webhook-server/serving-certs`, like BMO,
   finds its certificate);
-- the webhook serving certificate: the Secret the release's cert-manager `Certificate` names, issued by
-  the lab if the cluster has none (lab/plane/certs.py); the release's webhook configurations and CRD
-  conversion webhooks pointed at the process (lab/plane/webhooks.py).
+- the webhook serving certificate: the Secret the Deployment mounts, from the cluster (the stack's
+  ProviderInstall / Ironic issue it; on clusters the lab installs itself, lab/plane/webhooks.py does, as
+  cert-manager would); a missing Secret keeps the process from starting, as it keeps a Pod from starting;
+- once ready, the Pod's address: an EndpointSlice for every Service that selects its labels, at this
+  host's address and the process's webhook port (lab/plane/endpoints.py), so the API server reaches the
+  webhooks through the `service:` references the cluster's webhook configurations carry; withdrawn when
+  the process stops.
 
 Processes are spawned from the calling thread with PR_SET_PDEATHSIG (see lab/cluster.py), log to
 `<cluster dir>/logs/<deployment>.log`, and count as started once `/readyz` answers and the webhook port
@@ -40,8 +45,8 @@ from typing import Any
 
 from components import manifests
 from lab.cluster import LocalCluster, _pdeathsig, _tail, free_port
-from lab.plane import certs, webhooks
-from metal3_pivot import CONFIGMAP, NAMESPACE, SECRET, Kube, ResourceType, load_kubeconfig
+from lab.plane import certs, endpoints, webhooks
+from metal3_pivot import CONFIGMAP, SECRET, Kube, ResourceType, load_kubeconfig
 
 Obj = dict[str, Any]
 
@@ -105,8 +110,8 @@ class Plan:
     workdir: Path
     health_port: int
     webhook_port: int
-    certificate: str | None = None  # "<ns>/<Certificate>" whose Secret is the serving cert
-    ca_bundle: str | None = None
+    pod_labels: dict[str, str] = field(default_factory=dict)
+    pod_ports: dict[str | int, int] = field(default_factory=dict)   # container port (number or name) -> ours
 
     @property
     def key(self) -> str:
@@ -119,7 +124,8 @@ class ManagerProcess:
     log: Path
     proc: subprocess.Popen[bytes]
     started_in: float = 0.0
-    webhooks: list[str] = field(default_factory=list)
+    kubeconfig: Path | None = None
+    slices: list[str] = field(default_factory=list)     # EndpointSlices written for it (its namespace)
 
     @property
     def pid(self) -> int:
@@ -139,8 +145,13 @@ class ManagerProcess:
                 return int(line.split()[1]) / 1024
         return 0.0
 
-    def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM, SIGKILL after `grace`; safe to call twice. Webhook configurations stay (see webhooks.py)."""
+    def stop(self, grace: float = 10.0, *, withdraw: bool = True) -> None:
+        """SIGTERM, SIGKILL after `grace`; safe to call twice. The Pod's EndpointSlices are withdrawn first
+        (a terminating Pod leaves its Service's endpoints before it exits); skip that with
+        `withdraw=False` when the cluster itself is gone. Webhook configurations stay: they are the install's."""
+        if withdraw and self.slices and self.kubeconfig is not None:
+            _withdraw(self.kubeconfig, self.plan.namespace, self.slices)
+        self.slices = []
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signal.SIGTERM)
@@ -151,10 +162,19 @@ class ManagerProcess:
                 self.proc.wait()
 
 
+def _withdraw(kubeconfig: Path, namespace: str, names: list[str]) -> None:
+    async def go() -> None:
+        async with Kube(load_kubeconfig(kubeconfig), name="withdraw") as kube:
+            await endpoints.withdraw(kube, namespace, names)
+    with contextlib.suppress(Exception):    # the cluster is gone or going: nothing left to route to the process
+        asyncio.run(asyncio.wait_for(go(), 10))
+
+
 # ---------------------------------------------------------------------------------------------- planning
 
 class _Lookup:
-    """ConfigMaps and Secrets a Deployment refers to: the cluster's first, then the release's."""
+    """ConfigMaps a Deployment refers to: the cluster's first, then the release's (direct API only);
+    Secrets only from the cluster."""
 
     def __init__(self, kube: Kube, release: list[Obj]) -> None:
         self.kube = kube
@@ -163,16 +183,10 @@ class _Lookup:
     async def get(self, kind: str, namespace: str, name: str) -> Obj | None:
         rt = {"ConfigMap": CONFIGMAP, "Secret": SECRET}[kind]
         found = await self.kube.get(rt, name, namespace)
-        if found is not None:
+        if found is not None or kind == "Secret":
             return found
         return next((o for o in self.release if o.get("kind") == kind and o["metadata"]["name"] == name
                      and o["metadata"].get("namespace", namespace) == namespace), None)
-
-    def certificate_for(self, namespace: str, secret: str) -> Obj | None:
-        """The release's Certificate writing `secret`; in its own namespace first, then in any (the stack
-        may deploy a provider elsewhere, e.g. BMO into Ironic's namespace)."""
-        certs_ = [o for o in self.release if o.get("kind") == "Certificate" and o["spec"].get("secretName") == secret]
-        return next((o for o in certs_ if o["metadata"].get("namespace") == namespace), certs_[0] if certs_ else None)
 
 
 def _contents(kind: str, obj: Obj | None) -> dict[str, bytes]:
@@ -231,31 +245,19 @@ async def _plan(cluster: LocalCluster, kube: Kube, deployment: Obj, release: lis
     health, webhook = free_port(), free_port()
     files: dict[Path, bytes] = {}
     volumes = {v["name"]: v for v in pod.get("volumes") or []}
-    cert_dir: Path | None = None
-    certificate: str | None = None
-    ca: str | None = None
     for mount in container.get("volumeMounts") or []:
         vol = volumes.get(mount["name"]) or {}
         target = _reroot(workdir, mount["mountPath"])
         if "secret" in vol:
             secret_name = vol["secret"]["secretName"]
             secret = await kube.get(SECRET, secret_name, ns)
-            cert_obj = lookup.certificate_for(ns, secret_name)
-            if secret is None and cert_obj is not None:     # cert-manager's job, done by the lab
-                secret = certs.issue({**cert_obj, "metadata": {**cert_obj["metadata"], "namespace": ns}})
-                await kube.apply(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
-                                 manager=webhooks.FIELD_MANAGER)
-                await kube.create(SECRET, secret)
             if secret is None:
                 if vol["secret"].get("optional"):
                     continue
                 raise PlaneError(f"{ns}/{name}: Secret {secret_name} (volume {mount['name']}) is missing in "
-                                 f"{cluster.name} and no Certificate of the release issues it")
-            if cert_obj is not None:
-                cert_dir = target
-                # the release's name for it: what its webhook configurations' inject-ca-from says
-                certificate = f"{cert_obj['metadata']['namespace']}/{cert_obj['metadata']['name']}"
-                ca = certs.ca_bundle(secret)
+                                 f"{cluster.name}; a kubelet would not start the Pod either (the webhook serving "
+                                 "certificate comes with the install: ProviderInstall / Ironic, or the lab's "
+                                 "dev-env issuer)")
             data = certs.secret_files(secret)
         elif "configMap" in vol:
             data = _contents("ConfigMap", await lookup.get("ConfigMap", ns, vol["configMap"]["name"]))
@@ -263,6 +265,16 @@ async def _plan(cluster: LocalCluster, kube: Kube, deployment: Obj, release: lis
             continue            # emptyDir and the like: an empty folder is what the Pod would get
         for key, value in data.items():
             files[target / key] = value
+
+    # the port the Pod's webhook server listens on, and the container port names that point at it
+    declared = next((int(a.split("=", 1)[1]) for a in container.get("args") or []
+                     if a.startswith("--webhook-port=")), 9443)
+    pod_ports: dict[str | int, int] = {declared: webhook}
+    pod_ports.update({p["name"]: webhook for p in container.get("ports") or []
+                      if p.get("name") and p.get("containerPort") == declared})
+    given_cert_dir = next((a.split("=", 1)[1] for a in container.get("args") or []
+                           if a.startswith("--webhook-cert-dir=")), "/tmp/k8s-webhook-server/serving-certs")
+    cert_dir = _reroot(workdir, given_cert_dir)
 
     kc = str(cluster.kubeconfig)
     if binary == "baremetal-operator":
@@ -272,14 +284,13 @@ async def _plan(cluster: LocalCluster, kube: Kube, deployment: Obj, release: lis
     else:
         owned = _CAPI_OWNED
         ours = [f"--kubeconfig={kc}", "--leader-elect=false", "--diagnostics-address=0",
-                f"--health-addr=127.0.0.1:{health}", f"--webhook-port={webhook}"]
-        if cert_dir is not None:
-            ours.append(f"--webhook-cert-dir={cert_dir}")
+                f"--health-addr=127.0.0.1:{health}", f"--webhook-port={webhook}", f"--webhook-cert-dir={cert_dir}"]
     args = [substitute(a, variables) for a in [*(container.get("command") or [])[1:], *(container.get("args") or [])]
             if not _owned(a, owned)]
     env.update({"KUBECONFIG": kc, "TMPDIR": str(_reroot(workdir, "/tmp"))})
     env.update(env_overrides)
-    return Plan(ns, name, binary, [*args, *ours], env, files, workdir, health, webhook, certificate, ca)
+    labels = dict((deployment["spec"]["template"].get("metadata") or {}).get("labels") or {})
+    return Plan(ns, name, binary, [*args, *ours], env, files, workdir, health, webhook, labels, pod_ports)
 
 
 # ---------------------------------------------------------------------------------------------- running
@@ -289,22 +300,22 @@ def start_deployment(cluster: LocalCluster, deployment: Obj, release: list[Obj] 
                      timeout: float = 90.0) -> ManagerProcess:
     """Start the process for `deployment` in `cluster` and wait until it is ready.
 
-    `release` is the provider's release config (Certificates, webhook configurations, CRD patches and
-    ConfigMaps the cluster may lack); `variables` feed `${VAR:=default}`; `env` overrides the container's
-    environment (e.g. BMO's IRONIC_ENDPOINT).
+    `release` is the provider's release config (ConfigMaps the cluster may lack; direct API only);
+    `variables` feed `${VAR:=default}`; `env` overrides the container's environment (e.g. BMO's
+    IRONIC_ENDPOINT). Once ready, the Services selecting the Pod get their EndpointSlices.
     """
     t0 = time.monotonic()
     release = release or []
+    try:
+        address = endpoints.host_address()
+    except endpoints.EndpointError as err:
+        raise PlaneError(str(err)) from None
 
-    async def prepare() -> tuple[Plan, list[str]]:
+    async def prepare() -> Plan:
         async with Kube(load_kubeconfig(cluster.kubeconfig), name=cluster.name) as kube:
-            plan = await _plan(cluster, kube, deployment, release, variables or {}, env or {})
-            written = []
-            if plan.certificate and plan.ca_bundle:
-                written = await webhooks.install(kube, release, plan.certificate, plan.webhook_port, plan.ca_bundle)
-            return plan, written
+            return await _plan(cluster, kube, deployment, release, variables or {}, env or {})
 
-    plan, written = asyncio.run(prepare())
+    plan = asyncio.run(prepare())
     for path, data in plan.files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -321,9 +332,19 @@ def start_deployment(cluster: LocalCluster, deployment: Obj, release: list[Obj] 
         out.flush()
         proc = subprocess.Popen([exe, *plan.args], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=plan.workdir, env=plan.env, preexec_fn=_pdeathsig)
-    mp = ManagerProcess(plan, log, proc, webhooks=written)
+    mp = ManagerProcess(plan, log, proc, kubeconfig=cluster.kubeconfig)
     try:
         _wait_ready(mp, time.monotonic() + timeout)
+
+        async def publish() -> list[str]:
+            async with Kube(load_kubeconfig(cluster.kubeconfig), name=cluster.name) as kube:
+                return await endpoints.publish(kube, plan.namespace, plan.pod_labels, plan.pod_ports, address,
+                                               f"{plan.name}-lab")
+        try:
+            mp.slices = asyncio.run(publish())
+        except Exception as err:
+            raise PlaneError(f"{plan.key}: its Services' EndpointSlices could not be written in {cluster.name}: "
+                             f"{err}") from err
     except BaseException:
         mp.stop(grace=2)
         raise
@@ -368,10 +389,16 @@ def start(cluster: LocalCluster, provider: str, *, variables: dict[str, str] | N
           env: dict[str, str] | None = None, timeout: float = 90.0) -> ManagerProcess:
     """Start `provider`'s controller (a name of components.manifests: cluster-api, bootstrap-kubeadm,
     control-plane-kubeadm, infrastructure-metal3, ipam-metal3, baremetal-operator) as its release
-    config deploys it. For BMO pass env IRONIC_ENDPOINT; METAL3_AUTH_ROOT_DIR defaults to an empty
+    config deploys it, its webhooks installed as `clusterctl init` would (lab/plane/webhooks.py).
+    For BMO pass env IRONIC_ENDPOINT; METAL3_AUTH_ROOT_DIR defaults to an empty
     folder (no ironic/ credentials in it: BMO talks to Ironic without authentication)."""
     release = release_of(provider)
     deployment = next(o for o in release if o.get("kind") == "Deployment")
+
+    async def install() -> list[str]:     # what clusterctl init (with cert-manager) puts there for its webhooks
+        async with Kube(load_kubeconfig(cluster.kubeconfig), name=cluster.name) as kube:
+            return await webhooks.install(kube, release)
+    asyncio.run(install())
     env = dict(env or {})
     if binary_for(deployment["spec"]["template"]["spec"]["containers"][0]["image"]) == "baremetal-operator":
         auth = cluster.directory / "plane" / "bmo-auth"

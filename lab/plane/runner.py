@@ -6,10 +6,13 @@ manager starts; when the Deployment goes (or is scaled to 0, or its Pod template
 stops (or restarts). One `sync()` is one pass of that loop; `run()` repeats it.
 
 A Deployment is runnable when its image is one the lab has a binary for (managers.IMAGES); others are
-left alone (reported in `skipped`). What the Pod would get that the cluster does not declare comes from
-the provider's release config, as `clusterctl init` would have installed it: the cert-manager
-`Certificate` behind the webhook serving Secret and the webhook configurations (the stack's
-ProviderInstall leaves both out today; see docs/live-plane.md).
+left alone (reported in `skipped`). Everything a process gets comes from the cluster: the webhook
+serving Secret it mounts and the webhook configurations that call it are the install's (the stack's
+ProviderInstall / Ironic, or the lab's dev-env `clusterctl init`); the runner adds only what a kubelet
+and the EndpointSlice controller would: the Pod's address in its Services' EndpointSlices
+(lab/plane/endpoints.py), so those `service:` references reach it. A mounted Secret that changes (a
+renewed certificate) restarts the process, as a kubelet refreshing the volume and the manager's
+certificate watcher would make it serve the new one.
 
 Readiness goes back into the Deployment's status (replicas, readyReplicas, availableReplicas and an
 Available condition), written by the lab as the deployment controller would from its Pods' state: the
@@ -43,18 +46,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.cluster import LocalCluster, free_port
-from lab.plane import managers, spawn, webhooks
+from lab.plane import managers, spawn
 from lab.plane.ironic import IronicError, LocalIronic
 from lab.plane.managers import ManagerProcess, PlaneError
-from metal3_pivot import DEPLOYMENTS, Kube, load_kubeconfig
+from metal3_pivot import DEPLOYMENTS, SECRET, Kube, load_kubeconfig
 
 Obj = dict[str, Any]
-
-#: binary -> the provider (components.manifests name) whose release config completes its Deployment
-RELEASE_OF = {"capi-manager": "cluster-api", "kubeadm-bootstrap-manager": "bootstrap-kubeadm",
-              "kubeadm-control-plane-manager": "control-plane-kubeadm", "capm3-manager": "infrastructure-metal3",
-              "ipam-manager": "ipam-metal3", "baremetal-operator": "baremetal-operator"}
-
 
 FINALIZER = "lab.metal3-pivot.io/process-running"
 #: image repositories run as the cluster's Ironic (any registry and tag)
@@ -114,9 +111,18 @@ def ironic_endpoint(cluster: LocalCluster) -> str:
     return f"http://127.0.0.1:{ironic_endpoint_port(cluster)}/v1/"
 
 
-def template_hash(deployment: Obj) -> str:
-    """Like the pod-template-hash: a changed template means a new Pod (here, a restarted process)."""
-    return hashlib.sha256(json.dumps(deployment["spec"]["template"], sort_keys=True).encode()).hexdigest()[:10]
+def mounted_secrets(deployment: Obj) -> list[str]:
+    return sorted(v["secret"]["secretName"] for v in deployment["spec"]["template"]["spec"].get("volumes") or []
+                  if "secret" in v)
+
+
+def template_hash(deployment: Obj, secrets: dict[str, str] | None = None) -> str:
+    """Like the pod-template-hash: a changed template means a new Pod (here, a restarted process). With
+    `secrets` ("<ns>/<name>" -> resourceVersion), a changed mounted Secret counts too (see the module doc)."""
+    ns = deployment["metadata"]["namespace"]
+    versions = {n: (secrets or {}).get(f"{ns}/{n}", "") for n in mounted_secrets(deployment)} if secrets else {}
+    text = json.dumps([deployment["spec"]["template"], versions], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 @dataclass
@@ -141,7 +147,6 @@ class DeploymentRunner:
         deployments = self._call(lambda kube: kube.list(DEPLOYMENTS))
         wanted: dict[str, Obj] = {}
         finalized: list[Obj] = []
-        scaled_down: set[str] = set()
         # Ironic first: BMO started in the same pass finds its endpoint answering
         for d in sorted(deployments, key=lambda d: not is_ironic(d)):
             key = f"{d['metadata']['namespace']}/{d['metadata']['name']}"
@@ -152,28 +157,23 @@ class DeploymentRunner:
                 finalized.append(d)
             if (d["spec"].get("replicas", 1) or 0) > 0 and not d["metadata"].get("deletionTimestamp"):
                 wanted[key] = d
-            elif not d["metadata"].get("deletionTimestamp"):
-                scaled_down.add(key)
+        secrets = self._secret_versions(wanted.values())
         for key in list(self.running):
             r = self.running[key]
             d = wanted.get(key)
-            if d is None or template_hash(d) != r.template or not r.process.alive():
-                why = "gone or scaled to 0" if d is None else "template changed" if template_hash(d) != r.template \
-                    else "exited"
+            if d is None or template_hash(d, secrets) != r.template or not r.process.alive():
+                why = "gone or scaled to 0" if d is None else "exited" if not r.process.alive() else \
+                    "template or mounted Secret changed"
                 r.process.stop()
                 del self.running[key]
                 self._event(f"stopped {key}: {why}")
-                if d is None and key not in scaled_down and isinstance(r.process, ManagerProcess) \
-                        and r.process.webhooks:
-                    removed = self._call(lambda kube, w=r.process.webhooks: webhooks.uninstall(kube, w))
-                    self._event(f"uninstalled with {key}: {', '.join(removed) or 'nothing'}")
         for d in finalized:     # its process has exited (stopped above): the "Pod" is gone
             key = f"{d['metadata']['namespace']}/{d['metadata']['name']}"
             if key not in self.running and key not in wanted:
                 self._set_finalizer(d, present=False)
         for key, d in wanted.items():
             if key not in self.running:
-                self._start(key, d)
+                self._start(key, d, template_hash(d, secrets))
         for key, d in wanted.items():
             self._report(d, self.running.get(key))
 
@@ -209,7 +209,22 @@ class DeploymentRunner:
             raise
         return IronicProcess(ironic, pid, time.monotonic() - t0)
 
-    def _start(self, key: str, d: Obj) -> None:
+    def _secret_versions(self, deployments: Any) -> dict[str, str]:
+        """resourceVersion of every Secret the Deployments mount ("<ns>/<name>"; absent ones left out)."""
+        wanted = {(d["metadata"]["namespace"], n) for d in deployments if not is_ironic(d) for n in mounted_secrets(d)}
+        if not wanted:
+            return {}
+
+        async def go(kube: Kube) -> dict[str, str]:
+            out = {}
+            for ns, name in sorted(wanted):
+                s = await kube.get(SECRET, name, ns)
+                if s is not None:
+                    out[f"{ns}/{name}"] = s["metadata"]["resourceVersion"]
+            return out
+        return dict(self._call(go))
+
+    def _start(self, key: str, d: Obj, template: str) -> None:
         process: ManagerProcess | IronicProcess
         try:
             process = self._start_ironic(key, d) if is_ironic(d) else self._start_manager(d)
@@ -218,7 +233,7 @@ class DeploymentRunner:
             self._event(f"failed to start {key}: {str(err).splitlines()[0]}")
             return
         self.failures.pop(key, None)
-        self.running[key] = _Running(process, template_hash(d), d["metadata"].get("generation", 1))
+        self.running[key] = _Running(process, template, d["metadata"].get("generation", 1))
         self._set_finalizer(d, present=True)
         what = process.label if isinstance(process, IronicProcess) else process.plan.binary
         self._event(f"started {key} ({what}, pid {process.pid}) in {process.started_in:.1f} s")
@@ -226,14 +241,13 @@ class DeploymentRunner:
     def _start_manager(self, d: Obj) -> ManagerProcess:
         binary = managers.binary_for(d["spec"]["template"]["spec"]["containers"][0]["image"])
         assert binary is not None
-        release = managers.release_of(RELEASE_OF[binary])
         env = dict(self.env)
         if binary == "baremetal-operator":
             auth = self.cluster.directory / "plane" / "bmo-auth"
             auth.mkdir(parents=True, exist_ok=True)
             env.setdefault("METAL3_AUTH_ROOT_DIR", str(auth))
             env.setdefault("IRONIC_ENDPOINT", ironic_endpoint(self.cluster))
-        return managers.start_deployment(self.cluster, d, release, variables=self.variables, env=env)
+        return managers.start_deployment(self.cluster, d, variables=self.variables, env=env)
 
     def _report(self, d: Obj, r: _Running | None) -> None:
         ready = 1 if r is not None and r.process.alive() else 0
@@ -266,7 +280,11 @@ class DeploymentRunner:
         process of ours runs any more, so nothing must hold their deletion). Skip that when the
         cluster itself is going away."""
         for key in reversed(list(self.running)):
-            self.running.pop(key).process.stop()
+            process = self.running.pop(key).process
+            if isinstance(process, ManagerProcess):
+                process.stop(withdraw=release)
+            else:
+                process.stop()
             self._event(f"stopped {key}: runner stopped")
         if not release:
             return

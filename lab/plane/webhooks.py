@@ -1,20 +1,16 @@
-"""A provider's webhook configurations and CRD conversion webhooks, pointed at a manager on loopback.
+"""What `clusterctl init` applies for a provider's webhooks, on clusters the lab installs itself.
 
-The objects are the provider's release config (components/manifests.rendered: what `clusterctl init`
-applies), not invented ones. Two things change, both because the manager is a local process and not a
-Pod behind a Service:
-- each `clientConfig.service` becomes `url: https://127.0.0.1:<port><path>`: the API server resolves a
-  Service through its Endpoints, and Endpoints refuse loopback addresses, so a `service:` reference can
-  never reach a process on 127.0.0.1;
-- the `caBundle` is the one the lab's issuer wrote (lab/plane/certs.py), injected where the release's
-  `cert-manager.io/inject-ca-from` annotation asks, as cert-manager's CA injector would.
+For the dev-env's ephemeral cluster (the lab's `clusterctl init` + metal3-dev-env's BMO step) and the
+direct API of lab/plane/managers.py: the release's webhook Service, the Secret its `Certificate` names
+(issued by lab/plane/certs.py, cert-manager's part), the release's Validating/MutatingWebhookConfigurations
+and the conversion webhooks of its CRDs, each `caBundle` filled where the release's
+`cert-manager.io/inject-ca-from` asks, as cert-manager's CA injector would. The `service:` client
+configs are the release's, unchanged: the API server reaches them through the Services' EndpointSlices,
+which the lab writes for the Pods it runs (lab/plane/endpoints.py). Clusters the stack installs get all
+of this from ProviderInstall / Ironic (components/webhooks.py); nothing here touches them.
 
-Everything else (rules, failurePolicy Fail, sideEffects, matchPolicy) is the release's. As in a real
-cluster, a manager that is down then blocks writes of the kinds its webhooks guard; stopping a manager
-leaves its configurations in place for that reason (a scaled-down Deployment does the same). Only when
-its Deployment is deleted (an uninstall: the Ironic handover takes BMO off the source cluster) are they
-removed (`uninstall`), as deleting the install they would have come with removes them; otherwise a
-gone BMO's webhook would refuse every later write of a BareMetalHost there, the move's included.
+As in a real cluster, a manager that is down then blocks writes of the kinds its webhooks guard
+(failurePolicy Fail): the configurations belong to the install, not to the process.
 """
 
 from __future__ import annotations
@@ -22,8 +18,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from lab.plane import certs
 from lab.plane.certs import INJECT_CA_FROM
-from metal3_pivot import CRD, VALIDATING_WEBHOOKS, Kube, ResourceType
+from lab.plane.endpoints import SERVICES
+from metal3_pivot import CRD, NAMESPACE, SECRET, VALIDATING_WEBHOOKS, Kube, ResourceType
 
 Obj = dict[str, Any]
 
@@ -34,32 +32,26 @@ WEBHOOK_KINDS = {"ValidatingWebhookConfiguration": VALIDATING_WEBHOOKS,
 FIELD_MANAGER = "metal3-lab-plane"
 
 
-def _client_config(service: Obj, port: int, ca: str) -> Obj:
-    return {"url": f"https://127.0.0.1:{port}{service.get('path') or '/'}", "caBundle": ca}
-
-
 def injected_by(obj: Obj, certificate: str) -> bool:
     """Whether the release asks for the CA of `certificate` ("<ns>/<name>") in this object."""
     return bool((obj["metadata"].get("annotations") or {}).get(INJECT_CA_FROM) == certificate)
 
 
-def webhook_configurations(release: list[Obj], certificate: str, port: int, ca: str) -> list[Obj]:
-    """The release's admission webhook configurations for this certificate, served at 127.0.0.1:port."""
+def webhook_configurations(release: list[Obj], certificate: str, ca: str) -> list[Obj]:
+    """The release's admission webhook configurations for this certificate, with its CA injected."""
     out = []
     for obj in release:
         if obj.get("kind") not in WEBHOOK_KINDS or not injected_by(obj, certificate):
             continue
         obj = copy.deepcopy(obj)
         for hook in obj.get("webhooks") or []:
-            service = hook["clientConfig"].get("service")
-            if service is not None:
-                hook["clientConfig"] = _client_config(service, port, ca)
+            hook["clientConfig"]["caBundle"] = ca
         out.append(obj)
     return out
 
 
-def conversion_patches(release: list[Obj], certificate: str, port: int, ca: str) -> dict[str, Obj]:
-    """{CRD name: merge patch} setting the release's conversion webhook, served at 127.0.0.1:port."""
+def conversion_patches(release: list[Obj], certificate: str, ca: str) -> dict[str, Obj]:
+    """{CRD name: merge patch} setting the release's conversion webhook, with the CA injected."""
     patches = {}
     for obj in release:
         conversion = (obj.get("spec") or {}).get("conversion") or {}
@@ -68,33 +60,47 @@ def conversion_patches(release: list[Obj], certificate: str, port: int, ca: str)
         if not injected_by(obj, certificate):
             continue
         webhook = copy.deepcopy(conversion["webhook"])
-        service = webhook["clientConfig"].get("service")
-        if service is not None:
-            webhook["clientConfig"] = _client_config(service, port, ca)
+        webhook["clientConfig"]["caBundle"] = ca
         patches[obj["metadata"]["name"]] = {"spec": {"conversion": {"strategy": "Webhook", "webhook": webhook}}}
     return patches
 
 
-async def install(kube: Kube, release: list[Obj], certificate: str, port: int, ca: str) -> list[str]:
-    """Apply the configurations and patch the conversion of those of the release's CRDs that the cluster
-    has; returns what was written, for the log."""
+def webhook_services(release: list[Obj]) -> list[Obj]:
+    """The release's Services that its webhook configurations or conversions name."""
+    named = set()
+    for obj in release:
+        hooks = obj.get("webhooks") or []
+        ccs = [h["clientConfig"] for h in hooks]
+        conversion = (obj.get("spec") or {}).get("conversion") or {} if obj.get("kind") == "CustomResourceDefinition" \
+            else {}
+        if conversion.get("webhook"):
+            ccs.append(conversion["webhook"]["clientConfig"])
+        named |= {(cc["service"]["namespace"], cc["service"]["name"]) for cc in ccs if "service" in cc}
+    return [o for o in release if o.get("kind") == "Service"
+            and (o["metadata"].get("namespace"), o["metadata"]["name"]) in named]
+
+
+async def install(kube: Kube, release: list[Obj]) -> list[str]:
+    """Apply what `clusterctl init` (with cert-manager) would for the release's webhooks; an existing
+    Secret is kept (cert-manager keeps it too). Returns what was written, for the log."""
     written = []
-    for obj in webhook_configurations(release, certificate, port, ca):
-        obj = {k: v for k, v in obj.items() if k != "status"}
-        await kube.apply(WEBHOOK_KINDS[obj["kind"]], obj, manager=FIELD_MANAGER)
-        written.append(f"{obj['kind']}/{obj['metadata']['name']}")
-    for name, patch in conversion_patches(release, certificate, port, ca).items():
-        if await kube.patch(CRD, name, None, patch, ok_missing=True) is not None:
-            written.append(f"CustomResourceDefinition/{name} (conversion)")
+    for cert in (o for o in release if o.get("kind") == "Certificate"):
+        ns = cert["metadata"]["namespace"]
+        secret = await kube.get(SECRET, cert["spec"]["secretName"], ns)
+        if secret is None:
+            await kube.apply(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+                             manager=FIELD_MANAGER)
+            secret = await kube.create(SECRET, certs.issue(cert))
+            written.append(f"Secret/{ns}/{cert['spec']['secretName']}")
+        ref, ca = f"{ns}/{cert['metadata']['name']}", certs.ca_bundle(secret)
+        for obj in webhook_configurations(release, ref, ca):
+            obj = {k: v for k, v in obj.items() if k != "status"}
+            await kube.apply(WEBHOOK_KINDS[obj["kind"]], obj, manager=FIELD_MANAGER)
+            written.append(f"{obj['kind']}/{obj['metadata']['name']}")
+        for name, patch in conversion_patches(release, ref, ca).items():
+            if await kube.patch(CRD, name, None, patch, ok_missing=True) is not None:
+                written.append(f"CustomResourceDefinition/{name} (conversion)")
+    for svc in webhook_services(release):
+        await kube.apply(SERVICES, svc, manager=FIELD_MANAGER)
+        written.append(f"Service/{svc['metadata']['namespace']}/{svc['metadata']['name']}")
     return written
-
-
-async def uninstall(kube: Kube, written: list[str]) -> list[str]:
-    """Delete the webhook configurations `install` wrote (CRD conversion stays: CRDs outlive their
-    providers, and a conversion nobody serves only matters for reads of other versions)."""
-    removed = []
-    for item in written:
-        kind, _, name = item.partition("/")
-        if kind in WEBHOOK_KINDS and await kube.delete(WEBHOOK_KINDS[kind], name):
-            removed.append(item)
-    return removed
