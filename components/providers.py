@@ -56,13 +56,16 @@ def served_webhooks(name: str, config: ProvidersConfig, opts: pulumi.ResourceOpt
 
 def _module_group(spec: manifests.ProviderSpec, config: ProvidersConfig,
                   values: variables.Lookup) -> list[dict[str, Any]]:
-    """One provider rendered from its pinned module: namespace, CRDs, controller (not BMO's: it travels with
-    Ironic), inventory."""
+    """One provider rendered from its pinned module: namespace, CRDs, controller, inventory. BMO's group is
+    its CRDs alone: they are cluster-scoped, and its namespace and controller are the Ironic component's,
+    which travels (declaring the namespace here too put one object under two components on the target)."""
+    if spec is manifests.BMO:
+        return manifests.crds(spec)
     objs = [o for o in manifests.controllers(spec, values) if o["kind"] == "Namespace"] if config.controllers else []
     if not objs:
         objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": spec.namespace}}]
     objs += manifests.crds(spec)
-    if config.controllers and spec is not manifests.BMO:   # BMO's controller travels with Ironic
+    if config.controllers:
         objs += [o for o in manifests.controllers(spec, values) if o["kind"] != "Namespace"]
     inv = manifests.inventory(spec)
     if inv:

@@ -91,6 +91,42 @@ def test_provider_install_retains_crds_and_orders_them_first() -> None:
     assert not any(o["kind"] == "Deployment" and "baremetal-operator" in o["metadata"]["name"] for o in every)
 
 
+@pulumi.runtime.test
+def test_no_object_is_declared_by_two_components_on_the_cluster_ironic_shares(mocks: Mocks) -> Any:
+    """After a pivot Ironic (and BMO's controller) live on the target beside the providers' install: every
+    Kubernetes object there has exactly one declaring resource (issue 16 item 3: BMO's namespace was
+    declared by ProviderInstall and by Ironic), and BMO's namespace is Ironic's."""
+    from pathlib import Path
+
+    from components.clusters import TargetCluster
+    from components.config import IronicConfig, ProvidersConfig
+    from components.ironic import Ironic
+    from components.providers import ProviderInstall
+
+    target = TargetCluster("target", KUBECONFIG)
+    install = ProviderInstall("target-providers", target.provider, ProvidersConfig(), Path("."))
+    ironic = Ironic("ironic", target.provider, IronicConfig(), "target")
+
+    def verify(_: Any) -> None:
+        declared: dict[tuple[str, str, str], list[str]] = {}
+        for r in mocks.resources:
+            if not r.typ.startswith("kubernetes:"):
+                continue
+            # custom resources are declared through a ConfigGroup of one object (components/objects.py)
+            for obj in r.inputs["objs"] if r.typ == "kubernetes:yaml/v2:ConfigGroup" else [r.inputs]:
+                md = obj["metadata"]
+                kind = r.typ if obj is r.inputs else f"{obj['apiVersion']}:{obj['kind']}"
+                declared.setdefault((kind, md.get("namespace", ""), md["name"]), []).append(r.name)
+        twice = {k: v for k, v in declared.items() if len(v) > 1}
+        assert not twice, twice
+        (ns,) = [v for (typ, _, name), v in declared.items()
+                 if typ == "kubernetes:core/v1:Namespace" and name == "baremetal-operator-system"]
+        assert ns[0].startswith("ironic-")
+        assert len(declared) > 100        # both components were recorded
+
+    return pulumi.Output.all(*[r.urn for r in [*install.resources, *ironic.resources]]).apply(verify)
+
+
 # ---------------------------------------------------------------------------------------------- config
 
 BASE = {"location": "ephemeral", "ephemeral": {"kubeconfigPath": "a"}, "target": {"kubeconfigPath": "b"}}
