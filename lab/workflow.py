@@ -146,10 +146,13 @@ class Lab:
     def verify(self, cluster: LocalCluster, mark: BmcCheckpoint | None, *, timeout: float = 300
                ) -> tuple[list[checks.Check], float]:
         """Step 5: wait until the controllers of `cluster` report everything reconciled; returns the
-        checks and the seconds it took."""
+        checks and the seconds it took. The other management cluster is checked for what runs there: the
+        controllers and Ironic that left it must have stopped."""
         assert self.rack is not None
+        both = (LocalCluster.load(self.base / "ephemeral"), self.target())
+        others = tuple(c for c in both if c.directory.resolve() != cluster.directory.resolve())
         return checks.wait_until_passing(cluster, self.namespace, self.rack, provisioned_hosts=self.provisioned_hosts,
-                                         mark=mark, timeout=timeout, progress=self.progress)
+                                         mark=mark, timeout=timeout, progress=self.progress, others=others)
 
     # -- 7. de-provision ---------------------------------------------------------------------------------
     def deprovision(self, cluster: LocalCluster) -> None:

@@ -14,6 +14,7 @@ from components.config import IronicConfig
 from components.ironic import ironic_objects
 from lab.cli import start_clusters
 from lab.cluster import LocalCluster, processes_under
+from lab.plane.checks import manager_processes, runs_what_it_declares
 from lab.plane.endpoints import ENDPOINT_SLICES
 from lab.plane.ironic import processes_under as plane_processes_under
 from lab.plane.managers import BINARIES
@@ -69,6 +70,10 @@ def test_the_runner_runs_what_the_cluster_declares_and_stops_what_it_drops(clust
 
         runner.sync()                       # nothing changed: the same process keeps running
         assert runner.running[key].process.pid == pid
+        # the live workflow's check: each declared controller has its process and it answers /readyz
+        (check,) = runs_what_it_declares(cluster)
+        assert check.ok and check.detail.startswith("1 of 1 declared answer"), check
+        assert set(manager_processes(cluster)) == {key}
 
         # the core provider's webhooks (failurePolicy Fail) are called through capi-webhook-service
         cluster_obj = {"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster",
@@ -86,8 +91,12 @@ def test_the_runner_runs_what_the_cluster_declares_and_stops_what_it_drops(clust
 
         call(cluster, lambda kube: kube.delete(DEPLOYMENTS, deployment["metadata"]["name"],
                                                deployment["metadata"]["namespace"]))
+        (check,) = runs_what_it_declares(cluster)       # deleted, its process not stopped yet
+        assert not check.ok and f"running but not declared: {key}" in check.detail, check
         runner.sync()
         assert key not in runner.running
+        (check,) = runs_what_it_declares(cluster)
+        assert check.ok, check
         assert not processes_under(cluster.directory, BINARIES)
         assert not call(cluster, lambda kube: kube.list(ENDPOINT_SLICES, "capi-system"))
         print("\n".join(runner.events))
@@ -115,6 +124,8 @@ def test_bmo_deployed_by_the_ironic_component_runs_in_its_namespace(cluster: Loc
             (runner.running, runner.failures, runner.events)
         assert isinstance(runner.running["metal3/ironic"].process, IronicProcess)
         assert runner.running[bmo[0]].process.plan.env["IRONIC_ENDPOINT"] == ironic_endpoint(cluster)
+        (check,) = runs_what_it_declares(cluster)
+        assert check.ok and "Ironic declared, running" in check.detail, check
         # its webhook, through the Service in Ironic's namespace, refuses a host with an unknown BMC
         bmh = {"apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
                "metadata": {"name": "h0", "namespace": "metal3"},

@@ -6,7 +6,11 @@ with a nodeRef, every Metal3Machine provisioned (CAPM3), every BareMetalHost `pr
 on (BMO), every host known to this management cluster's Ironic and `active` there (Ironic), and, across
 a pivot, nothing re-provisioned, re-inspected or power-cycled: no power request, virtual media or boot
 device change reached any machine since the mark (the BMCs' own record, lab/machines/bmc.py), and
-Ironic's node history holds no error (a failed adoption is recorded there).
+Ironic's node history holds no error (a failed adoption is recorded there). And on each management
+cluster, what runs is what it declares: every controller Deployment there has its process answering its
+health endpoint, Ironic runs there exactly when an Ironic Deployment is declared, and nothing else runs
+against it (after a pivot: the controllers the stack installed on the target answer, BMO and Ironic,
+which the stack removed from the ephemeral cluster, are gone from it).
 """
 
 from __future__ import annotations
@@ -16,16 +20,17 @@ import contextlib
 import os
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lab.cluster import LocalCluster
 from lab.machines.bmc import BmcCheckpoint, LocalBmcs
-from lab.plane import spawn
+from lab.plane import managers, spawn
 from lab.plane.ironic_api import IronicClient
-from lab.plane.runner import ironic_endpoint
-from metal3_pivot import Kube, ResourceType, load_kubeconfig
+from lab.plane.runner import IRONIC_IMAGES, ironic_endpoint
+from metal3_pivot import DEPLOYMENTS, Kube, ResourceType, load_kubeconfig
 
 Obj = dict[str, Any]
 CLUSTERS = ResourceType("cluster.x-k8s.io", "v1beta2", "Cluster", "clusters")
@@ -134,10 +139,75 @@ def untouched(rack: LocalBmcs, mark: BmcCheckpoint, cluster: LocalCluster) -> li
     return out
 
 
+def _repo(image: str) -> str:
+    return image.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
+
+
+def manager_processes(cluster: LocalCluster) -> dict[str, int]:
+    """The controller processes running for `cluster`'s Deployments, "namespace/name" -> health port, read
+    from /proc: each runs in its Deployment's folder, `<cluster>/plane/<namespace>.<name>`, with
+    `--health-addr=127.0.0.1:PORT` (lab/plane/managers.py)."""
+    plane = (cluster.directory / "plane").resolve()
+    out: dict[str, int] = {}
+    for pid in spawn.processes_mentioning(plane, managers.BINARIES):
+        with contextlib.suppress(OSError, ValueError, StopIteration):   # gone since it was listed
+            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            port = int(next(a for a in argv if a.startswith("--health-addr=")).rsplit(":", 1)[1])
+            if cwd.parent == plane:
+                namespace, name = cwd.name.split(".", 1)
+                out[f"{namespace}/{name}"] = port
+    return out
+
+
+def _answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=3) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def runs_what_it_declares(cluster: LocalCluster) -> list[Check]:
+    """What runs against this management cluster is what it declares, no more, no less: each controller
+    Deployment (an image the lab has a binary for, replicas not 0, not being deleted) has its process, and
+    the process answers /readyz; Ironic runs exactly when an Ironic Deployment is declared."""
+    async def go() -> list[Obj]:
+        async with Kube(load_kubeconfig(cluster.kubeconfig), name=cluster.name) as kube:
+            return await kube.list(DEPLOYMENTS)
+    live = [d for d in asyncio.run(go()) if not d["metadata"].get("deletionTimestamp")
+            and (d.get("spec") or {}).get("replicas", 1) != 0]
+
+    def image(d: Obj) -> str:
+        return str(d["spec"]["template"]["spec"]["containers"][0].get("image") or "")
+    declared = {f"{d['metadata']['namespace']}/{d['metadata']['name']}" for d in live
+                if managers.binary_for(image(d))}
+    running = manager_processes(cluster)
+    answering = {key for key, port in running.items() if _answers(port)}
+    missing, extra = sorted(declared - answering), sorted(set(running) - declared)
+    silent = sorted((set(running) & declared) - answering)
+    ironic_declared = any(_repo(image(d)) in IRONIC_IMAGES for d in live)
+    ironic_running = bool(ironic_dirs(cluster.directory))
+    detail = "; ".join(part for part in (
+        f"{len(answering & declared)} of {len(declared)} declared answer /readyz",
+        f"not answering: {', '.join(silent)}" if silent else "",
+        f"not running: {', '.join(m for m in missing if m not in silent)}" if set(missing) - set(silent) else "",
+        f"running but not declared: {', '.join(extra)}" if extra else "",
+        f"Ironic {'declared' if ironic_declared else 'not declared'}, "
+        f"{'running' if ironic_running else 'not running'}") if part)
+    return [Check(f"{cluster.name} runs the controllers it declares, and no other",
+                  not missing and not extra and ironic_declared == ironic_running, detail)]
+
+
 def all_checks(cluster: LocalCluster, namespace: str, rack: LocalBmcs, *, provisioned_hosts: int,
-               mark: BmcCheckpoint | None = None) -> list[Check]:
+               mark: BmcCheckpoint | None = None, others: tuple[LocalCluster, ...] = ()) -> list[Check]:
+    """The checks on the cluster that holds the hosts; `others`: the management clusters that no longer do,
+    checked for what runs there (BMO and Ironic must have left)."""
     objs = read(cluster, namespace)
     out = controllers(objs, provisioned_hosts=provisioned_hosts) + ironic(cluster, objs)
+    out += runs_what_it_declares(cluster)
+    for other in others:
+        out += runs_what_it_declares(other)
     if mark is not None:
         out += untouched(rack, mark, cluster)
     return out
@@ -145,13 +215,13 @@ def all_checks(cluster: LocalCluster, namespace: str, rack: LocalBmcs, *, provis
 
 def wait_until_passing(cluster: LocalCluster, namespace: str, rack: LocalBmcs, *, provisioned_hosts: int,
                        mark: BmcCheckpoint | None = None, timeout: float = 300.0,
-                       progress: Any = None) -> tuple[list[Check], float]:
+                       progress: Any = None, others: tuple[LocalCluster, ...] = ()) -> tuple[list[Check], float]:
     """Poll the checks until all pass (returns them and the seconds it took) or `timeout` (returns the last).
     The "untouched" checks are part of every poll: a machine touched once stays failed."""
     t0 = time.monotonic()
     last_shown = ""
     while True:
-        result = all_checks(cluster, namespace, rack, provisioned_hosts=provisioned_hosts, mark=mark)
+        result = all_checks(cluster, namespace, rack, provisioned_hosts=provisioned_hosts, mark=mark, others=others)
         if all(c.ok for c in result) or time.monotonic() - t0 > timeout:
             return result, time.monotonic() - t0
         if mark is not None and not all(c.ok for c in result if c.name.startswith("no power")):
