@@ -16,9 +16,12 @@
    and the secrets audit (state, logs, output and backup searched for credentials);
 7. de-provision: the workload cluster deleted, its hosts back to `available` through Ironic.
 
-State goes to a file:// backend in .state/; the passphrase defaults to the demo value the committed
-local stack was created with (it protects nothing but these throw-away clusters). Everything runs under
-.lab/ and keeps running afterwards; `make clusters-down` stops it.
+The stack is driven through Pulumi's Automation API (`pulumi.automation`: a LocalWorkspace on this
+project), which runs the same `pulumi` CLI underneath; each step prints the command a user would type for
+it, and the CLI's output streams as it comes. The tests keep the plain CLI as users type it
+(tests/kit/pulumi_cli.py). State goes to a file:// backend in .state/; the passphrase defaults to the demo
+value the committed local stack was created with (it protects nothing but these throw-away clusters).
+Everything runs under .lab/ and keeps running afterwards; `make clusters-down` stops it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
+
+from pulumi import automation as auto
 
 from lab import audit
 from lab.cluster import LocalCluster, free_port
@@ -75,8 +81,39 @@ def run(*cmd: str, check: bool = True) -> int:
     return rc
 
 
-def pulumi(*args: str, check: bool = True) -> int:
-    return run("pulumi", *args, "--stack", STACK, "--non-interactive", check=check)
+def echo(line: str, stream: TextIO = sys.stdout) -> None:
+    """The CLI's output, shown as it comes and kept in TRANSCRIPT (which the secrets audit searches)."""
+    line = line if line.endswith("\n") else line + "\n"
+    stream.write(line)
+    stream.flush()
+    with TRANSCRIPT.open("a") as out:
+        out.write(line)
+
+
+def echo_err(line: str) -> None:
+    echo(line, sys.stderr)
+
+
+def pulumi_stack() -> auto.Stack:
+    """The `local` stack of this project (created on first use), through a LocalWorkspace whose commands
+    get the demo's backend and passphrase."""
+    keys = ("PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_SKIP_UPDATE_CHECK")
+    env = {k: v for k, v in pulumi_env().items() if k in keys}
+    return auto.create_or_select_stack(STACK, work_dir=str(ROOT), opts=auto.LocalWorkspaceOptions(env_vars=env))
+
+
+def pulumi(stack: auto.Stack, typed: str, op: str, **kwargs: object) -> object:
+    """One Automation API operation; `typed` is the command a user would type for it, printed first."""
+    echo(f"$ {typed}")
+    try:
+        return getattr(stack, op)(on_output=echo, on_error=echo_err, color="never", **kwargs)
+    except auto.errors.CommandError:
+        raise SystemExit(f"demo: `{typed}` failed; its output is above") from None
+
+
+def set_location(stack: auto.Stack, location: str) -> None:
+    echo(f"$ pulumi config set location {location}")
+    stack.set_config("location", auto.ConfigValue(location))
 
 
 def show(checks: list[Check], seconds: float, where: str) -> bool:
@@ -88,17 +125,18 @@ def show(checks: list[Check], seconds: float, where: str) -> bool:
     return ok
 
 
-def relocate(lab: Lab, what: str, location: str, dest: LocalCluster) -> float:
+def relocate(lab: Lab, stack: auto.Stack, what: str, location: str, dest: LocalCluster) -> float:
     """Set `location`, show the preview a pull request would show (policy pack included), `pulumi up`,
     then wait for the destination's controllers: returns the seconds from `pulumi up` to reconciled."""
     step(f"{what}: location={location} -- what would happen")
-    pulumi("config", "set", "location", location)
-    pulumi("preview", "--diff", "--policy-pack", "policies")
+    set_location(stack, location)
+    pulumi(stack, "pulumi preview --diff --policy-pack policies", "preview", diff=True,
+           policy_packs=[str(ROOT / "policies")])
     step(f"{what}: pulumi up")
     mark = lab.checkpoint()
     t0 = time.monotonic()
     with IronicWatch(lab.base) as watch:      # Ironic's handover: never two at once
-        pulumi("up", "--yes", "--skip-preview")
+        pulumi(stack, "pulumi up --yes --skip-preview", "up")
     up = time.monotonic() - t0
     progress(watch.summary())
     if watch.max_seen != 1:
@@ -150,15 +188,18 @@ def main() -> int:
         step(f"3. pulumi stack {STACK} (file:// backend in .state/): providers onto the target")
         shutil.rmtree(ROOT / ".state", ignore_errors=True)
         (ROOT / ".state").mkdir()
-        pulumi("stack", "init", check=False)
-        pulumi("config", "set", "location", "ephemeral")
+        echo(f"$ pulumi stack init {STACK}")
+        stack = pulumi_stack()
+        set_location(stack, "ephemeral")
         t1 = time.monotonic()
-        pulumi("up", "--yes", "--skip-preview")
+        pulumi(stack, "pulumi up --yes --skip-preview", "up")
         lab.timings["3. pulumi up: providers on the target"] = time.monotonic() - t1
 
-        relocate(lab, "4. pivot", "target", tgt)
-        relocate(lab, "6. move back", "ephemeral", eph)
-        pulumi("stack", "output")
+        relocate(lab, stack, "4. pivot", "target", tgt)
+        relocate(lab, stack, "6. move back", "ephemeral", eph)
+        echo("$ pulumi stack output")
+        for key, value in stack.outputs().items():
+            echo(f"    {key}: {'[secret]' if value.secret else value.value}")
         backup = LAB / "backup"
         step(f"a --to-directory backup into {backup.relative_to(ROOT)} (holds Secrets: 0700 folder, 0600 files)")
         run("metal3-pivot", "move", "--kubeconfig", str(eph.kubeconfig), "-n", lab.namespace,
