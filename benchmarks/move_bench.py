@@ -37,7 +37,7 @@ from typing import Any
 
 from lab.cli import start_clusters
 from lab.cluster import LocalCluster, kube_for
-from lab.data import crds
+from lab.data import crds, live_metadata
 from lab.data.seed import seed, settle, type_index
 from lab.data.seed_objects import Topology, build
 from metal3_pivot import NAMESPACE, Kube, group_of
@@ -107,12 +107,16 @@ def engine_move(src: LocalCluster, dst: LocalCluster, concurrency: int, label: s
 
 
 # -- the apiserver's limit -----------------------------------------------------------------------------------
-async def raw_rates(c: LocalCluster, topo: Topology, concurrency: int) -> dict[str, Any]:
-    """Create, patch and delete the seed's objects in parallel, without owners or reads: per-verb rates."""
+async def raw_rates(c: LocalCluster, topo: Topology, concurrency: int,
+                    live: dict[str, live_metadata.KindMetadata] | None) -> dict[str, Any]:
+    """Create, patch and delete the seed's objects in parallel, without owners, finalizers or reads: per-verb
+    rates (with the live annotations, so the objects are as big as the moved ones)."""
     index = type_index(crds.bundle().resource_types())
     objs = []
-    for so in build(topo):
-        o = copy.deepcopy(so.obj)
+    seeded = [copy.deepcopy(so.obj) for so in build(topo)]
+    if live:
+        live_metadata.apply(seeded, live)
+    for o in seeded:
         o["metadata"]["namespace"] = RAW_NAMESPACE
         o["metadata"].pop("ownerReferences", None)
         o["metadata"].pop("finalizers", None)
@@ -175,7 +179,8 @@ def clusterctl(src: LocalCluster, dst: LocalCluster, home: Path) -> float:
 
 
 # -- one size ----------------------------------------------------------------------------------------------
-def run_size(hosts: int, concurrency: int, with_clusterctl: bool, base: Path) -> dict[str, Any]:
+def run_size(hosts: int, concurrency: int, with_clusterctl: bool, base: Path,
+             live: dict[str, live_metadata.KindMetadata] | None) -> dict[str, Any]:
     topo = topology_for(hosts)
     say(f"{hosts} hosts: starting two clusters")
     clusters = start_clusters(["ephemeral", "target"], base / f"h{hosts}", attached=True)
@@ -191,7 +196,8 @@ def run_size(hosts: int, concurrency: int, with_clusterctl: bool, base: Path) ->
 
         async def do_seed() -> float:
             async with kube(eph, "ephemeral") as k:
-                r = await seed(k, topo, crds.bundle().resource_types(), concurrency=64, progress=seed_progress)
+                r = await seed(k, topo, crds.bundle().resource_types(), concurrency=64, progress=seed_progress,
+                               live=live)
                 return r.seconds
 
         async def do_settle(c: LocalCluster) -> None:
@@ -211,7 +217,7 @@ def run_size(hosts: int, concurrency: int, with_clusterctl: bool, base: Path) ->
             say(f"{hosts} hosts: clusterctl move, ephemeral -> target")
             cc_s = clusterctl(eph, tgt, base)
         say(f"{hosts} hosts: the apiserver's raw rates")
-        raw = raw_rates(tgt, topo, concurrency)
+        raw = raw_rates(tgt, topo, concurrency, live)
         raw_result = asyncio.run(raw)
         for move in (fwd, back):
             move["limit_s"] = write_limit(move["writes_by_method"], raw_result)
@@ -247,16 +253,25 @@ def main() -> int:
     p.add_argument("--clusterctl-max", type=int, default=2500, help="no clusterctl run above this many hosts")
     p.add_argument("--json", type=Path, default=ROOT / ".bench" / "move_bench.json",
                    help="where every figure goes (default .bench/move_bench.json)")
+    p.add_argument("--live-metadata", type=Path, default=live_metadata.FILE,
+                   help="finalizers and annotations the live controllers leave, per kind, added to the seed "
+                        "(default: lab/data/live_metadata.json, captured by `make demo`)")
+    p.add_argument("--bare-seed", action="store_true", help="the seed without them")
     a = p.parse_args()
+    if not a.bare_seed and not a.live_metadata.exists():
+        raise SystemExit(f"{a.live_metadata} is missing: run `make demo` and copy .lab/live-metadata.json there, "
+                         "or pass --bare-seed")
+    live = None if a.bare_seed else live_metadata.load(a.live_metadata)
     machine = {"machine": platform.machine(), "cores": os.cpu_count(), "python": platform.python_version(),
-               "concurrency": a.concurrency, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+               "concurrency": a.concurrency, "seed": "bare" if live is None else str(a.live_metadata),
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     print(f"# machine: {machine['machine']}, {machine['cores']} cores, Python {machine['python']}, "
-          f"concurrency {a.concurrency}", flush=True)
+          f"concurrency {a.concurrency}, seed {machine['seed']}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="m3p-bench-") as tmp:
         for hosts in a.hosts:
             with_cc = not a.no_clusterctl and hosts <= a.clusterctl_max
-            rows.append(run_size(hosts, a.concurrency, with_cc, Path(tmp)))
+            rows.append(run_size(hosts, a.concurrency, with_cc, Path(tmp), live))
             a.json.parent.mkdir(parents=True, exist_ok=True)
             a.json.write_text(json.dumps({"machine": machine, "sizes": rows}, indent=2))   # after every size
     print(table(rows))

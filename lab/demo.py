@@ -26,6 +26,7 @@ Everything runs under .lab/ and keeps running afterwards; `make clusters-down` s
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -38,9 +39,11 @@ from pulumi import automation as auto
 
 from lab import audit
 from lab.cluster import LocalCluster, free_port
+from lab.data import crds, live_metadata
 from lab.data.topology import LiveTopology, live_objects
 from lab.plane.checks import Check, IronicWatch
 from lab.workflow import Lab, WorkflowError
+from metal3_pivot import Kube, load_kubeconfig
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = "local"
@@ -164,6 +167,19 @@ def secrets_audit(lab: Lab, since: float, backup: Path) -> audit.AuditReport:
     return audit.audit(files, needles, [backup])
 
 
+def capture_live_metadata(cluster: LocalCluster, namespace: str) -> None:
+    """The finalizers and annotations the live controllers left, per kind, for the benchmark's seed
+    (lab/data/live_metadata.py): written to .lab/live-metadata.json."""
+    async def go() -> dict[str, live_metadata.KindMetadata]:
+        async with Kube(load_kubeconfig(cluster.kubeconfig), name=cluster.name) as kube:
+            return await live_metadata.capture(kube, namespace, crds.bundle().resource_types())
+    found = asyncio.run(go())
+    live_metadata.dump(found, LAB / "live-metadata.json", source=f"make demo, after step 2, namespace {namespace}")
+    with_finalizers = sorted(k for k, m in found.items() if m.common_finalizers())
+    progress(f"what the controllers left on {sum(m.objects for m in found.values())} objects: finalizers on every "
+             f"{', '.join(with_finalizers) or 'none'}; written to {(LAB / 'live-metadata.json').relative_to(ROOT)}")
+
+
 def stop_previous() -> None:
     if LAB.exists():
         subprocess.run([sys.executable, "-m", "lab.cli", "--dir", str(LAB), "down"], cwd=ROOT, check=False)
@@ -183,6 +199,7 @@ def main() -> int:
         step(f"2. provision the target cluster {lab.topology.cluster} on the rack's machines")
         lab.provision()
         eph, tgt = LocalCluster.load(LAB / "ephemeral"), lab.target()
+        capture_live_metadata(eph, lab.namespace)
         progress(f"target kubeconfig (from the {lab.topology.cluster}-kubeconfig Secret): {lab.target_kubeconfig}")
 
         step(f"3. pulumi stack {STACK} (file:// backend in .state/): providers onto the target")

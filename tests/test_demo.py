@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from lab import audit
+from lab.data import live_metadata
 from lab.data.seed_objects import Topology
 from tests.kit.env import ROOT, tool_env
 
@@ -92,4 +93,7 @@ def test_demo_end_to_end_leaks_no_secret(tmp_path: Path) -> None:
     assert output.count("all checks passed on") == 2, output[-4000:]
     assert "[FAIL]" not in output and "no power, media or boot change reached any machine: none" in output
     assert "7. de-provision (hosts available again)" in output
+    # what the live controllers left, for the benchmark's seed (lab/data/live_metadata.py)
+    captured = live_metadata.load(ROOT / ".lab" / "live-metadata.json")
+    assert captured["Machine"].objects == 2 and captured["BareMetalHost"].objects >= 2, captured
     assert output.count("Ironics alive at once: at most 1 ") == 2, output[-4000:]

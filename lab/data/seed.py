@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from lab.data import live_metadata
 from lab.data.seed_objects import SeedObject, Topology, build
 from metal3_pivot import (
     CONFIGMAP,
@@ -48,10 +49,15 @@ def type_index(types: dict[str, ResourceType]) -> dict[tuple[str, str], Resource
 
 
 async def seed(kube: Kube, topology: Topology, types: dict[str, ResourceType], *,
-               concurrency: int = 32, progress: Any = None) -> SeedResult:
+               concurrency: int = 32, progress: Any = None,
+               live: dict[str, live_metadata.KindMetadata] | None = None) -> SeedResult:
+    """Create the topology's objects level by level, then their statuses. `live`: also the finalizers and
+    annotations the live controllers leave (lab/data/live_metadata.py; the benchmark's seed)."""
     start = time.monotonic()
     index = type_index(types)
     objects = build(topology)
+    if live:
+        live_metadata.apply([so.obj for so in objects], live)
     await kube.apply(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace",
                                  "metadata": {"name": topology.namespace}}, manager="metal3-lab")
     by_level: dict[int, list[SeedObject]] = defaultdict(list)
