@@ -48,10 +48,22 @@ def ironic_objects(config: IronicConfig) -> list[dict[str, Any]]:
         o["metadata"] = dict(o["metadata"])
         if "namespace" in o["metadata"]:
             o["metadata"]["namespace"] = ns
+        if o["kind"] == "Deployment":
+            o = _with_image(o, "manager", config.bmo_image)    # the release's render names no tag
         objs.append(o)
     if config.adopt:
         objs = [adopted(o) for o in objs]
     return objs
+
+
+def _with_image(deployment: dict[str, Any], container: str, image: str) -> dict[str, Any]:
+    pod = deployment["spec"]["template"]["spec"]
+    containers = [{**c, "image": image} if c["name"] == container else c for c in pod["containers"]]
+    if not any(c["name"] == container for c in pod["containers"]):
+        raise manifests.ManifestError(f"Deployment {deployment['metadata']['name']} has no container {container!r}: "
+                                      "the pinned BMO release changed shape; update components/ironic.py")
+    return {**deployment, "spec": {**deployment["spec"], "template": {
+        **deployment["spec"]["template"], "spec": {**pod, "containers": containers}}}}
 
 
 def adopted(obj: dict[str, Any]) -> dict[str, Any]:

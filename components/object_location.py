@@ -209,9 +209,11 @@ def _unknown(value: Any) -> bool:
 def refusals(inputs: LocationInputs, state: LocationState) -> list[Finding]:
     """The findings that refuse the declared move now: every pre-flight finding (owner-chain and host
     status included), the move lock's, except what this same `pulumi up` fixes before the move (missing
-    CRDs or old providers on a target whose providers the stack installs)."""
-    managed = inputs.target_providers_managed
-    return [p for p in state.preflight if not (managed and p.code in FIXED_BY_STACK)]
+    CRDs or old providers on a target whose providers the stack installs). Only toward the target: the
+    stack installs nothing on the ephemeral cluster, so a move back to one that lacks a CRD or runs older
+    providers is refused here, before Ironic is handed back."""
+    fixed_by_stack = inputs.target_providers_managed and inputs.location == "target"
+    return [p for p in state.preflight if not (fixed_by_stack and p.code in FIXED_BY_STACK)]
 
 
 def check_location(news: dict[str, Any]) -> CheckResult:

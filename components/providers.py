@@ -95,7 +95,10 @@ class ProviderInstall(pulumi.ComponentResource):
         created = [k8s_object(resource_name(name, o), o, pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(
             retain_on_delete=o["kind"] == "CustomResourceDefinition"))) for o in first]
         after = pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(depends_on=created))
-        created += [k8s_object(resource_name(name, o), o, after) for s in served.values() for o in s.secrets]
+        # with `adopt`, the serving Secrets and webhook configurations (where clusterctl + cert-manager put
+        # objects of the same names) are taken over like everything else
+        took = adopted if config.adopt else (lambda o: o)
+        created += [k8s_object(resource_name(name, o), took(o), after) for s in served.values() for o in s.secrets]
         after = pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(depends_on=list(created)))
         servers: dict[str, list[pulumi.Resource]] = {}
         for group, objs in groups.items():
@@ -108,7 +111,7 @@ class ProviderInstall(pulumi.ComponentResource):
                     servers.setdefault(group, []).append(res)
         for group, s in served.items():
             hooked = pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(depends_on=servers.get(group, [])))
-            created += [k8s_object(resource_name(name, o), o, hooked) for o in s.configurations]
+            created += [k8s_object(resource_name(name, o), took(o), hooked) for o in s.configurations]
         self.resources = created
         self.certificates = [c for s in served.values() for c in s.certificates.values()]
         self.register_outputs({"objects": len(created), "providers": sorted(groups)})

@@ -1,6 +1,6 @@
 """The pivot's safety rules as plain functions over the stack's resources (no Pulumi import).
 
-`policies/__main__.py` adapts CrossGuard's arguments to `Res` and turns the returned messages into
+`policies/pack.py` adapts CrossGuard's arguments to `Res` and turns the returned messages into
 violations; tests call these functions directly. Each message names the object and the fix.
 """
 

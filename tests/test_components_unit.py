@@ -336,3 +336,40 @@ def test_the_refusal_names_each_object_and_both_choices() -> None:
     for key in ("ironic", "providers"):
         assert f"pulumi config set --path {key}.install false" in text
         assert f"pulumi config set --path {key}.adopt true" in text
+
+
+def test_only_a_move_toward_the_installed_target_lets_fixable_findings_through() -> None:
+    """Missing CRDs and old providers are what the stack's own install fixes, on the target only: toward
+    the ephemeral cluster (a move back) they refuse before anything is handed back, Ironic included."""
+    from components.object_location import refusals
+    from metal3_pivot.findings import Code, Finding
+    from metal3_pivot.location import LocationInputs, LocationState
+
+    found = [Finding(Code.MISSING_CRD, "kind Metal3Machine.infrastructure.cluster.x-k8s.io", "no CRD"),
+             Finding(Code.PROVIDER_VERSION, "provider infrastructure-metal3", "older"),
+             Finding(Code.OWNER_CHAIN, "Machine metal3/m0", "owner missing")]
+    state = LocationState(preflight=found)
+
+    def refused(location: str, managed: bool) -> set[Code]:
+        inputs = LocationInputs(location=location, ephemeral_kubeconfig="e", target_kubeconfig="t", namespaces=[],
+                                target_providers_managed=managed)
+        return {f.code for f in refusals(inputs, state)}
+
+    assert refused("target", True) == {Code.OWNER_CHAIN}
+    assert refused("ephemeral", True) == {Code.MISSING_CRD, Code.PROVIDER_VERSION, Code.OWNER_CHAIN}
+    assert refused("target", False) == {Code.MISSING_CRD, Code.PROVIDER_VERSION, Code.OWNER_CHAIN}
+
+
+def test_bmo_runs_the_configured_image() -> None:
+    from components.config import IronicConfig
+    from components.ironic import ironic_objects
+
+    def images(config: IronicConfig) -> dict[str, list[str]]:
+        return {o["metadata"]["name"]: [c["image"] for c in o["spec"]["template"]["spec"]["containers"]]
+                for o in ironic_objects(config) if o["kind"] == "Deployment"}
+    assert images(IronicConfig()) == {"ironic": ["quay.io/metal3-io/ironic:v29.0.0"],
+                                      "baremetal-operator-controller-manager": [
+                                          "quay.io/metal3-io/baremetal-operator:v0.13.2"]}
+    mine = IronicConfig.model_validate({"bmoImage": "registry.example/metal3-io/baremetal-operator:v0.13.2"})
+    assert images(mine)["baremetal-operator-controller-manager"] == [
+        "registry.example/metal3-io/baremetal-operator:v0.13.2"]

@@ -265,3 +265,26 @@ def test_without_anything_running_the_deployments_no_webhook_is_declared(mocks: 
         assert not [r for r in mocks.resources if r.typ.endswith("WebhookConfiguration")]
         assert [r for r in mocks.resources if r.typ == "kubernetes:core/v1:Secret"]
     return pulumi.Output.all(*[r.urn for r in ironic.resources]).apply(verify)
+
+
+@pulumi.runtime.test
+def test_adopting_providers_takes_over_their_webhook_secrets_and_configurations_too(mocks: Recorder) -> Any:
+    """clusterctl init + cert-manager put Secrets and webhook configurations of the same names on a target:
+    with `providers.adopt` they are taken over (patchForce) like the Deployments, not left to conflict."""
+    from pathlib import Path
+
+    from components.clusters import TargetCluster
+    from components.config import ProvidersConfig
+    from components.providers import ProviderInstall
+
+    target = TargetCluster("target", KUBECONFIG)
+    install = ProviderInstall("p", target.provider, ProvidersConfig(adopt=True), Path("."))
+
+    def verify(_: Any) -> None:
+        hooked = [r for r in mocks.resources if r.typ in ("kubernetes:core/v1:Secret",
+                                                          "kubernetes:admissionregistration.k8s.io/v1:"
+                                                          "ValidatingWebhookConfiguration")]
+        assert hooked
+        assert all(r.inputs["metadata"]["annotations"]["pulumi.com/patchForce"] == "true" for r in hooked)
+
+    return pulumi.Output.all(*[r.urn for r in install.resources]).apply(verify)

@@ -100,7 +100,8 @@ def test_the_pr_workflow_gets_read_only_rights_and_forks_nothing() -> None:
     triggers = workflow[True]                      # YAML 1.1 reads the key `on` as True
     assert set(triggers) == {"pull_request"}          # never pull_request_target (secrets with PR code)
     paths = triggers["pull_request"]["paths"]
-    assert {"pyproject.toml", "tools/versions.toml", "__main__.py", "components/**", "policies/**"} <= set(paths)
+    assert {"pyproject.toml", "tools/versions.toml", "__main__.py", "components/**", "policies/**",
+            "tools/bootstrap.py", "langhost/**"} <= set(paths)
     job = workflow["jobs"]["preview"]
     assert job["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
     # the real stack's passphrase and backend never reach the job; only the read-only kubeconfigs do
