@@ -54,7 +54,10 @@ def test_the_runner_runs_what_the_cluster_declares_and_stops_what_it_drops(clust
     deployment = next(o for o in objs if o["kind"] == "Deployment")
     key = f"{deployment['metadata']['namespace']}/{deployment['metadata']['name']}"
 
-    async def apply(kube: Kube) -> None:
+    # the Service after the Deployment, as a parallel install may create them: the process is up first
+    late = [o for o in objs if o["kind"] == "Service"]
+
+    async def apply(kube: Kube, objs: list = [o for o in objs if o not in late]) -> None:   # noqa: B006
         for o in sorted(objs, key=lambda o: o["kind"] != "Namespace"):
             await kube.apply(KINDS[o["kind"]], o, manager="test")
     call(cluster, apply)
@@ -63,6 +66,12 @@ def test_the_runner_runs_what_the_cluster_declares_and_stops_what_it_drops(clust
     try:
         runner.sync()
         assert key in runner.running, (runner.failures, runner.events)
+        assert not call(cluster, lambda kube: kube.list(ENDPOINT_SLICES, "capi-system"))
+        call(cluster, lambda kube: apply(kube, late))
+        runner.sync()                       # the EndpointSlice controller's part: the late Service gets its slice
+        assert [e["metadata"]["labels"]["kubernetes.io/service-name"]
+                for e in call(cluster, lambda kube: kube.list(ENDPOINT_SLICES, "capi-system"))] == \
+            ["capi-webhook-service"], runner.events
         pid = runner.running[key].process.pid
         status = call(cluster, lambda kube: kube.get(DEPLOYMENTS, deployment["metadata"]["name"],
                                                      deployment["metadata"]["namespace"]))["status"]

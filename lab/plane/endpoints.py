@@ -123,11 +123,14 @@ def slice_for(service: Obj, pod_ports: dict[str | int, int], address: str, pod: 
 
 
 async def publish(kube: Kube, namespace: str, pod_labels: dict[str, str], pod_ports: dict[str | int, int],
-                  address: str, pod: str) -> list[str]:
-    """Write the slices of every Service in `namespace` that selects the Pod; returns their names."""
+                  address: str, pod: str, *, services: list[Obj] | None = None,
+                  written_already: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Write the slices of every Service in `namespace` that selects the Pod (from `services` when given,
+    else read), but those in `written_already`; returns the names written."""
     written = []
-    for service in await kube.list(SERVICES, namespace):
-        if not selects(service, pod_labels):
+    for service in await kube.list(SERVICES, namespace) if services is None else services:
+        md = service["metadata"]
+        if md["namespace"] != namespace or f"{md['name']}-lab" in written_already or not selects(service, pod_labels):
             continue
         es = slice_for(service, pod_ports, address, pod)
         if es is not None:

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.cluster import LocalCluster, free_port
-from lab.plane import managers, spawn
+from lab.plane import endpoints, managers, spawn
 from lab.plane.ironic import IronicError, LocalIronic
 from lab.plane.managers import ManagerProcess, PlaneError
 from metal3_pivot import DEPLOYMENTS, SECRET, Kube, load_kubeconfig
@@ -174,8 +174,32 @@ class DeploymentRunner:
         for key, d in wanted.items():
             if key not in self.running:
                 self._start(key, d, template_hash(d, secrets))
+        self._publish_late_services()
         for key, d in wanted.items():
             self._report(d, self.running.get(key))
+
+    def _publish_late_services(self) -> None:
+        """The EndpointSlice controller's part for a Service that appears after its Pod started: an install
+        declares a provider's Deployment and its webhook Service side by side (ProviderInstall), so the
+        process may be up before the Service exists; its slice is written on the next pass."""
+        running = {key: r.process for key, r in self.running.items()
+                   if isinstance(r.process, ManagerProcess) and r.process.alive()}
+        if not running:
+            return
+        services = self._call(lambda kube: kube.list(endpoints.SERVICES))
+        for key, mp in running.items():
+            plan = mp.plan
+
+            async def go(kube: Kube, plan: managers.Plan = plan, mp: ManagerProcess = mp) -> list[str]:
+                return await endpoints.publish(kube, plan.namespace, plan.pod_labels, plan.pod_ports,
+                                               endpoints.host_address(), f"{plan.name}-lab", services=services,
+                                               written_already=mp.slices)
+            written = self._call(go) if any(
+                s["metadata"]["namespace"] == plan.namespace and f"{s['metadata']['name']}-lab" not in mp.slices
+                and endpoints.selects(s, plan.pod_labels) for s in services) else []
+            if written:
+                mp.slices += written
+                self._event(f"{key}: EndpointSlice {', '.join(written)} written (its Service came after the Pod)")
 
     def _set_finalizer(self, d: Obj, *, present: bool) -> None:
         md = d["metadata"]
