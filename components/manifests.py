@@ -282,21 +282,37 @@ INJECT_CA_FROM = "cert-manager.io/inject-ca-from"
 WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
 
 
+#: what cert-manager does for a release and the stack does itself (components/webhooks.py)
+CERT_MANAGER_KINDS = ("Certificate", "Issuer", "ClusterIssuer")
+
+
 def certificates(spec: ProviderSpec) -> list[Obj]:
     """The release's cert-manager `Certificate`s (the webhook serving certificate the Deployment mounts)."""
-    return [d for d in rendered(spec) if d.get("kind") == "Certificate"]
+    return certificates_of(rendered(spec))
+
+
+def certificates_of(release: list[Obj]) -> list[Obj]:
+    return [d for d in release if d.get("kind") == "Certificate"]
 
 
 def webhook_configurations(spec: ProviderSpec) -> list[Obj]:
     """The release's admission webhook configurations, `service:` client configs and all."""
-    return [d for d in rendered(spec) if d.get("kind") in WEBHOOK_KINDS]
+    return webhook_configurations_of(rendered(spec))
+
+
+def webhook_configurations_of(release: list[Obj]) -> list[Obj]:
+    return [d for d in release if d.get("kind") in WEBHOOK_KINDS]
 
 
 def conversions(spec: ProviderSpec) -> dict[str, tuple[str, Obj]]:
     """{CRD name: (the Certificate its caBundle comes from, `spec.conversion`)} for the release's CRDs that
     kustomize renders with a conversion webhook (the `bases` CRDs carry none)."""
+    return conversions_of(rendered(spec))
+
+
+def conversions_of(release: list[Obj]) -> dict[str, tuple[str, Obj]]:
     out = {}
-    for d in rendered(spec):
+    for d in release:
         if d.get("kind") != "CustomResourceDefinition":
             continue
         conversion = (d.get("spec") or {}).get("conversion") or {}

@@ -44,14 +44,24 @@ def _objects_for(config: ProvidersConfig, root: Path) -> dict[str, list[dict[str
     return out
 
 
-def served_webhooks(name: str, config: ProvidersConfig, opts: pulumi.ResourceOptions) -> dict[str, webhooks.Served]:
-    """Per provider (the pinned modules' releases, controllers installed): its serving certificate and the
-    objects that go with it (components/webhooks.py). BMO's travel with its controller, in Ironic."""
-    if config.source is not None or not config.controllers:      # release files: see docs/pulumi-layer.md
-        return {}
-    return {spec.name: webhooks.serve(name, spec, opts, labels={manifests.CLUSTERCTL: "",
-                                                                 manifests.PROVIDER_LABEL: spec.name})
-            for spec in manifests.PROVIDERS}
+def served_webhooks(name: str, config: ProvidersConfig, groups: dict[str, list[dict[str, Any]]],
+                    opts: pulumi.ResourceOptions) -> dict[str, webhooks.Served]:
+    """Per provider: its serving certificate and the objects that go with it (components/webhooks.py), from
+    the pinned module's release (controllers installed) or from its components file (installed whole).
+    BMO's travel with its controller, in Ironic."""
+    if config.source is None:
+        if not config.controllers:
+            return {}
+        return {spec.name: webhooks.serve(name, spec, opts, labels={manifests.CLUSTERCTL: "",
+                                                                     manifests.PROVIDER_LABEL: spec.name})
+                for spec in manifests.PROVIDERS}
+    out = {}
+    for f in config.source:
+        objs = groups[f.label]
+        (namespace,) = [o["metadata"]["name"] for o in objs if o["kind"] == "Namespace"]   # components_file: one
+        out[f.label] = webhooks.serve_release(name, objs, namespace, opts,
+                                              labels={manifests.CLUSTERCTL: "", manifests.PROVIDER_LABEL: f.label})
+    return out
 
 
 def _module_group(spec: manifests.ProviderSpec, config: ProvidersConfig,
@@ -86,9 +96,9 @@ class ProviderInstall(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("metal3:providers:ProviderInstall", name, None, opts)
         base = pulumi.ResourceOptions(parent=self, provider=provider)
-        served = served_webhooks(name, config, pulumi.ResourceOptions(parent=self))
-        groups = {group: webhooks.with_conversions(objs, served[group].conversions) if group in served else objs
-                  for group, objs in objects_for(config, root).items()}
+        groups = objects_for(config, root)
+        served = served_webhooks(name, config, groups, pulumi.ResourceOptions(parent=self))
+        groups = {group: webhooks.as_served(objs, served.get(group)) for group, objs in groups.items()}
         every = [o for objs in groups.values() for o in objs]
         # CRDs and namespaces first, everything else after them (custom resources need their CRD)
         first = [o for o in every if o["kind"] in ("CustomResourceDefinition", "Namespace")]

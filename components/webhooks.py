@@ -83,12 +83,28 @@ def conversion(ref: str, conv: Obj, cas: Mapping[str, Any], old: str, new: str) 
     return conv
 
 
-def with_conversions(objs: list[Obj], conversions: Mapping[str, Obj]) -> list[Obj]:
-    """The objects, each CRD of `conversions` carrying its conversion webhook (copies; others as they were)."""
+def as_served(objs: list[Obj], served: Served | None) -> list[Obj]:
+    """A provider's objects as the stack installs them (copies where changed): cert-manager's objects and
+    the release's webhook configurations left out (the stack's certificate and `served.configurations`
+    stand for them), each CRD's conversion webhook the served one, or none where the stack serves none
+    (nothing would answer it), and no CRD asking cert-manager for a CA. A pinned module's group carries
+    none of these; a release components file carries them all."""
+    conversions = served.conversions if served is not None else {}
     out = []
     for o in objs:
-        if o["kind"] == "CustomResourceDefinition" and o["metadata"]["name"] in conversions:
-            o = {**o, "spec": {**o["spec"], "conversion": conversions[o["metadata"]["name"]]}}
+        if o["kind"] in manifests.CERT_MANAGER_KINDS or o["kind"] in manifests.WEBHOOK_KINDS:
+            continue
+        if o["kind"] == "CustomResourceDefinition":
+            name, spec = o["metadata"]["name"], o.get("spec") or {}
+            if name in conversions:
+                o = {**o, "spec": {**spec, "conversion": conversions[name]}}
+            elif (spec.get("conversion") or {}).get("strategy") == "Webhook":
+                o = {**o, "spec": {**spec, "conversion": {"strategy": "None"}}}
+            annotations = o["metadata"].get("annotations") or {}
+            if INJECT_CA_FROM in annotations:
+                kept = {k: v for k, v in annotations.items() if k != INJECT_CA_FROM}
+                md = {k: v for k, v in o["metadata"].items() if k != "annotations"}
+                o = {**o, "metadata": {**md, **({"annotations": kept} if kept else {})}}
         out.append(o)
     return out
 
@@ -112,14 +128,21 @@ def serve(prefix: str, spec: ProviderSpec, opts: pulumi.ResourceOptions, namespa
     """Declare the certificates of `spec`'s release (as resources, with `opts`: no Kubernetes provider) and
     return the objects that go with them. `namespace`: where the provider is deployed (the release's if
     None); `labels`: those the install puts on every object of the provider (clusterctl's)."""
-    ns = namespace or spec.namespace
+    return serve_release(prefix, manifests.rendered(spec), spec.namespace, opts, namespace=namespace, labels=labels)
+
+
+def serve_release(prefix: str, release: list[Obj], release_namespace: str, opts: pulumi.ResourceOptions,
+                  namespace: str | None = None, labels: Mapping[str, str] | None = None) -> Served:
+    """`serve` for a release given as its objects (a pinned module's render, or a components file the
+    stack config names), deployed from `release_namespace`."""
+    ns = namespace or release_namespace
     served = Served()
-    for cert in manifests.certificates(spec):
+    for cert in manifests.certificates_of(release):
         md, cspec = cert["metadata"], cert["spec"]
-        ref = f"{md.get('namespace', spec.namespace)}/{md['name']}"
+        ref = f"{md.get('namespace', release_namespace)}/{md['name']}"
         res = WebhookCertificate(
             f"{prefix}-webhookcertificate-{ns}-{md['name']}", namespace=ns, secret_name=cspec["secretName"],
-            dns_names=[_moved(n, spec.namespace, ns) for n in cspec.get("dnsNames") or []],
+            dns_names=[_moved(n, release_namespace, ns) for n in cspec.get("dnsNames") or []],
             organizations=list((cspec.get("subject") or {}).get("organizations") or []), opts=opts)
         served.certificates[ref] = res
         meta: Obj = {"name": cspec["secretName"], "namespace": ns, "annotations": {ISSUED_FOR: ref}}
@@ -131,14 +154,14 @@ def serve(prefix: str, spec: ProviderSpec, opts: pulumi.ResourceOptions, namespa
     if not servers_awaited():
         return served
     cas = {ref: _b64(res.caCrt) for ref, res in served.certificates.items()}
-    for obj in manifests.webhook_configurations(spec):
-        done = configured(obj, cas, spec.namespace, ns)
+    for obj in manifests.webhook_configurations_of(release):
+        done = configured(obj, cas, release_namespace, ns)
         if done is not None:
             if labels:
                 done["metadata"]["labels"] = {**(done["metadata"].get("labels") or {}), **labels}
             served.configurations.append(done)
-    for crd, (ref, conv) in manifests.conversions(spec).items():
-        c = conversion(ref, conv, cas, spec.namespace, ns)
+    for crd, (ref, conv) in manifests.conversions_of(release).items():
+        c = conversion(ref, conv, cas, release_namespace, ns)
         if c is not None:
             served.conversions[crd] = c
     return served

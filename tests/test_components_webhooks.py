@@ -288,3 +288,57 @@ def test_adopting_providers_takes_over_their_webhook_secrets_and_configurations_
         assert all(r.inputs["metadata"]["annotations"]["pulumi.com/patchForce"] == "true" for r in hooked)
 
     return pulumi.Output.all(*[r.urn for r in install.resources]).apply(verify)
+
+
+@pulumi.runtime.test
+def test_components_files_get_the_stacks_certificates_instead_of_cert_managers(mocks: Recorder, tmp_path: Any) -> Any:
+    """`providers.source` as release components files: what cert-manager would do for them (a Certificate
+    and Issuer each, webhook configurations and CRD conversions asking for its CA) the stack does as for the
+    pinned modules: the same certificates, Secrets, configurations and conversions, and no cert-manager
+    object declared."""
+    import shutil
+    from pathlib import Path
+
+    from components.clusters import TargetCluster
+    from components.config import ProvidersConfig
+    from components.providers import ProviderInstall
+
+    files = []
+    for spec in manifests.PROVIDERS:
+        manifests.rendered(spec)
+        path = tmp_path / f"{spec.name}-components.yaml"
+        shutil.copy(manifests.RENDER_CACHE / f"{spec.name}-{manifests.version(spec)}.yaml", path)
+        files.append({"path": str(path), "name": spec.provider_name, "type": spec.type,
+                      "version": manifests.version(spec)})
+    target = TargetCluster("target", KUBECONFIG)
+    install = ProviderInstall("p", target.provider, ProvidersConfig.model_validate({"source": files}), Path("."),
+                              opts=pulumi.ResourceOptions(transformations=[mocks.transformation]))
+
+    def verify(_: Any) -> None:
+        by_type: dict[str, list[pulumi.runtime.MockResourceArgs]] = {}
+        for r in mocks.resources:
+            by_type.setdefault(r.typ, []).append(r)
+        assert not [t for t in by_type if t.startswith("kubernetes:cert-manager.io")]
+        certs = {r.inputs["secretName"]: r for r in by_type[TYPE]}
+        assert set(certs) == {c["spec"]["secretName"] for s in manifests.PROVIDERS for c in manifests.certificates(s)}
+        secrets = {r.inputs["metadata"]["name"]: r for r in by_type["kubernetes:core/v1:Secret"]}
+        assert set(certs) <= set(secrets)
+        ca_of = {s.inputs["metadata"]["annotations"][webhooks.ISSUED_FOR]: _plain(s.inputs["data"])["ca.crt"]
+                 for s in secrets.values() if webhooks.ISSUED_FOR in (s.inputs["metadata"].get("annotations") or {})}
+        configs = by_type["kubernetes:admissionregistration.k8s.io/v1:ValidatingWebhookConfiguration"] + \
+            by_type["kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration"]
+        released = {o["metadata"]["name"]: o for s in manifests.PROVIDERS for o in manifests.webhook_configurations(s)}
+        assert sorted(c.inputs["metadata"]["name"] for c in configs) == sorted(released)
+        for c in configs:
+            ref = released[c.inputs["metadata"]["name"]]["metadata"]["annotations"][manifests.INJECT_CA_FROM]
+            assert manifests.INJECT_CA_FROM not in (c.inputs["metadata"].get("annotations") or {})
+            assert all(h["clientConfig"]["caBundle"] == ca_of[ref] for h in c.inputs["webhooks"])
+            assert c.inputs["metadata"]["labels"][manifests.CLUSTERCTL] == ""
+        crds = {r.inputs["metadata"]["name"]: r.inputs for r in
+                by_type["kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"]}
+        conversions = {n: c for s in manifests.PROVIDERS for n, c in manifests.conversions(s).items()}
+        for name, (ref, _) in conversions.items():
+            assert crds[name]["spec"]["conversion"]["webhook"]["clientConfig"]["caBundle"] == ca_of[ref]
+            assert manifests.INJECT_CA_FROM not in (crds[name]["metadata"].get("annotations") or {})
+
+    return pulumi.Output.all(*[r.urn for r in install.resources]).apply(verify)

@@ -10,8 +10,10 @@ at least as new) and declares what `clusterctl init` would install from those fi
 substituted, no `${` left in any object, clusterctl's labels on every object of the files, one
 `Provider` inventory object per file. Nothing is written to either cluster.
 
-No `pulumi up`: the release files carry cert-manager Certificates and webhook configurations, and the
-lab's clusters run no cert-manager (issue 16's webhook-certificate work covers that path).
+Then `pulumi up` (location=ephemeral: the install alone, no move) installs them on the target: the release
+files' cert-manager Certificates and Issuers are not declared (the lab runs no cert-manager, and neither
+does the stack need one): the stack issues each serving certificate itself, as for the pinned modules
+(components/webhooks.py), and the Deployments find the Secrets they mount.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import pytest
 
 from components import manifests
 from lab.cli import seed_cluster
+from lab.cluster import kube_for
+from metal3_pivot import SECRET, ResourceType
 from tests.kit.env import PROGRAM, ROOT
 from tests.kit.move import TOPOLOGY, deployments, resource_versions
 from tests.kit.pulumi_cli import PulumiProject
@@ -35,6 +39,8 @@ pytestmark = [pytest.mark.pulumi, pytest.mark.cluster]
 CLUSTERCTL = "clusterctl.cluster.x-k8s.io"
 PROVIDER = "cluster.x-k8s.io/provider"
 TTL = "KUBEADM_BOOTSTRAP_TOKEN_TTL"
+CRDS = ResourceType("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
+                    namespaced=False)
 
 
 def release_files(folder: Path) -> list[dict[str, str]]:
@@ -128,3 +134,23 @@ def test_release_components_files_install_as_clusterctl_init_would(fresh_cluster
         spec.name: (spec.provider_name, spec.type, manifests.version(spec), spec.namespace,
                     {CLUSTERCTL: "", PROVIDER: spec.name, f"{CLUSTERCTL}/core": "inventory"})
         for spec in manifests.PROVIDERS}
+
+    # the install itself (location=ephemeral: nothing moves), with the stack's certificates for cert-manager's
+    p.set_config("location", "ephemeral")
+    up = p.run("up", "--yes", "--skip-preview", timeout=900)
+    assert up.returncode == 0, up.output[-5000:]
+    assert {(ns, name) for ns, name in deployments(tgt)} >= {
+        ("capi-system", "capi-controller-manager"), ("capm3-system", "capm3-controller-manager"),
+        ("capi-kubeadm-bootstrap-system", "capi-kubeadm-bootstrap-controller-manager")}
+
+    async def installed() -> tuple[dict[tuple[str, str], dict[str, Any]], list[str]]:
+        async with kube_for(tgt) as k:
+            secrets = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in await k.list(SECRET)}
+            crds = [c["metadata"]["name"] for c in await k.list(CRDS)]
+        return secrets, crds
+    secrets, crds = asyncio.run(installed())
+    for spec in manifests.PROVIDERS:
+        for cert in manifests.certificates(spec):
+            secret = secrets[(spec.namespace, cert["spec"]["secretName"])]
+            assert secret["type"] == "kubernetes.io/tls" and set(secret["data"]) == {"tls.crt", "tls.key", "ca.crt"}
+    assert not [c for c in crds if c.endswith(".cert-manager.io")]
