@@ -29,7 +29,7 @@ from lab.cluster import LocalCluster
 from lab.machines.bmc import BmcCheckpoint, LocalBmcs
 from lab.plane import managers, spawn
 from lab.plane.ironic_api import IronicClient
-from lab.plane.runner import IRONIC_IMAGES, ironic_endpoint
+from lab.plane.runner import ironic_endpoint, is_ironic, runnable
 from metal3_pivot import DEPLOYMENTS, Kube, ResourceType, load_kubeconfig
 
 Obj = dict[str, Any]
@@ -139,10 +139,6 @@ def untouched(rack: LocalBmcs, mark: BmcCheckpoint, cluster: LocalCluster) -> li
     return out
 
 
-def _repo(image: str) -> str:
-    return image.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
-
-
 def manager_processes(cluster: LocalCluster) -> dict[str, int]:
     """The controller processes running for `cluster`'s Deployments, "namespace/name" -> health port, read
     from /proc: each runs in its Deployment's folder, `<cluster>/plane/<namespace>.<name>`, with
@@ -175,28 +171,24 @@ def runs_what_it_declares(cluster: LocalCluster) -> list[Check]:
     async def go() -> list[Obj]:
         async with Kube(load_kubeconfig(cluster.kubeconfig), name=cluster.name) as kube:
             return await kube.list(DEPLOYMENTS)
-    live = [d for d in asyncio.run(go()) if not d["metadata"].get("deletionTimestamp")
+    live = [d for d in asyncio.run(go()) if runnable(d) and not d["metadata"].get("deletionTimestamp")
             and (d.get("spec") or {}).get("replicas", 1) != 0]
-
-    def image(d: Obj) -> str:
-        return str(d["spec"]["template"]["spec"]["containers"][0].get("image") or "")
-    declared = {f"{d['metadata']['namespace']}/{d['metadata']['name']}" for d in live
-                if managers.binary_for(image(d))}
+    declared = {f"{d['metadata']['namespace']}/{d['metadata']['name']}" for d in live if not is_ironic(d)}
     running = manager_processes(cluster)
     answering = {key for key, port in running.items() if _answers(port)}
-    missing, extra = sorted(declared - answering), sorted(set(running) - declared)
-    silent = sorted((set(running) & declared) - answering)
-    ironic_declared = any(_repo(image(d)) in IRONIC_IMAGES for d in live)
+    not_running, extra = sorted(declared - set(running)), sorted(set(running) - declared)
+    silent = sorted((declared & set(running)) - answering)
+    ironic_declared = any(is_ironic(d) for d in live)
     ironic_running = bool(ironic_dirs(cluster.directory))
     detail = "; ".join(part for part in (
         f"{len(answering & declared)} of {len(declared)} declared answer /readyz",
         f"not answering: {', '.join(silent)}" if silent else "",
-        f"not running: {', '.join(m for m in missing if m not in silent)}" if set(missing) - set(silent) else "",
+        f"not running: {', '.join(not_running)}" if not_running else "",
         f"running but not declared: {', '.join(extra)}" if extra else "",
         f"Ironic {'declared' if ironic_declared else 'not declared'}, "
         f"{'running' if ironic_running else 'not running'}") if part)
     return [Check(f"{cluster.name} runs the controllers it declares, and no other",
-                  not missing and not extra and ironic_declared == ironic_running, detail)]
+                  not silent and not not_running and not extra and ironic_declared == ironic_running, detail)]
 
 
 def all_checks(cluster: LocalCluster, namespace: str, rack: LocalBmcs, *, provisioned_hosts: int,

@@ -186,19 +186,17 @@ class DeploymentRunner:
                    if isinstance(r.process, ManagerProcess) and r.process.alive()}
         if not running:
             return
-        services = self._call(lambda kube: kube.list(endpoints.SERVICES))
-        for key, mp in running.items():
-            plan = mp.plan
 
-            async def go(kube: Kube, plan: managers.Plan = plan, mp: ManagerProcess = mp) -> list[str]:
-                return await endpoints.publish(kube, plan.namespace, plan.pod_labels, plan.pod_ports,
-                                               endpoints.host_address(), f"{plan.name}-lab", services=services,
-                                               written_already=mp.slices)
-            written = self._call(go) if any(
-                s["metadata"]["namespace"] == plan.namespace and f"{s['metadata']['name']}-lab" not in mp.slices
-                and endpoints.selects(s, plan.pod_labels) for s in services) else []
+        async def go(kube: Kube) -> dict[str, list[str]]:
+            services = await kube.list(endpoints.SERVICES)      # one read per pass, all namespaces
+            address = endpoints.host_address()
+            return {key: await endpoints.publish(kube, mp.plan.namespace, mp.plan.pod_labels, mp.plan.pod_ports,
+                                                 address, f"{mp.plan.name}-lab", services=services,
+                                                 written_already=mp.slices)
+                    for key, mp in running.items()}
+        for key, written in self._call(go).items():
             if written:
-                mp.slices += written
+                running[key].slices += written
                 self._event(f"{key}: EndpointSlice {', '.join(written)} written (its Service came after the Pod)")
 
     def _set_finalizer(self, d: Obj, *, present: bool) -> None:
