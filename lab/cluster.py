@@ -20,6 +20,7 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -133,10 +134,69 @@ def write_pki(pki: Path, ca_pem: tuple[bytes, bytes] | None = None) -> None:
 
 # ---------------------------------------------------------------------------------------------- cluster
 
+#: where free_port keeps its reservations: one empty file per port handed out, shared by every process
+#: on the machine (pytest workers, `metal3-lab`, the demo)
+PORT_RESERVATIONS = Path(os.environ.get("M3P_PORT_DIR", "/tmp/m3p-ports"))
+#: how long a handed-out port stays reserved: longer than any gap between picking a port and binding
+#: it (a workload cluster's controlPlaneEndpoint port is picked when its topology is written and bound
+#: when its host is provisioned, minutes later)
+PORT_HOLD_SECONDS = 30 * 60
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback TCP port nobody listens on and nobody else will be handed soon.
+
+    Why not just bind port 0: the kernel picks that from the ephemeral range, the same range it draws
+    the source ports of outgoing connections from. Between our close and the child's bind (etcd's
+    peer listener: seconds) one of the thousands of client connections a test run opens can take it,
+    and etcd dies with "address already in use" (a CI failure). So ports come from below the
+    ephemeral range, at random, and each is reserved machine-wide by an O_EXCL file so two workers
+    never pick the same one while neither has bound it yet.
+    """
+    low, _ = _ephemeral_range()
+    lowest = 10000 if low > 12000 else 1024 if low > 2048 else low  # a tiny range below: still try
+    if not PORT_RESERVATIONS.is_dir():
+        PORT_RESERVATIONS.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # shared by every user's runs, like /tmp itself
+            PORT_RESERVATIONS.chmod(0o1777)
+    rng = random.SystemRandom()
+    for _ in range(2000):
+        port = rng.randrange(lowest, max(low, lowest + 1))
+        if not _reserve(port):
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise ClusterError(f"no free loopback port below {low} after 2000 tries: clear {PORT_RESERVATIONS}")
+
+
+def _reserve(port: int) -> bool:
+    """Take `port` unless another process holds a fresh reservation for it."""
+    path = PORT_RESERVATIONS / str(port)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        return True
+    except FileExistsError:
+        try:
+            if time.time() - path.stat().st_mtime < PORT_HOLD_SECONDS:
+                return False
+            os.utime(path)  # a stale reservation: renew it for us (a race here costs one retried bind)
+            return True
+        except OSError:
+            return False
+    except OSError:  # an unwritable reservations folder must not stop the lab: fall back to bind alone
+        return True
 
 
 def _pdeathsig() -> None:

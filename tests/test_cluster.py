@@ -88,3 +88,23 @@ def test_a_killed_parent_leaves_no_orphans(tmp_path: Path) -> None:
     while processes_under(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert processes_under(tmp_path) == []
+
+
+def test_free_ports_avoid_the_ephemeral_range_and_each_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CI run lost etcd to "address already in use": its peer port, picked by binding port 0, came from
+    the range the kernel also hands out as client source ports. Ports now come from below that range
+    and are reserved machine-wide, so two pickers (pytest workers) never get the same one."""
+    from lab import cluster as lab_cluster
+
+    monkeypatch.setattr(lab_cluster, "PORT_RESERVATIONS", tmp_path / "ports")
+    low, _ = lab_cluster._ephemeral_range()
+    ports = [lab_cluster.free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)
+    assert all(p < low for p in ports)
+    assert {int(f.name) for f in (tmp_path / "ports").iterdir()} == set(ports)
+    # a fresh reservation held by someone else is respected; a stale one is taken over
+    held = ports[0]
+    assert not lab_cluster._reserve(held)
+    old = time.time() - lab_cluster.PORT_HOLD_SECONDS - 5
+    os.utime(tmp_path / "ports" / str(held), (old, old))
+    assert lab_cluster._reserve(held)
