@@ -101,7 +101,8 @@ def test_free_ports_avoid_the_ephemeral_range_and_each_other(tmp_path: Path, mon
     ports = [lab_cluster.free_port() for _ in range(300)]
     assert len(set(ports)) == len(ports)
     assert all(p < low for p in ports)
-    assert {int(f.name) for f in (tmp_path / "ports").iterdir()} == set(ports)
+    # every port handed out is reserved (a few more are too: reserved, then found bound by someone)
+    assert set(ports) <= {int(f.name) for f in (tmp_path / "ports").iterdir()}
     # a fresh reservation held by someone else is respected; a stale one is taken over
     held = ports[0]
     assert not lab_cluster._reserve(held)
