@@ -4,7 +4,7 @@ The names below are the engine's public face: what the CLI, the Pulumi component
 benchmarks use. Anything else is internal and may change; unit tests may still reach into modules.
 """
 
-from metal3_pivot.discovery import ClusterView, discover
+from metal3_pivot.discovery import ClusterView, discover, unpacked
 from metal3_pivot.errors import (
     BlockMoveTimeoutError,
     InputError,
@@ -115,6 +115,7 @@ __all__ = [
     "prop_key",
     "read_lock",
     "resource_type_of_crd",
+    "unpacked",
     "verify",
     "version_key",
 ]

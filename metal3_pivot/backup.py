@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from metal3_pivot.discovery import ClusterView
+from metal3_pivot.discovery import ClusterView, unpacked
 from metal3_pivot.errors import InputError
 from metal3_pivot.graph import Graph, Node, TypeInfo, build_graph
 from metal3_pivot.kube import CONFIGMAP, SECRET, ResourceType, group_of
@@ -46,7 +46,7 @@ def empty_view(name: str = "directory") -> ClusterView:
 
 
 def file_content(obj: Obj) -> Obj:
-    out = copy.deepcopy(obj)
+    out = copy.deepcopy(unpacked(obj))
     ann = out["metadata"].get("annotations")
     if ann:
         for mark in OUR_MARKS:

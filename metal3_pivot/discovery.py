@@ -7,6 +7,8 @@ fleet of a thousand hosts discovery is a large share of a move's time.
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +40,43 @@ class ClusterView:
     #: the versions each CRD kind is served at (the pre-flight checks that the target serves the version the
     #: objects are created at); empty for a backup folder
     versions: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+
+
+def pack_managed_fields(obj: Obj) -> Obj:
+    """Hold each `Update` managedFields entry's fieldsV1 as its compact JSON text instead of a tree.
+
+    Why: fieldsV1 mirrors every field of the object as nested maps, ~40 % of an object's JSON and far more
+    of its Python memory (a dict per field), and a move never reads it: a copy gets its managedFields
+    from the target's API server, except where a server-side-apply manager owns fields (then every
+    entry is restored, managed_fields_patch, which unpacks them; `Apply` entries stay as they are). The
+    text is lossless: `unpack_managed_fields` gives the tree back for a backup file. This is what keeps
+    the engine's memory within bounds at 5,000 hosts (docs/performance.md)."""
+    for entry in obj.get("metadata", {}).get("managedFields") or ():
+        fields = entry.get("fieldsV1")
+        if entry.get("operation") != "Apply" and isinstance(fields, dict):
+            entry["fieldsV1"] = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+    return obj
+
+
+def unpack_managed_fields(entries: list[Obj]) -> list[Obj]:
+    """A copy of managedFields entries with every packed fieldsV1 a tree again, as the API server gives it."""
+    return [{**e, "fieldsV1": json.loads(e["fieldsV1"])} if isinstance(e.get("fieldsV1"), str) else copy.deepcopy(e)
+            for e in entries]
+
+
+def unpacked(obj: Obj) -> Obj:
+    """`obj` as the API server gave it (managedFields unpacked); `obj` itself when nothing is packed."""
+    entries = obj.get("metadata", {}).get("managedFields")
+    if not entries or not any(isinstance(e.get("fieldsV1"), str) for e in entries):
+        return obj
+    return {**obj, "metadata": {**obj["metadata"], "managedFields": unpack_managed_fields(entries)}}
+
+
+def packed_overcount(obj: Obj) -> int:
+    """How many bytes the packing adds to `json.dumps(obj)` (the quotes and escapes of the packed text), so
+    a size taken from the packed object is the size the API server stores."""
+    return sum(len(json.dumps(e["fieldsV1"], ensure_ascii=False).encode()) - len(e["fieldsV1"].encode())
+               for e in obj.get("metadata", {}).get("managedFields") or () if isinstance(e.get("fieldsV1"), str))
 
 
 Types = dict[tuple[str, str], TypeInfo]
@@ -76,8 +115,9 @@ async def discover(kube: Kube, namespaces: Sequence[str]) -> ClusterView:
     async def list_one(info: TypeInfo, ns: str | None) -> list[tuple[TypeInfo, Obj]]:
         if not info.rt.namespaced and ns is not None and ns != wanted[0]:
             return []  # cluster-scoped kinds are listed once
-        items = await kube.list(info.rt, ns if info.rt.namespaced else None)
-        return [(info, o) for o in items]
+        # packed page by page: a whole kind unpacked at once is the peak the packing is there to avoid
+        return [(info, pack_managed_fields(o)) async for o in kube.iter_list(info.rt, ns if info.rt.namespaced
+                                                                             else None)]
 
     jobs = [list_one(info, ns) for info in types.values() for ns in wanted]
     jobs += [list_one(types[("", "Secret")], ns) for ns in extra_secret_ns]

@@ -51,6 +51,7 @@ from metal3_pivot.plan import (
     related,
     restore_unpause_patch,
     target_copy,
+    uids,
     unpause_patch,
     unpause_patches,
 )
@@ -161,7 +162,7 @@ class Mover:
         phase("preflight")
         report.moved = plan.counts()
         self._say_stuck(plan)
-        if not plan.work and not unpause_patches(plan.target) and not marks_to_strip(plan.source, plan.target):
+        if not plan.work and not unpause_patches(plan.target) and not marks_to_strip(uids(plan.source), plan.target):
             self.say(self._nothing_to_move(plan))
             report.moved = {}
             report.seconds = time.monotonic() - t0
@@ -226,10 +227,12 @@ class Mover:
             report.deleted = await self.delete(plan)
             gone = {plan.moving[k].uid for k in plan.to_delete}
             phase("delete")
+        left_in_source = uids(plan.source) - gone
+        plan.release()
         self.check_deadline("unpause")
         view = await discover(self.dst, list(self.opts.namespaces))
         await self.restore_host_status(view)
-        await self.strip_marks(marks_to_strip(plan.source, view, gone))
+        await self.strip_marks(marks_to_strip(left_in_source, view))
         phase("strip-marks")
         report.unpaused = await self.unpause(view)
         phase("unpause")

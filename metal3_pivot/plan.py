@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from metal3_pivot.discovery import ClusterView
+from metal3_pivot.discovery import ClusterView, unpack_managed_fields
 from metal3_pivot.errors import PivotError
 from metal3_pivot.graph import CAPI_GROUP, CLUSTERCTL_LABEL, Node, ObjKey, kind_counts, levels, stuck_in_cycles
 
@@ -70,6 +70,15 @@ class Plan:
         ClusterClasses)."""
         return sorted(k for k, n in self.moving.items() if not n.kept)
 
+    def release(self) -> None:
+        """Drop every object the plan holds, once the writes that need them are done. Why: each view holds its
+        cluster's objects whole (~600 MB of Python objects at 5,000 hosts), and what a run does after its
+        deletes reads the target afresh; without this the source's view and the fresh one coexist, and the
+        engine's peak memory doubles (docs/performance.md)."""
+        self.source.graph.nodes.clear()
+        self.target.graph.nodes.clear()
+        self.moving.clear()
+
     @property
     def work(self) -> bool:
         """Something to create or to delete (a kept object the target already has is neither)."""
@@ -109,14 +118,17 @@ def make_plan(source: ClusterView, target: ClusterView) -> Plan:
     return Plan(source, target, moving, to_create, present, conflicts, sorted(stuck))
 
 
-def marks_to_strip(source: ClusterView, target: ClusterView, gone: set[str] | frozenset[str] = frozenset()
-                   ) -> list[Node]:
-    """Copies in the target whose original is no longer in the source (deleted by this run: `gone`, or by
-    an earlier one): their SOURCE_UID / SOURCE_VERSION have served their purpose and come off."""
-    remaining = {n.uid for n in source.graph.nodes.values()} - set(gone)
+def uids(view: ClusterView) -> set[str]:
+    return {n.uid for n in view.graph.nodes.values()}
+
+
+def marks_to_strip(source_uids: set[str], target: ClusterView) -> list[Node]:
+    """Copies in the target whose original is no longer in the source (`source_uids`: what the source still
+    holds; the original was deleted by this run or an earlier one): their SOURCE_UID / SOURCE_VERSION have
+    served their purpose and come off."""
     return [n for n in target.graph.nodes.values()
             if (SOURCE_UID in n.annotations or SOURCE_VERSION in n.annotations)
-            and n.annotations.get(SOURCE_UID) not in remaining]
+            and n.annotations.get(SOURCE_UID) not in source_uids]
 
 
 STRIP_PATCH: Obj = {"metadata": {"annotations": {SOURCE_UID: None, SOURCE_VERSION: None}}}
@@ -166,7 +178,7 @@ def managed_fields_patch(node: Node) -> Obj | None:
     fields = node.obj["metadata"].get("managedFields") or []
     if not any(entry.get("operation") == "Apply" for entry in fields):
         return None
-    return {"metadata": {"managedFields": copy.deepcopy(fields)}}
+    return {"metadata": {"managedFields": unpack_managed_fields(fields)}}
 
 
 def carried_bmh_status(obj: Obj) -> Obj | None:

@@ -13,6 +13,7 @@ from functools import cmp_to_key
 from typing import Any
 
 from metal3_pivot import apiversion
+from metal3_pivot.discovery import packed_overcount
 from metal3_pivot.errors import PREFLIGHT_ERRORS, PreflightError
 from metal3_pivot.findings import Code, Finding
 from metal3_pivot.graph import CAPI_GROUP, Node
@@ -78,7 +79,7 @@ def stored_size(node: Node, added: int) -> int:
     """What the copy will weigh in etcd, from above: the source object's JSON (managedFields included),
     plus what we add (twice: the annotation and its managedFields entry). Secrets and ConfigMaps are
     stored as protobuf, where `data` counts as raw bytes, not base64."""
-    size = len(json.dumps(node.obj, separators=(",", ":"), ensure_ascii=False).encode())
+    size = len(json.dumps(node.obj, separators=(",", ":"), ensure_ascii=False).encode()) - packed_overcount(node.obj)
     if node.key.group_kind == ("", "Secret"):
         size -= sum(len(v) - len(v) * 3 // 4 for v in (node.obj.get("data") or {}).values())
     return size + 2 * added + 256

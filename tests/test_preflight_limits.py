@@ -78,3 +78,33 @@ def test_an_object_near_etcds_limit_is_refused_and_one_too_deep_too() -> None:
         cur = cur["a"]
     assert [p.code for p in _size_problems(host({}, nested=nested))] == ["too-deep"]
     assert _size_problems(host({}, description="x" * 1_400_000)) == []
+
+
+def test_packed_managed_fields_are_lossless_and_sized_as_stored() -> None:
+    """Discovery packs each Update entry's fieldsV1 into its JSON text (the engine's memory at 5,000 hosts):
+    the size the pre-flight takes is still the size of the object as the API server gives it, a backup and
+    the managedFields restore get the tree back, and Apply entries are left as they are."""
+    import copy
+    import json
+
+    from metal3_pivot.discovery import pack_managed_fields, packed_overcount, unpacked
+    from metal3_pivot.plan import managed_fields_patch
+    from metal3_pivot.preflight import stored_size
+
+    fields = {"f:metadata": {"f:annotations": {".": {}, "f:note-é": {}}},
+              "f:spec": {"f:bmc": {".": {}, "f:address": {}}, "k:{\"uid\":\"x\"}": {}}}
+    entries = [{"manager": "capm3", "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": fields},
+               {"manager": "topology", "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": fields}]
+    whole = host({"note-é": "ünïcode"}, bmc={"address": "redfish://x"})
+    whole.obj["metadata"]["managedFields"] = copy.deepcopy(entries)
+    packed = host({"note-é": "ünïcode"}, bmc={"address": "redfish://x"})
+    packed.obj["metadata"]["managedFields"] = copy.deepcopy(entries)
+    pack_managed_fields(packed.obj)
+    update, apply = packed.obj["metadata"]["managedFields"]
+    assert isinstance(update["fieldsV1"], str) and json.loads(update["fieldsV1"]) == fields
+    assert apply["fieldsV1"] == fields
+    assert packed_overcount(packed.obj) > 0 and packed_overcount(whole.obj) == 0
+    assert stored_size(packed, 10) == stored_size(whole, 10)
+    assert unpacked(packed.obj) == whole.obj and unpacked(whole.obj) is whole.obj
+    restore = managed_fields_patch(packed)
+    assert restore == {"metadata": {"managedFields": entries}}

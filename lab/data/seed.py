@@ -29,6 +29,7 @@ from metal3_pivot import (
     ResourceType,
     discover,
     group_of,
+    unpacked,
 )
 
 CORE = {("", "Secret"): SECRET, ("", "ConfigMap"): CONFIGMAP}
@@ -122,7 +123,7 @@ async def settle(kube: Kube, topology: Topology, types: dict[str, ResourceType],
 async def snapshot(kube: Kube, namespaces: list[str]) -> dict[ObjKey, dict[str, Any]]:
     """The objects that would move, as the cluster has them: what tests and the fault sweep compare."""
     view = await discover(kube, namespaces)
-    return {key: node.obj for key, node in view.graph.move_nodes().items()}
+    return {key: unpacked(node.obj) for key, node in view.graph.move_nodes().items()}
 
 
 async def canonical_snapshot(kube: Kube, namespaces: list[str]) -> dict[ObjKey, dict[str, Any]]:

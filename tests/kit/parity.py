@@ -20,7 +20,7 @@ import copy
 from typing import Any
 
 from lab.cluster import LocalCluster
-from metal3_pivot.discovery import discover
+from metal3_pivot.discovery import discover, unpacked
 from metal3_pivot.kube import CONFIGMAP, CRD, NAMESPACE, SECRET, Kube, ResourceType, load_kubeconfig
 
 Obj = dict[str, Any]
@@ -206,7 +206,7 @@ def everything(cluster: LocalCluster, namespaces: tuple[str, ...] = (WORKLOAD_NS
     async def go() -> dict[Any, Obj]:
         async with kube(cluster) as k:
             view = await discover(k, list(namespaces))
-            return {key: n.obj for key, n in view.graph.move_nodes().items()
+            return {key: unpacked(n.obj) for key, n in view.graph.move_nodes().items()
                     if not n.is_global or key.group == TEST_GROUP}
     return asyncio.run(go())
 
