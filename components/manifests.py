@@ -21,8 +21,10 @@ Left out on purpose, with the reason:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,15 +62,29 @@ def _load_all(text: str) -> list[Any]:
 
 
 _PARSED: dict[str, str] = {}
+#: the parsed documents of every manifest text, as JSON, by the text's SHA-256: shared by every run on the
+#: machine (the texts are pinned releases, so entries never go stale; a changed text is a new key)
+PARSED_CACHE = RENDER_CACHE / "parsed"
 
 
 def _docs_of(text: str) -> list[Any]:
-    """The YAML documents of a text, parsed once per process. The program asks for the same manifests
-    several times (ownership check, ProviderInstall, Ironic); callers change what they get, so each call
-    gets fresh objects, from JSON (a C parser, ~20x faster than even libyaml)."""
+    """The YAML documents of a text, parsed once per machine. Why: parsing the releases' YAML (several MB of
+    CRD schemas, even with libyaml) was a third of the Python program's time in every `pulumi preview`
+    (issue 17). The program asks for the same manifests several times (ownership check, ProviderInstall,
+    Ironic) and callers change what they get, so each call gets fresh objects, from JSON (a C parser,
+    ~20x faster than even libyaml)."""
     key = hashlib.sha256(text.encode()).hexdigest()
     if key not in _PARSED:
-        _PARSED[key] = json.dumps(_load_all(text))
+        cached = PARSED_CACHE / f"{key}.json"
+        try:
+            _PARSED[key] = cached.read_text()
+        except OSError:
+            _PARSED[key] = json.dumps(_load_all(text), separators=(",", ":"))
+            with contextlib.suppress(OSError):   # a read-only checkout: parse again next time, nothing worse
+                PARSED_CACHE.mkdir(parents=True, exist_ok=True)
+                partial = cached.with_suffix(f".{os.getpid()}.tmp")
+                partial.write_text(_PARSED[key])
+                os.replace(partial, cached)      # whole or absent: runs side by side share the folder
     docs: list[Any] = json.loads(_PARSED[key])
     return docs
 
