@@ -158,18 +158,23 @@ def free_port() -> int:
     the source ports of outgoing connections from. Between our close and the child's bind (etcd's
     peer listener: seconds) one of the thousands of client connections a test run opens can take it,
     and etcd dies with "address already in use" (a CI failure). So ports come from below the
-    ephemeral range, at random, and each is reserved machine-wide by an O_EXCL file so two workers
-    never pick the same one while neither has bound it yet.
+    ephemeral range (above it where it starts too low), at random, and each is reserved machine-wide
+    by an O_EXCL file so two workers never pick the same one while neither has bound it yet.
     """
-    low, _ = _ephemeral_range()
-    lowest = 10000 if low > 12000 else 1024 if low > 2048 else low  # a tiny range below: still try
+    low, high = _ephemeral_range()
+    # below the range (from 10000: the well-known and registered ports stay clear); above it when the
+    # range starts too low to leave room
+    candidates = range(10000, low) if low > 11000 else range(high + 1, 65536)
+    if not candidates:
+        raise ClusterError(f"the ephemeral port range {low}-{high} leaves no room for the lab's ports: "
+                           "narrow net.ipv4.ip_local_port_range")
     if not PORT_RESERVATIONS.is_dir():
         PORT_RESERVATIONS.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):  # shared by every user's runs, like /tmp itself
             PORT_RESERVATIONS.chmod(0o1777)
     rng = random.SystemRandom()
     for _ in range(2000):
-        port = rng.randrange(lowest, max(low, lowest + 1))
+        port = rng.choice(candidates)
         if not _reserve(port):
             continue
         with socket.socket() as s:
@@ -178,7 +183,8 @@ def free_port() -> int:
             except OSError:
                 continue
         return port
-    raise ClusterError(f"no free loopback port below {low} after 2000 tries: clear {PORT_RESERVATIONS}")
+    raise ClusterError(f"no free loopback port in {candidates.start}-{candidates.stop - 1} after 2000 tries: "
+                       f"clear {PORT_RESERVATIONS}")
 
 
 def _reserve(port: int) -> bool:
