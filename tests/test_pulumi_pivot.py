@@ -136,8 +136,11 @@ def test_pivot_and_move_back_with_pulumi_up(fresh_clusters, postgres, tmp_path: 
     #    five kill points and test_move_lock.py's takeover; this file keeps what only the team backend adds.)
     by_hand = engine_cli(*cli_move_args(eph, tgt))
     assert by_hand.returncode == 0, by_hand.stderr
-    drift = p.run("refresh", "--yes", "--expect-no-changes")
-    assert drift.returncode != 0 and "location" in drift.output
+    drift = p.run("refresh", "--yes", "--expect-no-changes", "--diff")
+    # --diff: without it the non-interactive display may fold the changed row into "~ ... updated", the
+    # property name left out (CI, 2026-11-30); the detailed diff always names it
+    assert drift.returncode != 0 and re.search(r'location\s*:.*"target"', drift.output), \
+        drift.output[-3000:]
     settle(tgt)
     p.run("up", "--yes", check=True)
     assert check(eph, tgt, expect="ephemeral").ok
