@@ -60,7 +60,7 @@ installs: list[pulumi.Resource] = []
 movers_wait_for: list[pulumi.Resource] = [preflight]
 try:
     if config.providers.install:
-        installs.append(ProviderInstall("target-providers", target.provider, config.providers, root, opts=guarded))
+        installs.append(ProviderInstall("target-providers", target, config.providers, root, opts=guarded))
     movers_wait_for += installs
     if config.ironic.install:
         movers_wait_for.append(Ironic("ironic", (ephemeral if config.location == "ephemeral" else target).provider,

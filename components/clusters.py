@@ -12,10 +12,14 @@ import pulumi_kubernetes as k8s
 
 class ManagementCluster(pulumi.ComponentResource):
     provider: k8s.Provider
+    cluster_name: str
+    kubeconfig: pulumi.Input[str]      # for the stack's own dynamic resources that write there (CrdSet)
+    context: str | None
 
     def __init__(self, type_token: str, name: str, kubeconfig: pulumi.Input[str], context: str | None,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(type_token, name, None, opts)
+        self.cluster_name, self.kubeconfig, self.context = name, kubeconfig, context
         self.provider = k8s.Provider(
             f"{name}-k8s", kubeconfig=pulumi.Output.secret(kubeconfig), context=context,
             cluster_identifier=name, opts=pulumi.ResourceOptions(parent=self))

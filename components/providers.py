@@ -1,8 +1,10 @@
 """ProviderInstall: what `clusterctl init` (and metal3-dev-env's BMO step) puts on a cluster.
 
-Each object is its own Pulumi resource (through `yaml.v2.ConfigGroup`), so `pulumi preview` lists what
-is installed and the policy pack sees every object. CRDs are retained on delete: deleting a CRD deletes
-every object of its kind, and a stack teardown must never take the fleet's objects with it.
+Each object is its own Pulumi resource (typed, or through `yaml.v2.ConfigGroup`), so `pulumi preview`
+lists what is installed and the policy pack sees every object; the CRDs are the exception, one `CrdSet`
+per install (components/crdset.py: their schemas were most of the stack's state, written at every
+step), which never deletes: deleting a CRD deletes every object of its kind, and a stack teardown must
+never take the fleet's objects with it.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from components import manifests, variables, webhooks
+from components.clusters import ManagementCluster
 from components.config import ProvidersConfig
+from components.crdset import CrdSet
 from components.ironic import adopted
 from components.objects import k8s_object, resource_name
+from metal3_pivot import INVENTORY
 
 
 def objects_for(config: ProvidersConfig, root: Path) -> dict[str, list[dict[str, Any]]]:
@@ -83,6 +87,10 @@ def _module_group(spec: manifests.ProviderSpec, config: ProvidersConfig,
     return objs
 
 
+def _inventory_crd(crd: dict[str, Any]) -> bool:
+    return str(crd["metadata"]["name"]).endswith(f".{INVENTORY.group}")
+
+
 class ProviderInstall(pulumi.ComponentResource):
     """The Cluster-API providers (core, kubeadm bootstrap and control plane, CAPM3, IPAM) and the BMO CRDs.
 
@@ -92,18 +100,25 @@ class ProviderInstall(pulumi.ComponentResource):
     its manager can serve (with pulumi-kubernetes awaiting the Deployment, that is once it is Available).
     """
 
-    def __init__(self, name: str, provider: k8s.Provider, config: ProvidersConfig, root: Path,
+    def __init__(self, name: str, cluster: ManagementCluster, config: ProvidersConfig, root: Path,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("metal3:providers:ProviderInstall", name, None, opts)
-        base = pulumi.ResourceOptions(parent=self, provider=provider)
+        base = pulumi.ResourceOptions(parent=self, provider=cluster.provider)
         groups = objects_for(config, root)
         served = served_webhooks(name, config, groups, pulumi.ResourceOptions(parent=self))
         groups = {group: webhooks.as_served(objs, served.get(group)) for group, objs in groups.items()}
         every = [o for objs in groups.values() for o in objs]
-        # CRDs and namespaces first, everything else after them (custom resources need their CRD)
+        # CRDs and namespaces first, everything else after them (custom resources need their CRD). The CRDs
+        # as one CrdSet (components/crdset.py: why), never deleted, except clusterctl's own inventory CRDs:
+        # the inventory objects go through a yaml.v2.ConfigGroup (components/objects.py), which must tell
+        # whether a kind is namespaced before the CRD exists, and knows only CRDs its own provider declares
         first = [o for o in every if o["kind"] in ("CustomResourceDefinition", "Namespace")]
-        created = [k8s_object(resource_name(name, o), o, pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(
-            retain_on_delete=o["kind"] == "CustomResourceDefinition"))) for o in first]
+        in_set = [o for o in first if o["kind"] == "CustomResourceDefinition" and not _inventory_crd(o)]
+        created: list[pulumi.Resource] = [CrdSet(
+            f"{name}-crds", cluster=cluster.cluster_name, kubeconfig=cluster.kubeconfig, context=cluster.context,
+            crds=in_set, opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))]
+        created += [k8s_object(resource_name(name, o), o, pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(
+            retain_on_delete=o["kind"] == "CustomResourceDefinition"))) for o in first if o not in in_set]
         after = pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(depends_on=created))
         # with `adopt`, the serving Secrets and webhook configurations (where clusterctl + cert-manager put
         # objects of the same names) are taken over like everything else

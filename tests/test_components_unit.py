@@ -98,18 +98,26 @@ def test_no_object_is_declared_by_two_components_on_the_cluster_ironic_shares(mo
     declared by ProviderInstall and by Ironic), and BMO's namespace is Ironic's."""
     from pathlib import Path
 
+    from components import crdset
     from components.clusters import TargetCluster
     from components.config import IronicConfig, ProvidersConfig
     from components.ironic import Ironic
     from components.providers import ProviderInstall
 
     target = TargetCluster("target", KUBECONFIG)
-    install = ProviderInstall("target-providers", target.provider, ProvidersConfig(), Path("."))
+    install = ProviderInstall("target-providers", target, ProvidersConfig(), Path("."))
     ironic = Ironic("ironic", target.provider, IronicConfig(), "target")
 
     def verify(_: Any) -> None:
         declared: dict[tuple[str, str, str], list[str]] = {}
         for r in mocks.resources:
+            if r.typ == crdset.TYPE:        # the CRDs: one CrdSet (components/crdset.py)
+                objs = crdset.unpack(r.inputs["manifests"]["value"] if "value" in r.inputs["manifests"]
+                                     else r.inputs["manifests"])
+                for obj in objs:
+                    declared.setdefault(("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition", "",
+                                         obj["metadata"]["name"]), []).append(r.name)
+                continue
             if not r.typ.startswith("kubernetes:"):
                 continue
             # custom resources are declared through a ConfigGroup of one object (components/objects.py)

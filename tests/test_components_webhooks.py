@@ -18,7 +18,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from components import manifests, webhooks
+from components import crdset, manifests, webhooks
 from components.webhook_cert import (
     DURATION,
     RENEW_BEFORE,
@@ -69,6 +69,19 @@ SECRET_SIG = "4dabf18193072939515e22adb298388d"
 def _plain(value: Any) -> Any:
     """A value as declared; a Pulumi secret (the Secret's data, since the key is one) unwrapped."""
     return value["value"] if isinstance(value, dict) and SECRET_SIG in value else value
+
+
+def declared_crds(by_type: dict[str, list[pulumi.runtime.MockResourceArgs]]) -> dict[str, dict[str, Any]]:
+    """The CRDs an install declares: what its one CrdSet applies (components/crdset.py), each matching the
+    digest the set shows in the state and the preview, and clusterctl's inventory CRD on its own."""
+    (crds,) = by_type[crdset.TYPE]
+    objs = crdset.unpack(_plain(crds.inputs["manifests"]))
+    assert crds.inputs["digests"] == {c["metadata"]["name"]: crdset.digest(c) for c in objs}
+    assert crds.inputs["names"] == sorted(c["metadata"]["name"] for c in objs)
+    alone = [r.inputs for r in by_type["kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"]]
+    assert "providers.clusterctl.cluster.x-k8s.io" in {c["metadata"]["name"] for c in alone}
+    assert all(c["metadata"]["name"].endswith(".clusterctl.cluster.x-k8s.io") for c in alone)
+    return {c["metadata"]["name"]: c for c in [*objs, *alone]}
 
 
 def _cert(pem: str) -> x509.Certificate:
@@ -140,7 +153,7 @@ def test_provider_install_issues_each_release_certificate_and_declares_its_webho
     from components.providers import ProviderInstall
 
     target = TargetCluster("target", KUBECONFIG)
-    install = ProviderInstall("p", target.provider, ProvidersConfig(), Path("."),
+    install = ProviderInstall("p", target, ProvidersConfig(), Path("."),
                               opts=pulumi.ResourceOptions(transformations=[mocks.transformation]))
 
     def verify(_: Any) -> None:
@@ -186,8 +199,7 @@ def test_provider_install_issues_each_release_certificate_and_declares_its_webho
             namespace = rel["webhooks"][0]["clientConfig"]["service"]["namespace"]
             assert all(f"-{namespace}-" in d for d in deps)
 
-        crds = {r.inputs["metadata"]["name"]: r.inputs for r in
-                by_type["kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"]}
+        crds = declared_crds(by_type)
         conversions = {n: c for s in manifests.PROVIDERS for n, c in manifests.conversions(s).items()}
         assert len(conversions) == 28
         for name, (ref, conv) in conversions.items():
@@ -278,7 +290,7 @@ def test_adopting_providers_takes_over_their_webhook_secrets_and_configurations_
     from components.providers import ProviderInstall
 
     target = TargetCluster("target", KUBECONFIG)
-    install = ProviderInstall("p", target.provider, ProvidersConfig(adopt=True), Path("."))
+    install = ProviderInstall("p", target, ProvidersConfig(adopt=True), Path("."))
 
     def verify(_: Any) -> None:
         hooked = [r for r in mocks.resources if r.typ in ("kubernetes:core/v1:Secret",
@@ -311,7 +323,7 @@ def test_components_files_get_the_stacks_certificates_instead_of_cert_managers(m
         files.append({"path": str(path), "name": spec.provider_name, "type": spec.type,
                       "version": manifests.version(spec)})
     target = TargetCluster("target", KUBECONFIG)
-    install = ProviderInstall("p", target.provider, ProvidersConfig.model_validate({"source": files}), Path("."),
+    install = ProviderInstall("p", target, ProvidersConfig.model_validate({"source": files}), Path("."),
                               opts=pulumi.ResourceOptions(transformations=[mocks.transformation]))
 
     def verify(_: Any) -> None:
@@ -334,8 +346,7 @@ def test_components_files_get_the_stacks_certificates_instead_of_cert_managers(m
             assert manifests.INJECT_CA_FROM not in (c.inputs["metadata"].get("annotations") or {})
             assert all(h["clientConfig"]["caBundle"] == ca_of[ref] for h in c.inputs["webhooks"])
             assert c.inputs["metadata"]["labels"][manifests.CLUSTERCTL] == ""
-        crds = {r.inputs["metadata"]["name"]: r.inputs for r in
-                by_type["kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"]}
+        crds = declared_crds(by_type)
         conversions = {n: c for s in manifests.PROVIDERS for n, c in manifests.conversions(s).items()}
         for name, (ref, _) in conversions.items():
             assert crds[name]["spec"]["conversion"]["webhook"]["clientConfig"]["caBundle"] == ca_of[ref]

@@ -1,0 +1,225 @@
+"""CrdSet: a provider install's CustomResourceDefinitions as one resource whose state keeps digests.
+
+Why not one pulumi-kubernetes resource per CRD, as for every other object: a CRD's state holds its schema
+three times (the inputs, pulumi-kubernetes' `__inputs` copy in the outputs, and the live `spec`), and the
+release CRDs' schemas are large. The 42 CRDs were 5.3 MB of the local stack's 6.3 MB state, and Pulumi
+writes the whole state at every step of an update: checkpointing took 52 of the 80 s of the install
+`pulumi up` (`PULUMI_SKIP_CHECKPOINTS` measured it, docs/performance.md), and every later update and
+preview paid for reading and diffing them too.
+
+Here the state keeps, per CRD, its name and the digest of exactly what is applied (schema, labels,
+conversion webhook and its caBundle); `pulumi preview --diff` shows which CRDs change by name. The
+objects themselves travel as one compressed input, marked secret only so that the display shows
+`[secret]` instead of a quarter megabyte of base64 (it holds no secret: the CRDs are the releases').
+
+Semantics kept from the per-object install:
+- server-side apply, forced (the stack owns what it declares, as pulumi-kubernetes' upsert did; CRDs that
+  `clusterctl init` or an older state of this stack applied are taken over field by field, not recreated);
+- each applied CRD is awaited until the API server reports it `Established`, so the custom resources
+  declared after it (the inventory) never race it;
+- nothing is ever deleted: a CRD left out of the set, a destroy, a replacement all keep the CRDs in the
+  cluster, because deleting a CRD deletes every object of its kind (it was `retain_on_delete`);
+- `pulumi refresh` reads which of the set's CRDs exist; one deleted by hand drops out of the outputs, so
+  the next `pulumi up` applies it again.
+
+The provider keeps nothing on `self` and lives in an importable module (pickled by reference), like
+ObjectLocation's and WebhookCertificate's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import time
+import zlib
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    ResourceProvider,
+    UpdateResult,
+)
+
+from metal3_pivot import Kube, ResourceType, load_kubeconfig
+
+Obj = dict[str, Any]
+
+CRD = ResourceType("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
+                   namespaced=False)
+#: the field manager the stack applies CRDs with
+MANAGER = "metal3-pivot-install"
+#: how long one update waits for every applied CRD to be Established (the API server does it by itself,
+#: in well under a second; minutes mean something is wrong with the cluster)
+ESTABLISHED_TIMEOUT = 120.0
+
+MODULE, NAME = "metal3", "CrdSet"
+TYPE = f"pulumi-python:dynamic/{MODULE}:{NAME}"
+
+
+class CrdSetError(Exception):
+    """CRDs the API server did not accept or did not establish."""
+
+
+def digest(crd: Obj) -> str:
+    """What identifies a CRD as applied: sha256 of its canonical JSON (the first 16 hex digits)."""
+    return "sha256:" + hashlib.sha256(json.dumps(crd, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def pack(crds: list[Obj]) -> str:
+    """The CRDs as one compact string: zlib-compressed canonical JSON, base64. CRD schemas repeat
+    themselves (every version, every nested ObjectMeta): 3 MB of YAML pack into a few hundred KB."""
+    text = json.dumps(crds, sort_keys=True, separators=(",", ":")).encode()
+    return base64.b64encode(zlib.compress(text, 9)).decode()
+
+
+def unpack(packed: str) -> list[Obj]:
+    out: list[Obj] = json.loads(zlib.decompress(base64.b64decode(packed)))
+    return out
+
+
+def _applied(crd: Obj) -> Obj:
+    """The CRD as applied: pulumi-kubernetes' own annotations (`pulumi.com/patchForce` from `adopt`) are
+    instructions to that provider, not part of the object; applying is always forced here."""
+    md = crd["metadata"]
+    annotations = {k: v for k, v in (md.get("annotations") or {}).items() if not k.startswith("pulumi.com/")}
+    md = {k: v for k, v in md.items() if k != "annotations"}
+    return {**crd, "metadata": {**md, **({"annotations": annotations} if annotations else {})}}
+
+
+def _established(crd: Obj | None) -> bool:
+    conditions = ((crd or {}).get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+
+async def _apply_all(kube: Kube, crds: list[Obj], timeout: float = ESTABLISHED_TIMEOUT) -> None:
+    await asyncio.gather(*(kube.apply(CRD, crd, manager=MANAGER, force=True) for crd in crds))
+    waiting = [c["metadata"]["name"] for c in crds]
+    deadline = time.monotonic() + timeout
+    while waiting:
+        live = await asyncio.gather(*(kube.get(CRD, name) for name in waiting))
+        waiting = [name for name, obj in zip(waiting, live, strict=True) if not _established(obj)]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise CrdSetError(f"{kube.name}: CRDs not Established after {timeout:.0f} s: {', '.join(waiting)} "
+                              "(kubectl describe crd NAME shows the API server's reason)")
+        await asyncio.sleep(0.2)
+
+
+async def _existing(kube: Kube, names: list[str]) -> list[str]:
+    live = await asyncio.gather(*(kube.get(CRD, name) for name in names))
+    return [name for name, obj in zip(names, live, strict=True) if obj is not None]
+
+
+def _kube(props: dict[str, Any]) -> Kube:
+    return Kube(load_kubeconfig(props["kubeconfig"], props.get("context"), label=f"{props['cluster']} kubeconfig"),
+                name=str(props["cluster"]))
+
+
+def _outputs(props: dict[str, Any], present: dict[str, str] | None = None) -> dict[str, Any]:
+    """Outputs: the declared identity, never the packed objects (the inputs keep them once)."""
+    digests = dict(props.get("digests") or {}) if present is None else present
+    return {"cluster": props["cluster"], "context": props.get("context"), "kubeconfig": props["kubeconfig"],
+            "names": sorted(digests), "digests": digests}
+
+
+class CrdSetProvider(ResourceProvider):
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures = []
+        if not isinstance(news.get("kubeconfig"), str) or not news["kubeconfig"]:
+            failures.append(CheckFailure("kubeconfig", f"the {news.get('cluster')} cluster's kubeconfig is missing"))
+        return CheckResult(news, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        """A change when a CRD is added or its applied form differs (by digest); the kubeconfig may change
+        (a rotated certificate, a new port) without anything to apply, as `cluster_identifier` keeps the
+        Kubernetes provider's resources in place (components/clusters.py)."""
+        changed = [k for k in ("names", "digests", "context") if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(changed), replaces=[], stables=[], delete_before_replace=False)
+
+    def _apply(self, props: dict[str, Any]) -> dict[str, Any]:
+        crds = [_applied(c) for c in unpack(props["manifests"])]
+
+        async def run() -> None:
+            async with _kube(props) as kube:
+                await _apply_all(kube, crds)
+        asyncio.run(run())
+        return _outputs(props)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(id_=f"{props['cluster']}-crds", outs=self._apply(props))
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """Applies the whole set again (unchanged CRDs are no-ops for the API server); a CRD no longer in
+        the set is left in the cluster."""
+        return UpdateResult(outs=self._apply(news))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        digests = dict(props.get("digests") or {})
+
+        async def run() -> list[str]:
+            async with _kube(props) as kube:
+                return await _existing(kube, sorted(digests))
+        present = asyncio.run(run())
+        return ReadResult(id_, _outputs(props, {name: digests[name] for name in present}))
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        """Nothing is deleted: deleting a CRD deletes every object of its kind (see the module docstring)."""
+
+
+class CrdSet(pulumi.dynamic.Resource, module=MODULE, name=NAME):
+    """The CRDs one provider install applies to one cluster."""
+
+    names: pulumi.Output[list[str]]
+    digests: pulumi.Output[dict[str, str]]
+
+    def __init__(self, name: str, *, cluster: str, kubeconfig: pulumi.Input[str], context: str | None,
+                 crds: list[Obj], opts: pulumi.ResourceOptions | None = None) -> None:
+        """`crds`: the CRD objects; a served conversion webhook (`spec.conversion`, whose caBundle comes from
+        the stack's certificates, components/webhooks.py) may hold outputs, nothing else may."""
+        resolved = _resolved(crds)
+        props: dict[str, Any] = {
+            "cluster": cluster, "context": context, "kubeconfig": pulumi.Output.secret(kubeconfig),
+            "names": sorted(str(c["metadata"]["name"]) for c in crds),
+            "digests": resolved.apply(lambda cs: {c["metadata"]["name"]: digest(_applied(c)) for c in cs}),
+            "manifests": pulumi.Output.secret(resolved.apply(lambda cs: pack(sorted(
+                cs, key=lambda c: str(c["metadata"]["name"]))))),
+        }
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["kubeconfig"]))
+        super().__init__(CrdSetProvider(), name, props, opts)
+
+
+def _resolved(crds: list[Obj]) -> pulumi.Output[list[Obj]]:
+    """The CRDs with their conversions resolved. Only `spec.conversion` goes through `Output.from_input`:
+    given a whole CRD it makes an Output of every nested value of the schema (about a hundred thousand for
+    the release CRDs), which took minutes per preview."""
+    for crd in crds:
+        rest = {**crd, "spec": {k: v for k, v in (crd.get("spec") or {}).items() if k != "conversion"}}
+        if _has_output(rest):
+            raise TypeError(f"CrdSet: {crd['metadata'].get('name')}: only spec.conversion may hold outputs")
+    conversions = [pulumi.Output.from_input((c.get("spec") or {}).get("conversion")) for c in crds]
+
+    def merged(convs: list[Any]) -> list[Obj]:
+        out = []
+        for crd, conv in zip(crds, convs, strict=True):
+            spec = {k: v for k, v in (crd.get("spec") or {}).items() if k != "conversion"}
+            out.append({**crd, "spec": {**spec, **({"conversion": conv} if conv is not None else {})}})
+        return out
+    return pulumi.Output.all(*conversions).apply(merged)
+
+
+def _has_output(value: Any) -> bool:
+    if isinstance(value, pulumi.Output):
+        return True
+    if isinstance(value, dict):
+        return any(_has_output(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_output(v) for v in value)
+    return False
