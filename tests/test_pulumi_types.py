@@ -5,10 +5,14 @@ that time is reproduced below: the same provider and inputs under the old token)
 program: the alias makes it the same resource under its new URN, so nothing is replaced (a replace of
 ObjectLocation would be a create, i.e. a move, then a delete) and nothing in either cluster is written.
 Then a pivot under the new token shows its progress on the resource, as `pulumi up` prints it.
+
+Likewise a stack made when every CRD was its own pulumi-kubernetes resource moves to the CrdSet
+(components/crdset.py) without deleting a CRD.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import textwrap
@@ -16,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from components.crdset import CRD
+from components.crdset import TYPE as CRDSET_TYPE
+from lab.cluster import kube_for
 from lab.seams import seam_env
 from tests.kit.env import PROGRAM, ROOT
 from tests.kit.move import check, resource_versions, seed_pair
@@ -96,3 +103,72 @@ def test_a_stack_made_under_the_generic_token_is_updated_without_replace(fresh_c
     assert "discovered" in block and re.search(r"moved \d+ objects from ephemeral to target", block), block
     assert not any(step in block for step in steps)     # steps are shown while they run, not kept
     assert "metal3-pivot: " not in pivot.output         # no line fell back to the provider's stderr
+
+
+#: the program as it was before the CrdSet (components/crdset.py): each CRD one pulumi-kubernetes resource
+#: under ProviderInstall, retain_on_delete, with the target's Kubernetes provider (same names, same options)
+PER_CRD_PROGRAM = f"""
+    import runpy
+
+    import pulumi
+
+    from components import clusters, objects, providers
+
+    PROVIDERS = {{}}
+    made = clusters.ManagementCluster.__init__
+
+
+    def recording(self, type_token, name, *args, **kwargs):
+        made(self, type_token, name, *args, **kwargs)
+        PROVIDERS[name] = self.provider
+
+
+    def per_crd(name, *, cluster, kubeconfig, context, crds, opts):
+        prefix = name.removesuffix("-crds")
+        with_provider = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(provider=PROVIDERS[cluster]))
+        return [objects.k8s_object(objects.resource_name(prefix, o), o, with_provider) for o in crds][-1]
+
+
+    clusters.ManagementCluster.__init__ = recording
+    providers.CrdSet = per_crd
+    runpy.run_path({str(ROOT / "__main__.py")!r}, run_name="__main__")
+"""
+
+CRD_TYPE = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
+
+
+def test_a_stack_with_one_resource_per_crd_moves_to_the_crdset_and_keeps_every_crd(fresh_clusters,
+                                                                                     tmp_path: Path) -> None:
+    """The per-CRD resources leave the state without a delete (they were retain_on_delete), the CrdSet
+    applies the same CRDs over them, and the next preview has nothing to do."""
+    eph = fresh_clusters(("ephemeral",))["ephemeral"]
+    tgt = fresh_clusters(("target",), with_crds=False)["target"]     # a bare target: the stack installs it
+    p = PulumiProject.create(tmp_path / "proj", "metal3-pivot", PER_CRD_PROGRAM)
+    p.set_config("location", "ephemeral")
+    p.run("config", "set", "--secret", "--path", "ephemeral.kubeconfig", stdin=eph.kubeconfig.read_text(), check=True)
+    p.run("config", "set", "--secret", "--path", "target.kubeconfig", stdin=tgt.kubeconfig.read_text(), check=True)
+    p.set_config("skipAwait", "true")
+    p.run("config", "set", "--path", "protect", "false", check=True)
+    p.run("config", "set", "--path", "ironic.install", "false", check=True)
+    p.run("up", "--yes", "--skip-preview", check=True, timeout=900)
+    old = [name for name, typ in resources(p).items() if typ == CRD_TYPE]
+    assert len(old) > 30 and CRDSET_TYPE not in resources(p).values()
+
+    async def live() -> dict[str, str]:
+        async with kube_for(tgt) as k:
+            return {c["metadata"]["name"]: c["metadata"]["uid"] for c in await k.list(CRD)}
+    before = asyncio.run(live())
+
+    (p.directory / "__main__.py").write_text(textwrap.dedent(PROGRAM))
+    preview = p.run("preview", "--json", check=True)
+    ops = [(step["op"], step["urn"].split("::")[-2].rsplit("$", 1)[-1]) for step in json.loads(preview.stdout)["steps"]
+           if step["op"] != "same"]
+    assert {op for op, _ in ops} == {"create", "delete"}, ops               # no replace
+    assert [typ for op, typ in ops if op == "create"] == [CRDSET_TYPE], ops
+    assert {typ for op, typ in ops if op == "delete"} == {CRD_TYPE}, ops
+    up = p.run("up", "--yes", "--skip-preview", check=True)
+    now = resources(p)
+    assert [typ for typ in now.values() if typ == CRDSET_TYPE] == [CRDSET_TYPE], up.output[-3000:]
+    assert {name for name, typ in now.items() if typ == CRD_TYPE} < set(old)        # only clusterctl's own left
+    assert asyncio.run(live()) == before                  # every CRD still there, the same objects (same UIDs)
+    p.run("preview", "--expect-no-changes", check=True)
