@@ -95,10 +95,7 @@ def move_only_stack(project: str, stack: str, race: Race, backend: str) -> Pulum
         p = PulumiProject(directory, stack, backend)
         p.run("stack", "init", stack, check=True)
     race.stacks[(project, stack)] = p
-    p.run("config", "set", "--secret", "--path", "ephemeral.kubeconfig", stdin=race.eph.kubeconfig.read_text(),
-          check=True)
-    p.run("config", "set", "--secret", "--path", "target.kubeconfig", stdin=race.tgt.kubeconfig.read_text(),
-          check=True)
+    p.set_kubeconfigs(race.eph.kubeconfig, race.tgt.kubeconfig)
     for path, value in (("providers.install", "false"), ("ironic.install", "false"), ("protect", "false"),
                         ("skipAwait", "true")):
         p.run("config", "set", "--path", path, value, check=True)

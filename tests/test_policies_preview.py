@@ -60,10 +60,7 @@ def lab() -> Iterator[dict[str, LocalCluster]]:
 def project(lab: dict[str, LocalCluster], tmp_path_factory: pytest.TempPathFactory) -> PulumiProject:
     p = PulumiProject.create(tmp_path_factory.mktemp("policies") / "proj", "metal3-pivot", PROGRAM)
     p.set_config("location", "target")
-    p.run("config", "set", "--secret", "--path", "ephemeral.kubeconfig", stdin=lab["ephemeral"].kubeconfig.read_text(),
-          check=True)
-    p.run("config", "set", "--secret", "--path", "target.kubeconfig", stdin=lab["target"].kubeconfig.read_text(),
-          check=True)
+    p.set_kubeconfigs(lab["ephemeral"].kubeconfig, lab["target"].kubeconfig)
     p.set_config("skipAwait", "true")
     return p
 

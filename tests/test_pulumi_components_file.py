@@ -72,8 +72,7 @@ def test_release_components_files_install_as_clusterctl_init_would(fresh_cluster
     bootstrap.write_text(text.replace(f"${{{TTL}:=15m}}", f"${{{TTL}}}"))   # required: no default
 
     p = PulumiProject.create(tmp_path / "proj", "metal3-pivot", PROGRAM)
-    p.run("config", "set", "--secret", "--path", "ephemeral.kubeconfig", stdin=eph.kubeconfig.read_text(), check=True)
-    p.run("config", "set", "--secret", "--path", "target.kubeconfig", stdin=tgt.kubeconfig.read_text(), check=True)
+    p.set_kubeconfigs(eph.kubeconfig, tgt.kubeconfig)
     p.set_config("skipAwait", "true")
     p.set_config("location", "target")
     p.run("config", "set-all", "--path", *[arg for i, f in enumerate(files) for key, value in f.items()

@@ -60,8 +60,7 @@ def test_a_bmo_that_runs_on_the_target_already_is_found_in_preview(fresh_cluster
     assert bmo_managers(tgt) == ("kubectl",)
 
     p = PulumiProject.create(tmp_path / "proj", "metal3-pivot", PROGRAM)
-    p.run("config", "set", "--secret", "--path", "ephemeral.kubeconfig", stdin=eph.kubeconfig.read_text(), check=True)
-    p.run("config", "set", "--secret", "--path", "target.kubeconfig", stdin=tgt.kubeconfig.read_text(), check=True)
+    p.set_kubeconfigs(eph.kubeconfig, tgt.kubeconfig)
     p.set_config("skipAwait", "true")
     p.run("config", "set", "--path", "providers.install", "false", check=True)   # the lab's target has the CRDs
     p.set_config("location", "target")              # the pivot: Ironic and BMO would be declared on the target

@@ -88,8 +88,7 @@ def test_pivot_and_move_back_with_pulumi_up(fresh_clusters, postgres, tmp_path: 
 
     p = PulumiProject.create(tmp_path / "proj", "metal3-pivot", PROGRAM, stack="pivot", backend=postgres.url)
     p.set_config("location", "ephemeral")
-    p.run("config", "set", "--secret", "--path", "ephemeral.kubeconfig", stdin=eph.kubeconfig.read_text(), check=True)
-    p.run("config", "set", "--secret", "--path", "target.kubeconfig", stdin=tgt.kubeconfig.read_text(), check=True)
+    p.set_kubeconfigs(eph.kubeconfig, tgt.kubeconfig)
     p.set_config("skipAwait", "true")
     p.run("config", "set", "--path", "protect", "false", check=True)
 
@@ -164,8 +163,7 @@ def test_bad_config_fails_preview_and_writes_nothing(fresh_clusters, tmp_path: P
     eph, tgt = clusters["ephemeral"], clusters["target"]
     before = {c.name: resource_versions(c) for c in (eph, tgt)}
     p = PulumiProject.create(tmp_path / "proj", "metal3-pivot", PROGRAM)
-    p.run("config", "set", "--secret", "--path", "ephemeral.kubeconfig", stdin=eph.kubeconfig.read_text(), check=True)
-    p.run("config", "set", "--secret", "--path", "target.kubeconfig", stdin=tgt.kubeconfig.read_text(), check=True)
+    p.set_kubeconfigs(eph.kubeconfig, tgt.kubeconfig)
     p.set_config("skipAwait", "true")
 
     # config errors end the program with pulumi.RunError: the message, no traceback of the program

@@ -55,8 +55,7 @@ def test_a_refused_move_changes_nothing_and_a_failed_one_rolls_back(fresh_cluste
 
     p = PulumiProject.create(tmp_path / "proj", "metal3-pivot", PROGRAM)
     p.set_config("location", "ephemeral")
-    p.run("config", "set", "--secret", "--path", "ephemeral.kubeconfig", stdin=eph.kubeconfig.read_text(), check=True)
-    p.run("config", "set", "--secret", "--path", "target.kubeconfig", stdin=tgt.kubeconfig.read_text(), check=True)
+    p.set_kubeconfigs(eph.kubeconfig, tgt.kubeconfig)
     p.set_config("skipAwait", "true")
     p.run("config", "set", "--path", "protect", "false", check=True)
     p.run("up", "--yes", "--skip-preview", check=True)

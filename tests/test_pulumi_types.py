@@ -68,8 +68,7 @@ def test_a_stack_made_under_the_generic_token_is_updated_without_replace(fresh_c
 
     p = PulumiProject.create(tmp_path / "proj", "metal3-pivot", OLD_PROGRAM)
     p.set_config("location", "ephemeral")
-    p.run("config", "set", "--secret", "--path", "ephemeral.kubeconfig", stdin=eph.kubeconfig.read_text(), check=True)
-    p.run("config", "set", "--secret", "--path", "target.kubeconfig", stdin=tgt.kubeconfig.read_text(), check=True)
+    p.set_kubeconfigs(eph.kubeconfig, tgt.kubeconfig)
     p.set_config("skipAwait", "true")
     # only the move: the lab's target already runs the providers' CRDs and inventory
     p.run("config", "set", "--path", "providers.install", "false", check=True)
@@ -145,8 +144,7 @@ def test_a_stack_with_one_resource_per_crd_moves_to_the_crdset_and_keeps_every_c
     tgt = fresh_clusters(("target",), with_crds=False)["target"]     # a bare target: the stack installs it
     p = PulumiProject.create(tmp_path / "proj", "metal3-pivot", PER_CRD_PROGRAM)
     p.set_config("location", "ephemeral")
-    p.run("config", "set", "--secret", "--path", "ephemeral.kubeconfig", stdin=eph.kubeconfig.read_text(), check=True)
-    p.run("config", "set", "--secret", "--path", "target.kubeconfig", stdin=tgt.kubeconfig.read_text(), check=True)
+    p.set_kubeconfigs(eph.kubeconfig, tgt.kubeconfig)
     p.set_config("skipAwait", "true")
     p.run("config", "set", "--path", "protect", "false", check=True)
     p.run("config", "set", "--path", "ironic.install", "false", check=True)

@@ -19,10 +19,7 @@ def live_stack(lab: Lab, directory: Path) -> PulumiProject:
     """The stack of the live workflow: both kubeconfigs as secret config, Deployments awaited."""
     p = PulumiProject.create(directory, "metal3-pivot", PROGRAM, stack="live")
     p.set_config("location", "ephemeral")
-    p.run("config", "set", "--secret", "--path", "ephemeral.kubeconfig",
-          stdin=(lab.base / "ephemeral" / "kubeconfig").read_text(), check=True)
-    p.run("config", "set", "--secret", "--path", "target.kubeconfig", stdin=lab.target_kubeconfig.read_text(),
-          check=True)
+    p.set_kubeconfigs(lab.base / "ephemeral" / "kubeconfig", lab.target_kubeconfig)
     p.run("config", "set", "--path", "namespaces[0]", lab.namespace, check=True)
     p.set_config("skipAwait", "true")
     p.set_config("awaitDeployments", "true")

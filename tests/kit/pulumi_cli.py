@@ -92,6 +92,12 @@ class PulumiProject:
         args = ["config", "set", key] + (["--secret"] if secret else [])
         self.run(*args, stdin=value, check=True)
 
+    def set_kubeconfigs(self, ephemeral: Path, target: Path) -> None:
+        """Both clusters' kubeconfigs as the stack's secret config (`ephemeral.kubeconfig`,
+        `target.kubeconfig`), passed on stdin so they never appear on a command line."""
+        for side, path in (("ephemeral", ephemeral), ("target", target)):
+            self.run("config", "set", "--secret", "--path", f"{side}.kubeconfig", stdin=path.read_text(), check=True)
+
     def all_text(self) -> str:
         """Everything a secret must never appear in: outputs so far, the state, the stack file."""
         parts = [r.output for r in self.transcript]
