@@ -84,6 +84,14 @@ def unpack(packed: str) -> list[Obj]:
     return out
 
 
+def declared(crds: list[Obj]) -> dict[str, Any]:
+    """The set's declared properties for these CRDs (resolved): `names`, `digests` of what is applied, and
+    the packed objects in name order (so the order they come in changes nothing)."""
+    crds = sorted(crds, key=lambda c: str(c["metadata"]["name"]))
+    return {"names": [str(c["metadata"]["name"]) for c in crds],
+            "digests": {str(c["metadata"]["name"]): digest(_applied(c)) for c in crds}, "manifests": pack(crds)}
+
+
 def _applied(crd: Obj) -> Obj:
     """The CRD as applied: pulumi-kubernetes' own annotations (`pulumi.com/patchForce` from `adopt`) are
     instructions to that provider, not part of the object; applying is always forced here."""
@@ -184,13 +192,12 @@ class CrdSet(pulumi.dynamic.Resource, module=MODULE, name=NAME):
                  crds: list[Obj], opts: pulumi.ResourceOptions | None = None) -> None:
         """`crds`: the CRD objects; a served conversion webhook (`spec.conversion`, whose caBundle comes from
         the stack's certificates, components/webhooks.py) may hold outputs, nothing else may."""
-        resolved = _resolved(crds)
+        resolved = _resolved(crds).apply(declared)
         props: dict[str, Any] = {
             "cluster": cluster, "context": context, "kubeconfig": pulumi.Output.secret(kubeconfig),
             "names": sorted(str(c["metadata"]["name"]) for c in crds),
-            "digests": resolved.apply(lambda cs: {c["metadata"]["name"]: digest(_applied(c)) for c in cs}),
-            "manifests": pulumi.Output.secret(resolved.apply(lambda cs: pack(sorted(
-                cs, key=lambda c: str(c["metadata"]["name"]))))),
+            "digests": resolved.apply(lambda d: d["digests"]),
+            "manifests": pulumi.Output.secret(resolved.apply(lambda d: d["manifests"])),
         }
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["kubeconfig"]))
         super().__init__(CrdSetProvider(), name, props, opts)

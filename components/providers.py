@@ -118,7 +118,8 @@ class ProviderInstall(pulumi.ComponentResource):
             f"{name}-crds", cluster=cluster.cluster_name, kubeconfig=cluster.kubeconfig, context=cluster.context,
             crds=in_set, opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))]
         created += [k8s_object(resource_name(name, o), o, pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(
-            retain_on_delete=o["kind"] == "CustomResourceDefinition"))) for o in first if o not in in_set]
+            retain_on_delete=o["kind"] == "CustomResourceDefinition"))) for o in first
+            if o["kind"] == "Namespace" or _inventory_crd(o)]
         after = pulumi.ResourceOptions.merge(base, pulumi.ResourceOptions(depends_on=created))
         # with `adopt`, the serving Secrets and webhook configurations (where clusterctl + cert-manager put
         # objects of the same names) are taken over like everything else

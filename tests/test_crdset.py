@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from components import manifests
-from components.crdset import CRD, CrdSetProvider, _applied, digest, pack, unpack
+from components.crdset import CRD, CrdSetProvider, _applied, declared, digest, pack, unpack
 from lab.cluster import LocalCluster, kube_for
 
 Obj = dict[str, Any]
@@ -26,10 +26,7 @@ def release_crds() -> list[Obj]:
 
 
 def props_for(crds: list[Obj], kubeconfig: str = "k", context: str | None = None) -> dict[str, Any]:
-    crds = sorted(crds, key=lambda c: str(c["metadata"]["name"]))
-    return {"cluster": "target", "context": context, "kubeconfig": kubeconfig,
-            "names": [c["metadata"]["name"] for c in crds],
-            "digests": {c["metadata"]["name"]: digest(_applied(c)) for c in crds}, "manifests": pack(crds)}
+    return {"cluster": "target", "context": context, "kubeconfig": kubeconfig, **declared(crds)}
 
 
 @pytest.mark.unit
