@@ -47,12 +47,10 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from metal3_pivot import Kube, ResourceType, load_kubeconfig
+from metal3_pivot import CRD, Kube, load_kubeconfig
 
 Obj = dict[str, Any]
 
-CRD = ResourceType("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
-                   namespaced=False)
 #: the field manager the stack applies CRDs with
 MANAGER = "metal3-pivot-install"
 #: how long one update waits for every applied CRD to be Established (the API server does it by itself,
@@ -111,8 +109,8 @@ async def _apply_all(kube: Kube, crds: list[Obj], timeout: float = ESTABLISHED_T
     waiting = [c["metadata"]["name"] for c in crds]
     deadline = time.monotonic() + timeout
     while waiting:
-        live = await asyncio.gather(*(kube.get(CRD, name) for name in waiting))
-        waiting = [name for name, obj in zip(waiting, live, strict=True) if not _established(obj)]
+        live = await _live(kube, waiting)
+        waiting = [name for name in waiting if not _established(live[name])]
         if not waiting:
             return
         if time.monotonic() > deadline:
@@ -121,9 +119,9 @@ async def _apply_all(kube: Kube, crds: list[Obj], timeout: float = ESTABLISHED_T
         await asyncio.sleep(0.2)
 
 
-async def _existing(kube: Kube, names: list[str]) -> list[str]:
-    live = await asyncio.gather(*(kube.get(CRD, name) for name in names))
-    return [name for name, obj in zip(names, live, strict=True) if obj is not None]
+async def _live(kube: Kube, names: list[str]) -> dict[str, Obj | None]:
+    """Each named CRD as the cluster has it (None: absent), read in parallel."""
+    return dict(zip(names, await asyncio.gather(*(kube.get(CRD, name) for name in names)), strict=True))
 
 
 def _kube(props: dict[str, Any]) -> Kube:
@@ -172,11 +170,11 @@ class CrdSetProvider(ResourceProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         digests = dict(props.get("digests") or {})
 
-        async def run() -> list[str]:
+        async def run() -> dict[str, Obj | None]:
             async with _kube(props) as kube:
-                return await _existing(kube, sorted(digests))
-        present = asyncio.run(run())
-        return ReadResult(id_, _outputs(props, {name: digests[name] for name in present}))
+                return await _live(kube, sorted(digests))
+        live = asyncio.run(run())
+        return ReadResult(id_, _outputs(props, {name: d for name, d in digests.items() if live[name] is not None}))
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         """Nothing is deleted: deleting a CRD deletes every object of its kind (see the module docstring)."""
