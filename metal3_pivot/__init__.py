@@ -4,7 +4,7 @@ The names below are the engine's public face: what the CLI, the Pulumi component
 benchmarks use. Anything else is internal and may change; unit tests may still reach into modules.
 """
 
-from metal3_pivot.discovery import ClusterView, discover, unpacked
+from metal3_pivot.discovery import ClusterView, discover, no_cyclic_gc, unpacked
 from metal3_pivot.errors import (
     BlockMoveTimeoutError,
     InputError,
@@ -111,6 +111,7 @@ __all__ = [
     "load_kubeconfig",
     "location_of",
     "make_plan",
+    "no_cyclic_gc",
     "placement",
     "prop_key",
     "read_lock",

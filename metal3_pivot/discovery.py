@@ -7,11 +7,16 @@ fleet of a thousand hosts discovery is a large share of a move's time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import gc
 import json
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from metal3_pivot.graph import (
     CAPI_GROUP,
@@ -54,8 +59,23 @@ def pack_managed_fields(obj: Obj) -> Obj:
     for entry in obj.get("metadata", {}).get("managedFields") or ():
         fields = entry.get("fieldsV1")
         if entry.get("operation") != "Apply" and isinstance(fields, dict):
-            entry["fieldsV1"] = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+            entry["fieldsV1"] = _compact(fields) or fields
     return obj
+
+
+def _compact(value: Any) -> str | None:
+    """Compact JSON text, as json.dumps(separators=(",", ":"), ensure_ascii=False) writes it: with orjson
+    (5x faster, run on every object of a discovery) up to its 255 levels, then with the standard
+    library; None deeper than either follows (the pre-flight refuses such an object, preflight.MAX_DEPTH,
+    before anything is written)."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        pass
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    except RecursionError:
+        return None
 
 
 def unpack_managed_fields(entries: list[Obj]) -> list[Obj]:
@@ -102,8 +122,43 @@ async def discover_types(kube: Kube) -> tuple[Types, Served, Versions]:
     return types, served, versions
 
 
+_gc_lock = threading.Lock()
+_gc_holders = 0
+_gc_was_enabled = False
+
+
+@contextlib.contextmanager
+def no_cyclic_gc() -> Iterator[None]:
+    """Python's cyclic garbage collector paused while a discovery builds its objects.
+
+    Why: a discovery allocates millions of dicts and strings (13,160 objects at 1,000 hosts), each
+    allocation burst triggers a collection, and the older generations' collections walk everything
+    still alive, the views read so far included: measured, parsing the same list answers took 2-3x as
+    long with the collector on. Nothing a discovery builds is cyclic (reference counting frees it), and
+    the collector runs again as soon as the last discovery in the process ends. Re-entrant and
+    thread-safe (two clusters are discovered at once; the Pulumi provider serves calls on threads)."""
+    global _gc_holders, _gc_was_enabled
+    with _gc_lock:
+        if _gc_holders == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_holders += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_holders -= 1
+            if _gc_holders == 0 and _gc_was_enabled:
+                gc.enable()
+
+
 async def discover(kube: Kube, namespaces: Sequence[str]) -> ClusterView:
     """The cluster's objects of every candidate kind in `namespaces` (all when empty), as a graph."""
+    with no_cyclic_gc():
+        return await _discover(kube, namespaces)
+
+
+async def _discover(kube: Kube, namespaces: Sequence[str]) -> ClusterView:
     types, served, versions = await discover_types(kube)
     providers = await kube.list(INVENTORY) if (INVENTORY.group, INVENTORY.kind) in served else []
     existing = {n["metadata"]["name"] for n in await kube.list(NAMESPACE)}

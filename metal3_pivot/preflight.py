@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator, Sequence
 from functools import cmp_to_key
 from typing import Any
 
+import orjson
+
 from metal3_pivot import apiversion
 from metal3_pivot.discovery import packed_overcount
 from metal3_pivot.errors import PREFLIGHT_ERRORS, PreflightError
@@ -79,7 +81,9 @@ def stored_size(node: Node, added: int) -> int:
     """What the copy will weigh in etcd, from above: the source object's JSON (managedFields included),
     plus what we add (twice: the annotation and its managedFields entry). Secrets and ConfigMaps are
     stored as protobuf, where `data` counts as raw bytes, not base64."""
-    size = len(json.dumps(node.obj, separators=(",", ":"), ensure_ascii=False).encode()) - packed_overcount(node.obj)
+    # orjson writes compact UTF-8, what json.dumps(separators=(",", ":"), ensure_ascii=False) writes, 5x faster;
+    # it follows 255 levels, and this runs only on objects within MAX_DEPTH
+    size = len(orjson.dumps(node.obj)) - packed_overcount(node.obj)
     if node.key.group_kind == ("", "Secret"):
         size -= sum(len(v) - len(v) * 3 // 4 for v in (node.obj.get("data") or {}).values())
     return size + 2 * added + 256
@@ -92,18 +96,19 @@ MAX_DEPTH = 100
 
 
 def depth(value: Any) -> int:
-    """How deeply maps and lists nest in `value` (a scalar: 0), without recursion."""
+    """How deeply maps and lists nest in `value` (a scalar: 0), without recursion. Only containers are
+    visited: it runs on every object of a move (13,160 at 1,000 hosts) in every pre-flight."""
+    if not isinstance(value, (dict, list)):
+        return 0
     deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, level = stack.pop()
-        if isinstance(item, dict):
-            stack.extend((v, level + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, level + 1) for v in item)
-        else:
-            continue
-        deepest = max(deepest, level + 1)
+        if level > deepest:
+            deepest = level
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, (dict, list)):
+                stack.append((child, level + 1))
     return deepest
 
 

@@ -260,8 +260,9 @@ def test_nested_object_within_the_limit_moves_intact(lab) -> None:
 
 def test_deeply_nested_object_is_refused(lab) -> None:
     """Nested deeper than the engine copies safely (Python recursion): 320 levels are read but refused by the
-    pre-flight; 4,000 levels (the API server allows 10,000) cannot even be parsed by Python's json and are
-    refused while reading. Both: NestingTooDeepError, exit 2, no traceback, zero writes."""
+    pre-flight; 4,000 levels (the API server allows 10,000) are deeper than the engine's readers follow
+    (orjson: 1,024; Python's json: its recursion limit) and are refused while reading. Both:
+    NestingTooDeepError, exit 2, no traceback, zero writes."""
     with edge_namespace(lab, "edge-deep") as ns:
         create(lab["ephemeral"], _nested_class(ns, "deep", 155))
         refused(lab, edge_args(lab, ns), 2,

@@ -41,6 +41,17 @@ def test_depth_counts_maps_and_lists_without_recursion() -> None:
     assert depth(deep) == 50_001
 
 
+def test_stored_size_counts_the_compact_utf8_json_the_api_server_stores() -> None:
+    """stored_size measures with orjson; it must count exactly what compact, non-ASCII-escaping JSON weighs."""
+    import json
+
+    from metal3_pivot.preflight import stored_size
+
+    n = host({"note-é": "ünïcode ✓ \u2028 \"quoted\" \\ back"}, bmc={"address": "redfish://x"}, n=[1, 2.5, None, True])
+    compact = len(json.dumps(n.obj, separators=(",", ":"), ensure_ascii=False).encode())
+    assert stored_size(n, 0) == compact + 256
+
+
 def test_copy_annotations_are_what_the_target_will_hold() -> None:
     after = copy_annotations(host({"keep": "me", "clusterctl.cluster.x-k8s.io/delete-for-move": ""}))
     assert after["keep"] == "me" and after[BMH_PAUSED] == "metal3-pivot" and after[SOURCE_UID] == UID
