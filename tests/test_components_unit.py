@@ -302,6 +302,46 @@ def test_what_check_writes_is_what_the_policy_pack_reads(monkeypatch: pytest.Mon
                                                 "v1.14.2) but the stack does not install it on the target"]
 
 
+def test_objectlocation_check_takes_the_preflights_reading_once_and_only_while_fresh(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """MovePreflight's check reads both clusters and shares the reading; ObjectLocation's check, seconds
+    later with the same inputs, takes it instead of reading again (a preview's two checks: one reading).
+    Taken once; never older than REUSE_SECONDS; never for other inputs; MovePreflight always reads."""
+    from components import move_preflight, object_location
+    from metal3_pivot import LocationInputs, LocationState
+
+    readings: list[str] = []
+
+    def inspect(inputs: LocationInputs) -> LocationState:
+        readings.append(inputs.location)
+        return LocationState(actual="ephemeral", digest=f"sha256:{len(readings)}")
+
+    clock = [1000.0]
+    monkeypatch.setattr(object_location, "inspect", inspect)
+    monkeypatch.setattr(object_location.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(object_location, "_READINGS", {})
+
+    def news(location: str) -> dict[str, Any]:
+        return {**LocationInputs(location, LIVE_KUBECONFIG, LIVE_KUBECONFIG, ["metal3"]).to_props(),
+                **dict.fromkeys(LocationState.prop_keys())}
+
+    def digest(result: Any) -> str:
+        return str(LocationState.from_props(result.inputs).digest)
+
+    gate, objects = move_preflight.MovePreflightProvider(), object_location.ObjectLocationProvider()
+    assert digest(gate.check({}, news("ephemeral"))) == "sha256:1"
+    clock[0] += object_location.REUSE_SECONDS
+    assert digest(objects.check({}, news("ephemeral"))) == "sha256:1" and len(readings) == 1   # shared
+    assert digest(objects.check({}, news("ephemeral"))) == "sha256:2"                         # taken once
+    assert digest(gate.check({}, news("ephemeral"))) == "sha256:3"                            # always reads
+    assert digest(gate.check({}, news("ephemeral"))) == "sha256:4"
+    clock[0] += object_location.REUSE_SECONDS + 0.1
+    assert digest(objects.check({}, news("ephemeral"))) == "sha256:5"                         # too old
+    gate.check({}, news("ephemeral"))
+    assert digest(objects.check({}, news("target"))) == "sha256:7"                            # other inputs
+    assert readings == ["ephemeral"] * 6 + ["target"]
+
+
 # ---------------------------------------------------------------------------------------------- ownership
 
 def test_only_objects_no_pulumi_manager_wrote_count_as_created_elsewhere() -> None:
