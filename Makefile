@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # in the order tests/conftest.py sets (the longest first), not by their number of tests
 PYTEST_WORKERS ?= -n 2 --dist loadfile --no-loadscope-reorder
 
-.PHONY: bootstrap demo test unit lint bench clusters-down clean
+.PHONY: bootstrap demo test unit lint bench bench-pulumi clusters-down clean
 
 bootstrap:
 	python3 tools/bootstrap.py
@@ -32,6 +32,10 @@ unit:
 
 bench: bootstrap
 	python -m benchmarks.move_bench $(BENCH_ARGS)
+
+# what the Pulumi layer adds: no-change previews, the pivot's `pulumi up` against the engine's own move
+bench-pulumi: bootstrap
+	python -m benchmarks.pulumi_bench $(BENCH_ARGS)
 
 # needs only the virtualenv (no Go toolchain): ruff, the import contracts, mypy --strict
 lint:
