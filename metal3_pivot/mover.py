@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -218,6 +219,17 @@ class Mover:
                      f"ownerReference cycle, which no order can create ({names}{more})")
 
     async def _write(self, plan: Plan, report: MoveReport, phase: Callable[[str], None]) -> None:
+        # the plan's objects (both clusters' views, read once) out of the cyclic collector's way while the
+        # writes run: its collections would walk them again and again for nothing (they are freed by
+        # reference counting); garbage the writes make is collected as usual. Measured at 300 hosts with
+        # the collector off for the whole move: 6-7 % less CPU in the mover (docs/performance.md)
+        gc.freeze()
+        try:
+            await self._write_frozen(plan, report, phase)
+        finally:
+            gc.unfreeze()
+
+    async def _write_frozen(self, plan: Plan, report: MoveReport, phase: Callable[[str], None]) -> None:
         gone: set[str] = set()
         if plan.work:
             report.paused = await self.pause(plan)
