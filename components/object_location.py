@@ -29,7 +29,6 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -58,16 +57,13 @@ from metal3_pivot import (
     MoveOptions,
     Mover,
     MoveReport,
-    ObjKey,
     PendingMove,
     PivotError,
     PreflightError,
     ProviderEntry,
     discover,
     findings,
-    kind_counts,
     load_kubeconfig,
-    location_of,
     make_plan,
     no_cyclic_gc,
     placement,
@@ -154,11 +150,6 @@ def _kube(inputs: LocationInputs, side: str, concurrency: int = 32) -> Kube:
                 name=side, concurrency=concurrency)
 
 
-async def _view(inputs: LocationInputs, side: str) -> ClusterView:
-    async with _kube(inputs, side) as k:
-        return await discover(k, inputs.namespaces)
-
-
 async def _views(inputs: LocationInputs) -> tuple[ClusterView, ClusterView]:
     async with _kube(inputs, "ephemeral") as e, _kube(inputs, "target") as t:
         ev, tv = await asyncio.gather(discover(e, inputs.namespaces), discover(t, inputs.namespaces))
@@ -176,12 +167,8 @@ async def _views_and_locks(inputs: LocationInputs) -> tuple[ClusterView, Cluster
 
 def _digest(e: ClusterView, t: ClusterView) -> str:
     """Stable across moves (no UIDs): changes only when the set of objects changes."""
-    return _digest_of([*e.graph.move_nodes(), *t.graph.move_nodes()])
-
-
-def _digest_of(keys: Iterable[ObjKey]) -> str:
-    text = "\n".join(sorted({str(k) for k in keys}))
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+    keys = sorted(str(k) for k in {**e.graph.move_nodes(), **t.graph.move_nodes()})
+    return "sha256:" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
 
 
 def inspect(inputs: LocationInputs) -> LocationState:
@@ -203,29 +190,14 @@ def inspect(inputs: LocationInputs) -> LocationState:
     return state
 
 
-def _outputs(props: dict[str, Any], moved: dict[str, Any] | None = None,
-             after: tuple[str, MoveReport] | None = None) -> dict[str, Any]:
-    """Echo the inputs (diff sees old *outputs*) plus where the objects are now.
-
-    Right after a move (`after`: its destination and report) the destination is known from the
-    mover's own read of it at the end of the move, and only the source, by then nearly empty, is read
-    again: reading the destination here as well cost ~2 s of each pivot's `pulumi up` at 1,000 hosts."""
+def _outputs(props: dict[str, Any], moved: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Echo the inputs (diff sees old *outputs*) plus where the objects are now."""
     inputs = LocationInputs.from_props(props)
-    counts: dict[str, dict[str, int]]
-    if after is not None and after[1].destination_keys is not None:
-        dst, report = after
-        src = "target" if dst == "ephemeral" else "ephemeral"
-        source = asyncio.run(_view(inputs, src))
-        counts = {src: source.graph.kind_counts(), dst: kind_counts(report.destination_keys or [])}
-        digest = _digest_of([*source.graph.move_nodes(), *(report.destination_keys or [])])
-    else:
-        e, t = asyncio.run(_views(inputs))
-        counts = {"ephemeral": e.graph.kind_counts(), "target": t.graph.kind_counts()}
-        digest = _digest(e, t)
-    actual = location_of(counts)
+    e, t = asyncio.run(_views(inputs))
+    actual = placement(e, t)
     state = LocationState.from_props(props)
-    state.objects = counts["ephemeral" if actual == "ephemeral" else "target"]
-    state.digest = digest
+    state.objects = (e if actual == "ephemeral" else t).graph.kind_counts()
+    state.digest = _digest(e, t)
     state.pending, state.preflight = None, []
     if moved is not None:
         state.last_move = moved
@@ -346,7 +318,7 @@ class ObjectLocationProvider(ResourceProvider):
             changed.append(prop_key("pending"))
         return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
 
-    def _move(self, props: dict[str, Any], action: str) -> tuple[dict[str, Any], tuple[str, MoveReport] | None]:
+    def _move(self, props: dict[str, Any], action: str) -> dict[str, Any]:
         """The move `check` found pending, run by the engine's Mover, which reads both clusters again and
         runs the pre-flight under the move lock. `check` ran just before, in this same `up` (its state is
         in `props`): it used to be followed here by a whole `inspect` of both clusters, ~2 s at 1,000
@@ -355,7 +327,7 @@ class ObjectLocationProvider(ResourceProvider):
         inputs = LocationInputs.from_props(props)
         pending = LocationState.from_props(props).pending
         if pending is None:
-            return {"moved": 0, "from": None, "to": inputs.location, "seconds": 0.0}, None
+            return {"moved": 0, "from": None, "to": inputs.location, "seconds": 0.0}
         progress = _Progress(action, inputs.urn)
         src, dst = pending.source, pending.target
         opts = MoveOptions(namespaces=inputs.namespaces, progress=progress, timeout=inputs.timeout,
@@ -372,16 +344,16 @@ class ObjectLocationProvider(ResourceProvider):
         except PivotError as err:
             raise MoveStoppedError(f"the move from {src} to {dst} stopped: {err}. Nothing is lost: run `pulumi up` "
                                    f"again to finish it (log: {progress.path})") from None
-        return ({"moved": sum(report.moved.values()), "from": src, "to": dst, "seconds": round(report.seconds, 1),
-                 "log": str(progress.path)}, (dst, report))
+        return {"moved": sum(report.moved.values()), "from": src, "to": dst, "seconds": round(report.seconds, 1),
+                "log": str(progress.path)}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        moved, after = self._move(props, "create")
-        return CreateResult(id_="object-location", outs=_outputs(props, moved, after))
+        moved = self._move(props, "create")
+        return CreateResult(id_="object-location", outs=_outputs(props, moved))
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        moved, after = self._move(news, "update")
-        return UpdateResult(outs=_outputs(news, moved, after))
+        moved = self._move(news, "update")
+        return UpdateResult(outs=_outputs(news, moved))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         return ReadResult(id_, _outputs(props, props.get("lastMove")))

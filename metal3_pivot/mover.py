@@ -93,9 +93,6 @@ class MoveReport:
     phases: dict[str, float] = field(default_factory=dict)
     writes: int = 0
     writes_by_method: dict[str, int] = field(default_factory=dict)   # POST / DELETE / PATCH / PUT
-    #: the objects the move put in the target, as the mover read the target at its end (for the marks and
-    #: the unpause); None when it wrote nothing. The Pulumi layer reports from it instead of a fresh read.
-    destination_keys: list[ObjKey] | None = None
 
     def summary(self) -> str:
         total = sum(self.moved.values())
@@ -249,7 +246,6 @@ class Mover:
         plan.release()
         self.check_deadline("unpause")
         view = await discover(self.dst, list(self.opts.namespaces))
-        report.destination_keys = sorted(view.graph.move_nodes(), key=str)
         await self.restore_host_status(view)
         await self.strip_marks(marks_to_strip(left_in_source, view))
         phase("strip-marks")
