@@ -253,7 +253,7 @@ def _shared_inspect(inputs: LocationInputs, *, share: bool, reuse: bool) -> Loca
         with _READINGS_LOCK:
             kept = _READINGS.pop(key, None)
         if kept is not None and time.monotonic() - kept[0] <= REUSE_SECONDS:
-            return copy.deepcopy(kept[1])
+            return kept[1]            # a copy kept for this one use: popped, no one else holds it
     state = inspect(inputs)
     if share:
         with _READINGS_LOCK:
