@@ -63,6 +63,15 @@ def kube(c: LocalCluster, name: str, concurrency: int = 64) -> Kube:
     return kube_for(c, name, concurrency=concurrency)
 
 
+def settle_after_move(c: LocalCluster, topo: Topology) -> None:
+    """Write back the statuses the moved objects' controllers would recompute (none run here), so the
+    next move's pre-flight finds the objects as a real cluster would leave them."""
+    async def run() -> None:
+        async with kube(c, c.name) as k:
+            await settle(k, topo, crds.bundle().resource_types(), concurrency=64)
+    asyncio.run(run())
+
+
 # -- the engine, alone in a process ------------------------------------------------------------------------
 def _move_in_child(src_kubeconfig: str, dst_kubeconfig: str, concurrency: int, label: str,
                    out: Any) -> None:
@@ -200,18 +209,14 @@ def run_size(hosts: int, concurrency: int, with_clusterctl: bool, base: Path,
                                live=live)
                 return r.seconds
 
-        async def do_settle(c: LocalCluster) -> None:
-            async with kube(c, c.name) as k:
-                await settle(k, topo, crds.bundle().resource_types(), concurrency=64)
-
         say(f"{hosts} hosts: seeding {objects} objects")
         seed_s = asyncio.run(do_seed())
         say(f"{hosts} hosts: our move, ephemeral -> target")
         fwd = engine_move(eph, tgt, concurrency, f"{hosts} fwd")
-        asyncio.run(do_settle(tgt))
+        settle_after_move(tgt, topo)
         say(f"{hosts} hosts: our move back, target -> ephemeral")
         back = engine_move(tgt, eph, concurrency, f"{hosts} back")
-        asyncio.run(do_settle(eph))
+        settle_after_move(eph, topo)
         cc_s = float("nan")
         if with_clusterctl:
             say(f"{hosts} hosts: clusterctl move, ephemeral -> target")

@@ -35,11 +35,9 @@ from typing import Any
 
 import yaml
 
-from benchmarks.move_bench import kube, say, topology_for
-from lab.cli import start_clusters
+from benchmarks.move_bench import say, settle_after_move, topology_for
+from lab.cli import seed_cluster, start_clusters
 from lab.cluster import LocalCluster
-from lab.data import crds
-from lab.data.seed import seed, settle
 from lab.data.seed_objects import Topology, build
 from tools.preview_config import preview_config
 
@@ -101,12 +99,8 @@ def run_size(hosts: int, previews: int, base: Path) -> dict[str, Any]:
     eph = start_clusters(["ephemeral"], base / f"h{hosts}", attached=True)["ephemeral"]
     tgt = start_clusters(["target"], base / f"h{hosts}", attached=True, with_crds=False)["target"]
     try:
-        async def do_seed() -> None:
-            async with kube(eph, "ephemeral") as k:
-                await seed(k, topo, crds.bundle().resource_types(), concurrency=64)
-
         say(f"{hosts} hosts: seeding {objects} objects")
-        asyncio.run(do_seed())
+        asyncio.run(seed_cluster(eph, topo, concurrency=64))
         project = Project(base / f"h{hosts}" / "project", eph, tgt)
         say(f"{hosts} hosts: install (`pulumi up --skip-preview` on the bare target)")
         install = project.run("up", "--yes", "--skip-preview")
@@ -120,12 +114,7 @@ def run_size(hosts: int, previews: int, base: Path) -> dict[str, Any]:
         up_fwd = project.run("up", "--yes")
         fwd = project.last_move()
         say(f"{hosts} hosts: pivot up {up_fwd:.1f} s, engine move {fwd.get('seconds')} s; settling the target")
-
-        async def do_settle() -> None:
-            async with kube(tgt, "target") as k:
-                await settle(k, topo, crds.bundle().resource_types(), concurrency=64)
-
-        asyncio.run(do_settle())
+        settle_after_move(tgt, topo)
         project.set_location("ephemeral")
         up_back = project.run("up", "--yes", "--skip-preview")
         back = project.last_move()
