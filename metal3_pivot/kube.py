@@ -254,14 +254,15 @@ class Kube:
                 return
             params["continue"] = token
 
-    async def create(self, rt: ResourceType, obj: Obj) -> Obj:
+    async def create(self, rt: ResourceType, obj: Obj, *, manager: str | None = None) -> Obj:
+        """`manager`: the field manager the API server records as the creator (default: from the user agent)."""
         ns = obj["metadata"].get("namespace") if rt.namespaced else None
-        return cast(Obj, await self.request("POST", rt.path(ns), body=obj))
+        return cast(Obj, await self.request("POST", rt.path(ns), body=obj, params=_manager(manager)))
 
-    async def replace(self, rt: ResourceType, obj: Obj) -> Obj:
+    async def replace(self, rt: ResourceType, obj: Obj, *, manager: str | None = None) -> Obj:
         md = obj["metadata"]
         return cast(Obj, await self.request("PUT", rt.path(md.get("namespace") if rt.namespaced else None,
-                                                            md["name"]), body=obj))
+                                                            md["name"]), body=obj, params=_manager(manager)))
 
     async def patch(self, rt: ResourceType, name: str, namespace: str | None, patch: Any, *,
                     kind: str = "merge", sub: str | None = None, ok_missing: bool = False) -> Obj | None:
@@ -291,6 +292,10 @@ class Kube:
 
     async def version(self) -> Obj:
         return cast(Obj, await self.request("GET", "/version"))
+
+
+def _manager(manager: str | None) -> dict[str, str] | None:
+    return {"fieldManager": manager} if manager else None
 
 
 def _decode(resp: httpx.Response, cluster: str, method: str, path: str) -> Obj:

@@ -44,12 +44,15 @@ from metal3_pivot.plan import (
     Obj,
     Plan,
     carried_bmh_status,
+    copy_manager,
+    copy_marks,
     hosts_missing_status,
     make_plan,
     managed_fields_patch,
     marks_to_strip,
     pause_patch,
     related,
+    remarked_managed_fields,
     restore_unpause_patch,
     target_copy,
     uids,
@@ -414,9 +417,8 @@ class Mover:
         stale = []
         for key in plan.already_in_target:
             src, dst = plan.moving[key], plan.target.graph.nodes[key]
-            made_from_src = dst.annotations.get(SOURCE_UID) == src.uid
-            recorded = dst.annotations.get(SOURCE_VERSION)
-            if (made_from_src and recorded and recorded != str(src.obj["metadata"].get("resourceVersion"))
+            recorded = copy_marks(dst.obj).get(src.uid)
+            if (recorded and recorded != str(src.obj["metadata"].get("resourceVersion"))
                     and DELETE_FOR_MOVE not in src.annotations):
                 stale.append((src, dst))
 
@@ -425,7 +427,19 @@ class Mover:
             obj = target_copy(src, uid_map, by_source_uid,
                               {k: str(n.obj.get("apiVersion", "")) for k, n in plan.source.graph.nodes.items()})
             obj["metadata"]["resourceVersion"] = dst.obj["metadata"]["resourceVersion"]
-            await self.dst.replace(src.type.rt, obj)
+            manager = copy_manager(src)
+            if manager is not None:
+                # the copy's record of its source, renamed to the source's new version: one record, current
+                entries = remarked_managed_fields(dst.obj, src.uid, manager)
+                if entries is not None:
+                    obj["metadata"]["managedFields"] = entries
+                else:
+                    # recorded in annotations (a copy made before the record moved into the creator's name):
+                    # recorded there again, since a rewrite that changes no field would leave no name behind
+                    marks = {SOURCE_UID: src.uid, SOURCE_VERSION: str(src.obj["metadata"].get("resourceVersion", ""))}
+                    obj["metadata"]["annotations"] = {**(obj["metadata"].get("annotations") or {}), **marks}
+                    manager = None
+            await self.dst.replace(src.type.rt, obj, manager=manager)
 
         if stale:
             self.say(f"{len(stale)} objects changed in {self.src.name} since an earlier run copied them: "
@@ -436,11 +450,12 @@ class Mover:
         rt = node.type.rt
         md = obj["metadata"]
         try:
-            created = await self.dst.create(rt, obj)
+            created = await self.dst.create(rt, obj, manager=copy_manager(node))
         except ConflictError as err:
             if err.reason != "AlreadyExists":
                 raise
-            # created by a run that died before it could record it: ours if it carries our mark; a kept object
+            # created by a run that died before it could record it (or whose answer was lost): ours if it
+            # carries our mark (copy_marks: its creator's name, or our annotation); a kept object
             # (global, shared ClusterClass, restored from a backup) that appeared meanwhile is skipped
             existing = await self.dst.get(rt, md["name"], md.get("namespace"))
             if existing is not None and node.kept:
@@ -515,7 +530,9 @@ class Mover:
 
     async def strip_marks(self, nodes: list[Node]) -> int:
         """Take SOURCE_UID / SOURCE_VERSION off copies whose original is gone: the target ends as clusterctl
-        leaves it. Before the unpause, so no controller of the target ever sees them."""
+        leaves it. Before the unpause, so no controller of the target ever sees them. Only the few copies
+        whose marks go in annotations (plan.marked_by_annotation) have any; the others' marks are the name
+        of the field manager that created them, which costs no write."""
         if nodes:
             self.say(f"removing the move's marks from {len(nodes)} objects in {self.dst.name}")
         await self._bounded([(n, STRIP_PATCH) for n in nodes], self._patch_target, "strip marks")

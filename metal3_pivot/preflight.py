@@ -28,6 +28,7 @@ from metal3_pivot.plan import (
     PAUSED_BY,
     Plan,
     copy_annotations,
+    copy_manager,
     status_annotation_of,
 )
 
@@ -126,7 +127,8 @@ def _size_problems(node: Node) -> list[Finding]:
                            f"its annotations would grow to {size} bytes with the marks a move adds "
                            f"({size - annotations_size(node.annotations)} bytes), over Kubernetes' limit of "
                            f"{ANNOTATIONS_LIMIT}: the target would reject it halfway; shrink its annotations"))
-    stored = stored_size(node, size - annotations_size(node.annotations))
+    # what the copy adds: annotations, and the name of the field manager that creates it (its marks, or none)
+    stored = stored_size(node, size - annotations_size(node.annotations) + len(copy_manager(node) or ""))
     if stored > ETCD_REQUEST_LIMIT - ETCD_MARGIN:
         out.append(Finding(Code.TOO_LARGE, str(node.key),
                            f"about {stored} bytes once copied, over what an API server with etcd's default "

@@ -54,19 +54,38 @@ def test_stored_size_counts_the_compact_utf8_json_the_api_server_stores() -> Non
 
 def test_copy_annotations_are_what_the_target_will_hold() -> None:
     after = copy_annotations(host({"keep": "me", "clusterctl.cluster.x-k8s.io/delete-for-move": ""}))
-    assert after["keep"] == "me" and after[BMH_PAUSED] == "metal3-pivot" and after[SOURCE_UID] == UID
-    assert len(after[SOURCE_VERSION]) == 20 and "clusterctl.cluster.x-k8s.io/delete-for-move" not in after
+    assert after["keep"] == "me" and after[BMH_PAUSED] == "metal3-pivot"
+    assert "clusterctl.cluster.x-k8s.io/delete-for-move" not in after
+    # this copy's marks are the name of the field manager that creates it: no annotation of ours
+    assert SOURCE_UID not in after and SOURCE_VERSION not in after
+    # where the move restores the source's managedFields, the marks go in annotations, at their longest
+    applied = host({"keep": "me"})
+    applied.obj["metadata"]["managedFields"] = [{"manager": "capi-topology", "operation": "Apply"}]
+    after = copy_annotations(applied)
+    assert after[SOURCE_UID] == UID and len(after[SOURCE_VERSION]) == 20
 
 
-def test_annotations_that_only_fit_without_our_marks_are_refused() -> None:
-    base = host({})
+def test_annotations_that_only_fit_without_the_marks_in_annotations_are_refused() -> None:
+    applied = [{"manager": "capi-topology", "operation": "Apply"}]
+
+    def applied_host(annotations: dict[str, str]) -> Node:
+        n = host(annotations, online=True)
+        n.obj["metadata"]["managedFields"] = applied
+        return n
+
+    base = applied_host({})
     room = ANNOTATIONS_LIMIT - annotations_size(copy_annotations(base)) - len("n")
-    fits = host({"n": "x" * room})
-    assert _size_problems(fits) == []
-    over = host({"n": "x" * (room + 1)})
+    marks = annotations_size(copy_annotations(base)) - annotations_size(copy_annotations(host({}, online=True)))
+    assert marks == len(SOURCE_UID) + 36 + len(SOURCE_VERSION) + 20           # counted at their longest
+    assert _size_problems(applied_host({"n": "x" * room})) == []
+    over = applied_host({"n": "x" * (room + 1)})
     assert annotations_size(over.annotations) < ANNOTATIONS_LIMIT         # the source accepted it
     problems = _size_problems(over)
     assert [p.code for p in problems] == ["too-large"] and "annotations would grow to" in problems[0].message
+    # a copy marked by its creator's name adds only the pause mark: the same annotations fit
+    assert _size_problems(host({"n": "x" * (room + 1)}, online=True)) == []
+    assert _size_problems(host({"n": "x" * (room + marks)}, online=True)) == []
+    assert [p.code for p in _size_problems(host({"n": "x" * (room + marks + 1)}, online=True))] == ["too-large"]
 
 
 def test_a_full_secret_with_full_annotations_is_not_refused() -> None:

@@ -1,0 +1,125 @@
+"""Where a copy records the object it was copied from (pure: no cluster). The API server's side of it (the
+creator's name kept, a manager that owns nothing dropped) is held by tests/test_move_resume.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from metal3_pivot.graph import MOVE_HIERARCHY_LABEL, MOVE_LABEL, Node, ObjKey, TypeInfo
+from metal3_pivot.kube import CONFIGMAP, SECRET, ResourceType
+from metal3_pivot.plan import (
+    COPY_MANAGER,
+    DELETE_FOR_MOVE,
+    SOURCE_UID,
+    SOURCE_VERSION,
+    copy_annotations,
+    copy_manager,
+    copy_marks,
+    marked_by_annotation,
+    related,
+    remarked_managed_fields,
+    target_copy,
+)
+
+pytestmark = pytest.mark.unit
+
+BMH = TypeInfo.from_crd({"metadata": {"labels": {MOVE_LABEL: "", MOVE_HIERARCHY_LABEL: ""}}},
+                        ResourceType("metal3.io", "v1alpha1", "BareMetalHost", "baremetalhosts"))
+SRC = "0a1b2c3d-0000-4000-8000-000000000001"
+DST = "0a1b2c3d-0000-4000-8000-000000000002"
+APPLY = {"manager": "capi-topology", "operation": "Apply", "apiVersion": "v1", "fieldsType": "FieldsV1",
+         "fieldsV1": {"f:data": {"f:owned": {}}}}
+
+
+def node(info: TypeInfo, obj: dict[str, Any], uid: str = SRC, version: str = "4711") -> Node:
+    obj.setdefault("metadata", {}).update(uid=uid, resourceVersion=version)
+    obj["metadata"].setdefault("namespace", "metal3")
+    return Node(ObjKey.of(obj), info, obj)
+
+
+def host(**metadata: Any) -> Node:
+    return node(BMH, {"apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+                      "metadata": {"name": "h", **metadata}, "spec": {"online": True}})
+
+
+def configmap(**fields: Any) -> Node:
+    return node(TypeInfo(CONFIGMAP), {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, **fields})
+
+
+def test_the_copy_of_an_ordinary_object_is_marked_by_its_creators_name_alone() -> None:
+    n = host(annotations={"keep": "me"})
+    manager = copy_manager(n)
+    assert manager == f"{COPY_MANAGER}{SRC}@4711"
+    assert len(f"{COPY_MANAGER}{SRC}@{'9' * 20}") <= 128           # the API server's limit for a manager name
+    copied = target_copy(n, {}, {})
+    assert copied["metadata"]["annotations"] == {"keep": "me"}      # nothing to take off after the move
+    assert SOURCE_UID not in copy_annotations(n)
+
+
+def test_marks_go_in_annotations_where_a_managers_name_would_not_last() -> None:
+    # the move replaces this copy's managedFields with the source's (as clusterctl does): a name would go
+    applied = configmap(data={"owned": "x"})
+    applied.obj["metadata"]["managedFields"] = [APPLY]
+    # nothing but a name: the API server keeps no entry for a manager that owns nothing
+    bare = configmap()
+    only_ours = configmap()
+    only_ours.obj["metadata"]["annotations"] = {DELETE_FOR_MOVE: "", SOURCE_UID: "old", SOURCE_VERSION: "1"}
+    for n in (applied, bare, only_ours):
+        assert marked_by_annotation(n) and copy_manager(n) is None, n.key
+        ann = target_copy(n, {}, {})["metadata"]["annotations"]
+        assert ann == {SOURCE_UID: SRC, SOURCE_VERSION: "4711"}, n.key
+        assert copy_annotations(n)[SOURCE_UID] == SRC
+    # any field of its own is enough for the name to last
+    secret = node(TypeInfo(SECRET), {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "type": "Opaque"})
+    for n in (configmap(data={"a": "b"}), configmap(binaryData={"a": "Yg=="}), host(), secret):
+        assert not marked_by_annotation(n), n.key
+    for md in ({"labels": {"a": "b"}}, {"finalizers": ["x"]}, {"annotations": {"a": ""}},
+               {"ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": "u"}]}):
+        n = configmap()
+        n.obj["metadata"].update(md)
+        assert not marked_by_annotation(n), md
+
+
+def test_a_copy_carries_no_marks_of_its_sources_own_origin() -> None:
+    """A source that is itself a copy still marked (a roll-back's objects): its copy names its own source."""
+    n = host(annotations={SOURCE_UID: "grandparent", SOURCE_VERSION: "1"})
+    assert SOURCE_UID not in (target_copy(n, {}, {})["metadata"].get("annotations") or {})
+
+
+def test_kept_objects_are_never_marked() -> None:
+    n = host()
+    n.should_not_delete = True
+    assert copy_manager(n) is None
+    assert SOURCE_UID not in (target_copy(n, {}, {})["metadata"].get("annotations") or {})
+
+
+def test_copy_marks_read_the_creators_name_and_the_annotations() -> None:
+    by_name = {"metadata": {"uid": DST, "managedFields": [
+        {"manager": "kube-controller-manager", "operation": "Update"},
+        {"manager": f"{COPY_MANAGER}{SRC}@4711", "operation": "Update", "fieldsV1": '{"f:spec":{}}'}]}}
+    assert copy_marks(by_name) == {SRC: "4711"}
+    by_annotation = {"metadata": {"uid": DST, "annotations": {SOURCE_UID: SRC, SOURCE_VERSION: "12"}}}
+    assert copy_marks(by_annotation) == {SRC: "12"}
+    assert copy_marks({"metadata": {"uid": DST}}) == {}
+    source = {"metadata": {"uid": SRC}}
+    for copy in (by_name, by_annotation):
+        assert related(source, copy) and related(copy, source)
+    assert not related(source, {"metadata": {"uid": DST}})
+    # after a finished move the name stays and names an object that is gone: it pairs nothing
+    assert not related({"metadata": {"uid": "another"}}, by_name)
+    assert not related({"metadata": {}}, {"metadata": {"annotations": {SOURCE_UID: ""}}})
+
+
+def test_a_stale_copys_record_is_renamed_to_the_new_version_not_added_to() -> None:
+    copy = {"metadata": {"uid": DST, "managedFields": [
+        {"manager": f"{COPY_MANAGER}{SRC}@4711", "operation": "Update", "fieldsV1": '{"f:data":{"f:a":{}}}'},
+        {"manager": "metal3-pivot", "operation": "Update", "subresource": "status", "fieldsV1": {"f:status": {}}}]}}
+    entries = remarked_managed_fields(copy, SRC, f"{COPY_MANAGER}{SRC}@4800")
+    assert entries is not None
+    assert [e["manager"] for e in entries] == [f"{COPY_MANAGER}{SRC}@4800", "metal3-pivot"]
+    assert entries[0]["fieldsV1"] == {"f:data": {"f:a": {}}}           # unpacked, as the API server takes it
+    assert copy_marks({"metadata": {"managedFields": entries}}) == {SRC: "4800"}
+    assert copy["metadata"]["managedFields"][0]["manager"].endswith("@4711")   # the view is left as read
+    assert remarked_managed_fields(copy, "another", "x") is None
