@@ -1,4 +1,5 @@
-"""What the live controllers leave on the objects a pivot moves: finalizers and annotations, per kind.
+"""What the live controllers leave on the objects a pivot moves: finalizers, annotations and server-side-apply
+managers, per kind.
 
 The seed (lab/data/seed_objects.py) writes what `clusterctl move` walks (owners, labels, the hosts' status
 annotation) but none of the finalizers and bookkeeping annotations that only running controllers add. They
@@ -34,9 +35,16 @@ class KindMetadata:
     objects: int = 0
     finalizers: dict[str, int] = field(default_factory=dict)     # finalizer -> objects carrying it
     annotations: dict[str, list[int]] = field(default_factory=dict)   # key -> [objects carrying it, max length]
+    #: server-side-apply managers -> objects on which they own fields (an `Apply` managedFields entry): a
+    #: move restores such an object's managedFields (one more write), and marks its copy by annotation
+    applied: dict[str, int] = field(default_factory=dict)
 
     def common_finalizers(self) -> list[str]:
         return sorted(f for f, n in self.finalizers.items() if n == self.objects)
+
+    def common_apply_manager(self) -> str | None:
+        """The server-side-apply manager that owns fields of every object of the kind, if one does."""
+        return next((m for m, n in sorted(self.applied.items()) if n == self.objects), None)
 
     def common_annotations(self) -> dict[str, int]:
         return {k: length for k, (n, length) in sorted(self.annotations.items())
@@ -56,6 +64,9 @@ def observe(objs: list[Obj]) -> dict[str, KindMetadata]:
             seen = entry.annotations.setdefault(key, [0, 0])
             seen[0] += 1
             seen[1] = max(seen[1], len(value))
+        for manager in sorted({str(e.get("manager")) for e in md.get("managedFields") or []
+                               if e.get("operation") == "Apply"}):
+            entry.applied[manager] = entry.applied.get(manager, 0) + 1
     return out
 
 
@@ -70,13 +81,14 @@ async def capture(kube: Kube, namespace: str, types: dict[str, ResourceType]) ->
 
 def dump(metadata: dict[str, KindMetadata], path: Path, *, source: str) -> None:
     path.write_text(json.dumps({"source": source, "kinds": {
-        kind: {"objects": m.objects, "finalizers": m.finalizers, "annotations": m.annotations}
+        kind: {"objects": m.objects, "finalizers": m.finalizers, "annotations": m.annotations, "applied": m.applied}
         for kind, m in sorted(metadata.items())}}, indent=1, sort_keys=True) + "\n")
 
 
 def load(path: Path = FILE) -> dict[str, KindMetadata]:
     data = json.loads(path.read_text())
-    return {kind: KindMetadata(v["objects"], dict(v["finalizers"]), {k: list(a) for k, a in v["annotations"].items()})
+    return {kind: KindMetadata(v["objects"], dict(v["finalizers"]), {k: list(a) for k, a in v["annotations"].items()},
+                               dict(v.get("applied") or {}))
             for kind, v in data["kinds"].items()}
 
 

@@ -52,8 +52,9 @@ def type_index(types: dict[str, ResourceType]) -> dict[tuple[str, str], Resource
 async def seed(kube: Kube, topology: Topology, types: dict[str, ResourceType], *,
                concurrency: int = 32, progress: Any = None,
                live: dict[str, live_metadata.KindMetadata] | None = None) -> SeedResult:
-    """Create the topology's objects level by level, then their statuses. `live`: also the finalizers and
-    annotations the live controllers leave (lab/data/live_metadata.py; the benchmark's seed)."""
+    """Create the topology's objects level by level, then their statuses. `live`: also the finalizers,
+    annotations and server-side-apply managers the live controllers leave (lab/data/live_metadata.py; the
+    benchmark's seed)."""
     start = time.monotonic()
     index = type_index(types)
     objects = build(topology)
@@ -70,12 +71,19 @@ async def seed(kube: Kube, topology: Topology, types: dict[str, ResourceType], *
     def rt_of(obj: dict[str, Any]) -> ResourceType:
         return index[(group_of(obj["apiVersion"]), obj["kind"])]
 
+    # kinds whose every live object carries fields of a server-side-apply manager (live_metadata.json
+    # says which) are seeded by server-side apply under that manager's name: a move treats them apart
+    appliers = {kind: m for kind, meta in (live or {}).items() if (m := meta.common_apply_manager())}
+
     async def create(so: SeedObject) -> None:
         obj = so.obj
         for ref in obj["metadata"].get("ownerReferences") or []:
             ref["uid"] = uids[(ref["kind"], ref["name"])]
         async with sem:
-            created = await kube.create(rt_of(obj), obj)
+            if obj["kind"] in appliers:
+                created = await kube.apply(rt_of(obj), obj, manager=appliers[obj["kind"]])
+            else:
+                created = await kube.create(rt_of(obj), obj)
         uids[(obj["kind"], obj["metadata"]["name"])] = created["metadata"]["uid"]
 
     async def write_status(so: SeedObject) -> None:
