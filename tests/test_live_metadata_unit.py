@@ -51,3 +51,18 @@ def test_the_committed_capture_adorns_the_seed_without_touching_what_the_movers_
         assert {k: v for k, v in new["metadata"].items() if k not in ("finalizers", "annotations")} == \
             {k: v for k, v in old["metadata"].items() if k not in ("finalizers", "annotations")}
         assert (old["metadata"].get("annotations") or {}).items() <= (new["metadata"].get("annotations") or {}).items()
+
+
+def test_server_side_apply_managers_are_recorded_and_only_a_common_one_is_seeded(tmp_path: Path) -> None:
+    """A kind whose every live object a server-side-apply manager owns fields of is seeded by that manager
+    (lab/data/seed.py): a move restores such an object's managedFields and marks its copy by annotation."""
+    def applied(name: str, *managers: str) -> dict:
+        obj = machine(name, [], {})
+        obj["metadata"]["managedFields"] = [{"manager": m, "operation": "Apply"} for m in managers] + [
+            {"manager": "capi-controller", "operation": "Update"}]
+        return obj
+    observed = live_metadata.observe([applied("a", "capi-machineset", "someone"), applied("b", "capi-machineset")])
+    assert observed["Machine"].applied == {"capi-machineset": 2, "someone": 1}
+    live_metadata.dump(observed, tmp_path / "m.json", source="test")
+    assert live_metadata.load(tmp_path / "m.json")["Machine"].common_apply_manager() == "capi-machineset"
+    assert live_metadata.observe([applied("a", "x"), machine("b", [], {})])["Machine"].common_apply_manager() is None
