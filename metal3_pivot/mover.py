@@ -38,11 +38,10 @@ from metal3_pivot.plan import (
     BMH_GROUP,
     DELETE_FOR_MOVE,
     PAUSED_BY,
-    SOURCE_UID,
-    SOURCE_VERSION,
     STRIP_PATCH,
     Obj,
     Plan,
+    annotation_marks,
     carried_bmh_status,
     copy_manager,
     copy_marks,
@@ -436,8 +435,8 @@ class Mover:
                 else:
                     # recorded in annotations (a copy made before the record moved into the creator's name):
                     # recorded there again, since a rewrite that changes no field would leave no name behind
-                    marks = {SOURCE_UID: src.uid, SOURCE_VERSION: str(src.obj["metadata"].get("resourceVersion", ""))}
-                    obj["metadata"]["annotations"] = {**(obj["metadata"].get("annotations") or {}), **marks}
+                    obj["metadata"]["annotations"] = {**(obj["metadata"].get("annotations") or {}),
+                                                      **annotation_marks(src)}
                     manager = None
             await self.dst.replace(src.type.rt, obj, manager=manager)
 

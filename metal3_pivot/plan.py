@@ -172,7 +172,7 @@ def target_copy(node: Node, uid_map: dict[ObjKey, str], by_source_uid: dict[str,
     paired) carry neither."""
     obj = copy.deepcopy(node.obj)
     md = obj["metadata"]
-    for stale in (DELETE_FOR_MOVE, SOURCE_UID, SOURCE_VERSION):   # a copy's marks name its own source only
+    for stale in _NOT_ANNOTATIONS:   # a copy's marks name its own source only
         md.get("annotations", {}).pop(stale, None)
     for f in STRIP_METADATA:
         md.pop(f, None)
@@ -180,8 +180,7 @@ def target_copy(node: Node, uid_map: dict[ObjKey, str], by_source_uid: dict[str,
         md.pop("generateName", None)
     obj.pop("status", None)
     if not node.kept and marked_by_annotation(node):
-        md.setdefault("annotations", {})[SOURCE_UID] = node.uid
-        md["annotations"][SOURCE_VERSION] = str(node.obj["metadata"].get("resourceVersion", ""))
+        md.setdefault("annotations", {}).update(annotation_marks(node))
     if not md.get("annotations"):
         md.pop("annotations", None)
     refs = []
@@ -197,6 +196,11 @@ def target_copy(node: Node, uid_map: dict[ObjKey, str], by_source_uid: dict[str,
     if refs:
         md["ownerReferences"] = refs
     return obj
+
+
+def annotation_marks(node: Node) -> dict[str, str]:
+    """SOURCE_UID / SOURCE_VERSION of a copy of `node`, for a copy whose marks go in annotations."""
+    return {SOURCE_UID: node.uid, SOURCE_VERSION: str(node.obj["metadata"].get("resourceVersion", ""))}
 
 
 def restores_managed_fields(obj: Obj) -> bool:
@@ -313,7 +317,7 @@ def copy_annotations(node: Node) -> dict[str, str]:
     delete-for-move."""
     ann = node.annotations
     ann.update(((pause_patch(node) or {}).get("metadata") or {}).get("annotations") or {})
-    for stale in (DELETE_FOR_MOVE, SOURCE_UID, SOURCE_VERSION):
+    for stale in _NOT_ANNOTATIONS:
         ann.pop(stale, None)
     if not node.kept and marked_by_annotation(node):
         ann[SOURCE_UID] = node.uid or "0" * 36
