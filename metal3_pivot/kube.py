@@ -13,11 +13,13 @@ import asyncio
 import json
 import random
 import sys
+import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlencode
 
 import httpx2 as httpx
 import orjson
@@ -34,6 +36,7 @@ from metal3_pivot.errors import (
     UnreachableClusterError,
 )
 from metal3_pivot.findings import Code, Finding
+from metal3_pivot.http import ApiTransport
 
 Obj = dict[str, Any]
 
@@ -59,6 +62,10 @@ def add_write_hook(hook: WriteHook) -> Callable[[], None]:
     WRITE_HOOKS.append(hook)
     return lambda: WRITE_HOOKS.remove(hook)
 
+
+#: what the API server sees as the client (it names the default field manager): httpx's, as before the
+#: transport of metal3_pivot/http.py, so objects a move writes keep the manager name they had
+USER_AGENT = f"python-httpx2/{httpx.__version__}"
 
 #: statuses worth retrying: throttled, server busy, or transient proxy/gateway failures
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
@@ -99,6 +106,18 @@ LEASE = ResourceType("coordination.k8s.io", "v1", "Lease", "leases")
 DEPLOYMENTS = ResourceType("apps", "v1", "Deployment", "deployments")
 VALIDATING_WEBHOOKS = ResourceType("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration",
                                    "validatingwebhookconfigurations", namespaced=False)
+
+
+def resource_of(path: str) -> str:
+    """The resource (plural, and subresource if any) a request path names: "baremetalhosts/status" for
+    /apis/metal3.io/v1alpha1/namespaces/metal3/baremetalhosts/h1/status, "namespaces" for /api/v1/namespaces."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        rest = rest[2:]
+    if not rest:
+        return ""
+    return rest[0] + (f"/{rest[2]}" if len(rest) >= 3 else "")
 
 
 def group_of(api_version: str) -> str:
@@ -178,16 +197,49 @@ class Kube:
             auth = user_auth(config.user)
         except (ConfigError, OSError, ValueError) as err:
             raise KubeconfigError(f"{name}: credentials in the kubeconfig are unusable: {err}") from None
-        self._http = httpx.AsyncClient(
-            base_url=self.server, verify=verify, auth=auth, timeout=httpx.Timeout(timeout), trust_env=False,
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency))
+        self._transport = ApiTransport(verify, max_connections=concurrency)
+        # httpx in front only where it authenticates (tokens, exec plugins, basic): its request building costs
+        # ~0.5 ms of CPU per request, which a client certificate (in the SSL context) does not need
+        self._http = httpx.AsyncClient(base_url=self.server, auth=auth, timeout=httpx.Timeout(timeout),
+                                       trust_env=False, transport=self._transport) if auth is not None else None
+        url = httpx.URL(self.server)
+        self._origin = (url.scheme, url.host, url.port)
+        self._base = url.raw_path.rstrip(b"/")      # a server behind a path prefix (a proxy's /k8s/clusters/x)
+        self._headers = [(b"Host", url.netloc), (b"Accept", b"*/*"), (b"Accept-Encoding", b"gzip"),
+                         (b"User-Agent", USER_AGENT.encode())]
+        self._timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
         self.retries = retries
         self.writes = 0  # counted for fault-injection tests and progress
         #: the same, per HTTP method (POST creates, DELETE, PATCH, PUT): what a benchmark prices each write at
         self.writes_by_method: Counter[str] = Counter()
+        #: and per method and resource ("PATCH baremetalhosts/status"): a host's patch costs the API server
+        #: several times a Secret's, so a benchmark prices patches by what they patch
+        self.writes_by_resource: Counter[str] = Counter()
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+        await self._transport.aclose()
+
+    async def _send(self, method: str, path: str, body: bytes | None, params: Mapping[str, str] | None,
+                    content_type: str) -> tuple[int, bytes]:
+        """(status, body) of one request, straight to the transport unless httpx must authenticate it."""
+        if self._http is not None:
+            resp = await self._http.request(method, path, content=body, params=params,
+                                            headers={"Content-Type": content_type} if body is not None else None)
+            return resp.status_code, resp.content
+        target = self._base + path.encode()
+        if params:
+            target += b"?" + urlencode(params).encode()
+        headers = self._headers
+        if body is not None:
+            headers = [*headers, (b"Content-Type", content_type.encode()),
+                       (b"Content-Length", str(len(body)).encode())]
+        status, answer_headers, content = await self._transport.exchange(
+            *self._origin, method, target, headers, body or b"", self._timeouts)
+        if content and any(n.lower() == b"content-encoding" and v.lower() == b"gzip" for n, v in answer_headers):
+            content = zlib.decompress(content, 16 + zlib.MAX_WBITS)
+        return status, content
 
     async def __aenter__(self) -> Kube:
         return self
@@ -201,9 +253,8 @@ class Kube:
         delay = 0.05
         for attempt in range(self.retries + 1):
             try:
-                resp = await self._http.request(
-                    method, path, json=body, params=params,
-                    headers={"Content-Type": content_type} if body is not None else None)
+                status, content = await self._send(method, path, None if body is None else _encode(body), params,
+                                                   content_type)
             except (httpx.ConnectError, httpx.ConnectTimeout) as err:
                 if attempt == self.retries:
                     raise UnreachableClusterError(f"{self.name}: cannot reach {self.server}: {err}") from None
@@ -212,18 +263,19 @@ class Kube:
                 if attempt == self.retries:
                     raise UnreachableClusterError(f"{self.name}: {method} {path} failed: {err!r}") from None
             else:
-                if resp.status_code < 300:
+                if status < 300:
                     if method != "GET":
                         self.writes += 1
                         self.writes_by_method[method] += 1
+                        self.writes_by_resource[f"{method} {resource_of(path)}"] += 1
                         for hook in WRITE_HOOKS:
                             await hook(Write(self.server, method, path))
-                    return _decode(resp, self.name, method, path) if resp.content else {}
-                if resp.status_code == 404 and ok_missing:
+                    return _decode(content, self.name, method, path) if content else {}
+                if status == 404 and ok_missing:
                     return None
-                answer = _json_or_none(resp)
-                if resp.status_code not in RETRYABLE or attempt == self.retries or _too_large(answer):
-                    raise ApiError.from_response(self.name, method, path, resp.status_code, answer)
+                answer = _json_or_none(content)
+                if status not in RETRYABLE or attempt == self.retries or _too_large(answer):
+                    raise ApiError.from_response(self.name, method, path, status, answer)
             await asyncio.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 2.0)
         raise AssertionError("unreachable")
@@ -294,11 +346,20 @@ class Kube:
         return cast(Obj, await self.request("GET", "/version"))
 
 
+def _encode(body: Any) -> bytes:
+    """A request body as JSON: by orjson (a fifth of the standard library's time on a host), or by the
+    standard library for what orjson refuses (integers beyond 64 bits, nesting deeper than 255 levels)."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:      # orjson.JSONEncodeError is a TypeError
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
 def _manager(manager: str | None) -> dict[str, str] | None:
     return {"fieldManager": manager} if manager else None
 
 
-def _decode(resp: httpx.Response, cluster: str, method: str, path: str) -> Obj:
+def _decode(content: bytes, cluster: str, method: str, path: str) -> Obj:
     """The answer's JSON, parsed by orjson: a discovery at 1,000 hosts parses ~20 MB of lists per kind of
     host object, and orjson takes ~30 % less time than the standard library's parser on them (measured
     with the cyclic collector off, as discovery runs: discovery.no_cyclic_gc). orjson stops at 1,024
@@ -309,11 +370,11 @@ def _decode(resp: httpx.Response, cluster: str, method: str, path: str) -> Obj:
     refused by name, never a traceback; this happens while reading, so before any write of a move. What
     is read is refused by the pre-flight beyond 100 levels (preflight.MAX_DEPTH)."""
     try:
-        return cast(Obj, orjson.loads(resp.content))
+        return cast(Obj, orjson.loads(content))
     except orjson.JSONDecodeError:
         pass
     try:
-        return cast(Obj, json.loads(resp.content))
+        return cast(Obj, json.loads(content))
     except RecursionError:
         where = f"{method} {path}"
         raise NestingTooDeepError(
@@ -332,9 +393,9 @@ def _too_large(body: Obj | None) -> bool:
     return "request is too large" in str((body or {}).get("message", ""))
 
 
-def _json_or_none(resp: httpx.Response) -> Obj | None:
+def _json_or_none(content: bytes) -> Obj | None:
     try:
-        data = orjson.loads(resp.content)
+        data = orjson.loads(content)
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
