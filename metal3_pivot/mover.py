@@ -16,7 +16,8 @@ import asyncio
 import contextlib
 import gc
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,7 @@ class MoveReport:
     phases: dict[str, float] = field(default_factory=dict)
     writes: int = 0
     writes_by_method: dict[str, int] = field(default_factory=dict)   # POST / DELETE / PATCH / PUT
+    writes_by_resource: dict[str, int] = field(default_factory=dict)  # "PATCH baremetalhosts" -> count
 
     def summary(self) -> str:
         total = sum(self.moved.values())
@@ -114,6 +116,12 @@ async def delete_webhook_groups(kube: Kube) -> set[str]:
                 if ops & {"DELETE", "*"}:
                     groups.update(rule.get("apiGroups") or [])
     return groups
+
+
+def _first(errors: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error of a task group, unwrapped: callers catch the engine's own exception types."""
+    first = errors.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 # ---------------------------------------------------------------------------------------------- the mover
@@ -180,6 +188,7 @@ class Mover:
         self.lock = MoveLock([self.src, self.dst], holder, duration=self.opts.lock_duration, progress=self.say)
         writes0 = self.src.writes + self.dst.writes
         by_method0 = self.src.writes_by_method + self.dst.writes_by_method
+        by_resource0 = self.src.writes_by_resource + self.dst.writes_by_resource
         # the first plan goes before the second is read: held across the re-discovery, two copies of the source
         # were the engine's peak memory (71 against 46 MiB at 300 hosts, docs/performance.md)
         del plan
@@ -197,6 +206,8 @@ class Mover:
         # Counter subtraction keeps the methods this move used (positive counts) only
         report.writes_by_method = dict(sorted((self.src.writes_by_method + self.dst.writes_by_method
                                                - by_method0).items()))
+        report.writes_by_resource = dict(sorted((self.src.writes_by_resource + self.dst.writes_by_resource
+                                                 - by_resource0).items()))
         report.seconds = time.monotonic() - t0
         self.say(report.summary())
         return report
@@ -272,6 +283,65 @@ class Mover:
             return result
 
         return list(await asyncio.gather(*(one(i) for i in items)))
+
+    async def _in_order(self, nodes: Sequence[Node], waits_for: Callable[[Node], set[ObjKey]],
+                        fn: Callable[[Node], Awaitable[None]], phase: str) -> None:
+        """Run `fn` on every node, each once `fn` has finished on every node of `nodes` it waits for, with
+        at most `concurrency` in flight. Why not level by level: a level waits for its slowest object before
+        the next starts, and the last objects of every level ran with a handful of requests in flight.
+        Nodes that wait for each other in a cycle (the API server does not refuse ownerReference cycles),
+        and those below them, all start once nothing else can, as `levels` puts them in one last level
+        (the plan leaves such objects in the source: plan.stuck).
+        The first error stops the phase: nothing new starts, what is in flight is cancelled (a write whose
+        answer was lost is recognised by the next run), and the error is raised as it came."""
+        keys = {n.key for n in nodes}
+        waiting = {n.key: waits_for(n) & keys for n in nodes}
+        waiters: dict[ObjKey, list[Node]] = {}
+        for node in nodes:
+            for key in waiting[node.key]:
+                waiters.setdefault(key, []).append(node)
+        ready = deque(n for n in nodes if not waiting[n.key])
+        blocked = {n.key: n for n in nodes if waiting[n.key]}
+        wake = asyncio.Event()
+        running = done = 0
+        total, last = len(nodes), time.monotonic()
+
+        async def worker() -> None:
+            nonlocal running, done, last
+            while True:
+                if not ready and blocked and not running:
+                    ready.extend(blocked.pop(k) for k in sorted(blocked))      # a cycle: start them all
+                if not ready:
+                    if not blocked:
+                        return
+                    wake.clear()
+                    await wake.wait()
+                    continue
+                node = ready.popleft()
+                self.check_deadline(phase)
+                running += 1
+                try:
+                    async with self.sem:
+                        await fn(node)
+                finally:
+                    running -= 1
+                done += 1
+                for waiter in waiters.pop(node.key, ()):
+                    left = waiting[waiter.key]
+                    left.discard(node.key)
+                    if not left and blocked.pop(waiter.key, None) is not None:
+                        ready.append(waiter)
+                wake.set()
+                if time.monotonic() - last > 1.0 and done < total:
+                    last = time.monotonic()
+                    self.say(f"{phase}: {done}/{total}")
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self.opts.concurrency, total)):
+                    group.create_task(worker())
+        except BaseExceptionGroup as errors:
+            raise _first(errors) from None
 
     async def restore(self, directory: Path) -> MoveReport:
         """Create a backup's objects in the target (this Mover's `dst`), then unpause them, as clusterctl's
@@ -393,22 +463,18 @@ class Mover:
         await self._refresh_stale(plan, uid_map, by_source_uid)
         for ns in sorted({k.namespace for k in todo if k.namespace} - plan.target.namespaces):
             await self.dst.apply(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-        created = 0
-        ordered = plan.ordered()
-        for i, level in enumerate(ordered, 1):
-            self.check_deadline("create")
-            batch = [n for n in level if n.key in todo]
-            if not batch:
-                continue
-            self.say(f"creating level {i}/{len(ordered)} in {self.dst.name}: {len(batch)} objects")
+        batch = [plan.moving[k] for k in sorted(todo)]
+        if batch:
+            self.say(f"creating {len(batch)} objects in {self.dst.name}, each once its owners exist there")
 
-            async def one(node: Node) -> None:
-                obj = target_copy(node, uid_map, by_source_uid, api_versions)
-                uid_map[node.key] = await self._create_one(node, obj)
+        async def one(node: Node) -> None:
+            obj = target_copy(node, uid_map, by_source_uid, api_versions)
+            uid_map[node.key] = await self._create_one(node, obj)
 
-            await self._bounded(batch, one, f"create level {i}")
-            created += len(batch)
-        return created
+        # owners first: an object waits for its owners (hard: their new UID goes into it; soft: so that the
+        # deletes, in reverse, take a Cluster's secrets before the Cluster) among those still to create
+        await self._in_order(batch, lambda n: n.owners | n.soft_owners, one, "create")
+        return len(batch)
 
     async def _refresh_stale(self, plan: Plan, uid_map: dict[ObjKey, str], by_source_uid: dict[str, ObjKey]) -> None:
         """A copy made by an earlier, interrupted run from a source object that has changed since (someone
@@ -478,15 +544,18 @@ class Mover:
     async def delete(self, plan: Plan) -> int:
         """Only after every object exists in the target; dependents before owners."""
         self.delete_webhook_groups = await delete_webhook_groups(self.src)
-        ordered = [[n for n in level if not n.kept] for level in plan.ordered()]
-        ordered = [level for level in ordered if level]
-        deleted = 0
-        for i, level in enumerate(reversed(ordered), 1):
-            self.check_deadline("delete")
-            self.say(f"deleting level {i}/{len(ordered)} from {self.src.name}: {len(level)} objects")
-            await self._bounded(level, self._delete_one, f"delete level {i}")
-            deleted += len(level)
-        return deleted
+        batch = [plan.moving[k] for k in plan.to_delete]
+        dependents: dict[ObjKey, set[ObjKey]] = {n.key: set() for n in batch}
+        for node in batch:
+            for owner in node.owners | node.soft_owners:
+                if owner in dependents:
+                    dependents[owner].add(node.key)
+        if batch:
+            self.say(f"deleting {len(batch)} objects from {self.src.name}, each once its dependents are gone")
+        # the reverse of the creates: an owner goes once every object it owns is gone, so what is left in the
+        # source is always whole (every object's owners are still there) however the run ends
+        await self._in_order(batch, lambda n: dependents[n.key], self._delete_one, "delete")
+        return len(batch)
 
     async def _delete_one(self, node: Node) -> None:
         rt = node.type.rt
