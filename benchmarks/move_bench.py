@@ -11,7 +11,12 @@ For each size: start a fresh pair of local clusters, seed the ephemeral one, the
 3. the apiserver's limit for this data, in the same run: the same objects created in parallel into a
    spare namespace of the target (no owner order, no reads), then patched once each, then deleted, each
    timed. The limit for a move is its own writes priced at those rates: creates / create rate + deletes
-   / delete rate + patches (and updates) / patch rate. "vs limit" is the move's time over that.
+   / delete rate + patches (and updates) / patch rate. "vs limit" is the move's time over that. The
+   patch is then timed again one kind at a time, and "limit by kind" prices each of the move's patches at
+   the rate of its own kind (a move patches mostly hosts, the largest objects; it creates and deletes
+   exactly the raw run's objects, so creates and deletes keep the mixed rates).
+While a move (or the raw run) goes, the CPU time of the engine and of every process of both clusters is
+sampled, and each phase's line says how busy the cores were and who used them.
 Progress goes to stderr as it happens; the table to stdout; every figure to the JSON file.
 Speed targets live here, not in timed unit tests (docs/performance.md records runs).
 """
@@ -30,6 +35,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -74,8 +80,13 @@ def settle_after_move(c: LocalCluster, topo: Topology) -> None:
 
 # -- the engine, alone in a process ------------------------------------------------------------------------
 def _move_in_child(src_kubeconfig: str, dst_kubeconfig: str, concurrency: int, label: str,
-                   out: Any) -> None:
-    """Runs in a fresh interpreter (spawn): the engine and its HTTP client, nothing of the seed."""
+                   out: Any, engine: str | None = None) -> None:
+    """Runs in a fresh interpreter (spawn): the engine and its HTTP client, nothing of the seed. `engine`:
+    a checkout whose metal3_pivot moves instead of this one's (to compare two versions on the same clusters)."""
+    if engine:
+        for name in [m for m in sys.modules if m == "metal3_pivot" or m.startswith("metal3_pivot.")]:
+            del sys.modules[name]
+        sys.path.insert(0, engine)
     from metal3_pivot import Kube, MoveOptions, Mover, load_kubeconfig
 
     base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -88,9 +99,12 @@ def _move_in_child(src_kubeconfig: str, dst_kubeconfig: str, concurrency: int, l
         async with Kube(load_kubeconfig(src_kubeconfig), name="source", concurrency=concurrency) as s, \
                 Kube(load_kubeconfig(dst_kubeconfig), name="target", concurrency=concurrency) as d:
             opts = MoveOptions(namespaces=("metal3",), concurrency=concurrency, progress=progress)
+            t_start = time.monotonic()
             r = await Mover(s, d, opts).run()
-            return {"seconds": r.seconds, "phases": r.phases, "writes": r.writes,
-                    "writes_by_method": r.writes_by_method, "created": r.created, "deleted": r.deleted,
+            return {"seconds": r.seconds, "phases": r.phases, "t_start": t_start, "writes": r.writes,
+                    "writes_by_method": r.writes_by_method,
+                    "writes_by_resource": getattr(r, "writes_by_resource", {}),
+                    "created": r.created, "deleted": r.deleted,
                     "objects": sum(r.moved.values())}
 
     result = asyncio.run(go())
@@ -99,30 +113,118 @@ def _move_in_child(src_kubeconfig: str, dst_kubeconfig: str, concurrency: int, l
     out.send(result)
 
 
-def engine_move(src: LocalCluster, dst: LocalCluster, concurrency: int, label: str) -> dict[str, Any]:
+def engine_move(src: LocalCluster, dst: LocalCluster, concurrency: int, label: str,
+                engine: str | None = None) -> dict[str, Any]:
     ctx = multiprocessing.get_context("spawn")
     reader, writer = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_move_in_child, args=(str(src.kubeconfig), str(dst.kubeconfig), concurrency,
-                                                     label, writer))
+                                                     label, writer, engine))
     proc.start()
     writer.close()
-    try:
-        result: dict[str, Any] = reader.recv()
-    except EOFError:
-        proc.join()
-        raise SystemExit(f"the {label} move failed (exit {proc.exitcode}): see its output above") from None
+    assert proc.pid is not None
+    pids = {"engine": proc.pid, **{f"source {c}": p for c, p in src.pids.items()},
+            **{f"target {c}": p for c, p in dst.pids.items()}}
+    with CpuMeter(pids) as meter:
+        try:
+            result: dict[str, Any] = reader.recv()
+        except EOFError:
+            proc.join()
+            raise SystemExit(f"the {label} move failed (exit {proc.exitcode}): see its output above") from None
     proc.join()
+    result["cpu"] = meter.by_phase(result["t_start"], result["phases"])
     return result
+
+
+# -- who used the cores ------------------------------------------------------------------------------------
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+class CpuMeter:
+    """Samples the CPU time of the engine and of both clusters' processes four times a second, so each phase
+    of a move can say who used the cores: a phase slower than its writes at the raw rates is either waiting
+    (cores idle) or paying for work the raw run does not make (the garbage collector, the engine itself)."""
+
+    def __init__(self, pids: dict[str, int], interval: float = 0.25) -> None:
+        self.pids = pids
+        self.interval = interval
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        self.samples.append((time.monotonic(), {n: cpu_seconds(p) for n, p in self.pids.items()}))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> CpuMeter:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def _at(self, t: float) -> dict[str, float]:
+        """The counters at time t, from the last sample at or before it (the engine's counter only grows
+        while it runs: its last sample is kept once it has exited)."""
+        best = self.samples[0][1]
+        for when, values in self.samples:
+            if when > t:
+                break
+            best = {n: max(v, best.get(n, 0.0)) for n, v in values.items()}
+        return best
+
+    def by_phase(self, t_start: float, phases: dict[str, float]) -> dict[str, dict[str, float]]:
+        """CPU seconds per process for each phase of the move, and the share of the machine's cores used."""
+        out: dict[str, dict[str, float]] = {}
+        t = t_start
+        for name, seconds in phases.items():
+            a, b = self._at(t), self._at(t + seconds)
+            used = {n: round(max(0.0, b.get(n, 0.0) - a.get(n, 0.0)), 2) for n in self.pids}
+            busy = sum(used.values()) / max(seconds, 1e-9) / (os.cpu_count() or 1)
+            out[name] = {**used, "wall": round(seconds, 2), "cores_busy": round(busy, 2)}
+            t += seconds
+        return out
+
+
+def cpu_table(label: str, cpu: dict[str, dict[str, float]]) -> str:
+    """One line per phase of at least a second: wall, the share of the cores busy, CPU per process."""
+    procs = [n for n in next(iter(cpu.values()), {}) if n not in ("wall", "cores_busy")]
+    short = [n.replace("kube-controller-manager", "kcm").replace("kube-apiserver", "apiserver") for n in procs]
+    lines = [f"# {label}: CPU seconds per phase (cores busy = all CPU / wall / cores)",
+             "| phase | wall s | cores busy | " + " | ".join(short) + " |",
+             "|---|---|---|" + "---|" * len(procs)]
+    for phase, row in cpu.items():
+        if row["wall"] >= 1.0:
+            lines.append(f"| {phase} | {row['wall']:.1f} | {row['cores_busy']:.0%} | "
+                         + " | ".join(f"{row[n]:.1f}" for n in procs) + " |")
+    return "\n".join(lines)
 
 
 # -- the apiserver's limit -----------------------------------------------------------------------------------
 async def raw_rates(c: LocalCluster, topo: Topology, concurrency: int,
                     live: dict[str, live_metadata.KindMetadata] | None) -> dict[str, Any]:
     """Create, patch and delete the seed's objects in parallel, without owners, finalizers or reads: per-verb
-    rates (with the live annotations, so the objects are as big as the moved ones)."""
+    rates (with the live annotations and, for the patches and deletes, the statuses, so the objects are as
+    big as the moved ones)."""
     index = type_index(crds.bundle().resource_types())
     objs = []
-    seeded = [copy.deepcopy(so.obj) for so in build(topo)]
+    built = build(topo)
+    seeded = [copy.deepcopy(so.obj) for so in built]
+    statuses = {(so.obj["kind"], so.obj["metadata"]["name"]): so.status for so in built if so.status}
     if live:
         live_metadata.apply(seeded, live)
     for o in seeded:
@@ -154,12 +256,43 @@ async def raw_rates(c: LocalCluster, topo: Topology, concurrency: int,
             return index[(group_of(o["apiVersion"]), o["kind"])]
 
         mark = {"metadata": {"annotations": {"bench.metal3-pivot.io/touched": "yes"}}}
+        t_start = time.monotonic()
         create_s = await timed("create", lambda o: k.create(rt(o), o))
+        t_status = time.monotonic()
+        # not timed: the statuses the source's objects carry (a host's is its hardware inventory), so the
+        # patches and deletes below work on objects as big as those a move patches and deletes; a create
+        # never carries a status (the API server drops it), so the creates above are as a move's are
+        await asyncio.gather(*(_limited(sem, k.patch(rt(o), o["metadata"]["name"], RAW_NAMESPACE,
+                                                     {"status": statuses[(o["kind"], o["metadata"]["name"])]},
+                                                     sub="status"))
+                               for o in objs if (o["kind"], o["metadata"]["name"]) in statuses))
+        say(f"raw: statuses written ({len(statuses)}, not timed)")
+        status_s = time.monotonic() - t_status
         patch_s = await timed("patch", lambda o: k.patch(rt(o), o["metadata"]["name"], RAW_NAMESPACE, mark))
+        t_end = time.monotonic()
+        # the same patch again, one kind at a time: a move patches hosts (pause, status, unpause) far more
+        # than the seed's mix does, and a host costs the API server more than a Secret
+        by_resource: dict[str, float] = {}
+        again = {"metadata": {"annotations": {"bench.metal3-pivot.io/touched": "again"}}}
+        for plural in sorted({rt(o).plural for o in objs}):
+            group = [o for o in objs if rt(o).plural == plural]
+            t0 = time.monotonic()
+            await asyncio.gather(*(_limited(sem, k.patch(rt(o), o["metadata"]["name"], RAW_NAMESPACE, again))
+                                   for o in group))
+            by_resource[plural] = len(group) / (time.monotonic() - t0)
+        say("raw patch by kind: " + ", ".join(f"{r} {v:.0f}/s" for r, v in by_resource.items()))
+        t_kinds = time.monotonic() - t_end
         delete_s = await timed("delete", lambda o: k.delete(rt(o), o["metadata"]["name"], RAW_NAMESPACE))
     n = len(objs)
-    return {"objects": n, "create_s": create_s, "patch_s": patch_s, "delete_s": delete_s,
-            "create_per_s": n / create_s, "patch_per_s": n / patch_s, "delete_per_s": n / delete_s}
+    return {"objects": n, "t_start": t_start, "create_s": create_s, "status_s": status_s, "patch_s": patch_s,
+            "delete_s": delete_s,
+            "patch_by_kind_s": t_kinds, "create_per_s": n / create_s, "patch_per_s": n / patch_s,
+            "delete_per_s": n / delete_s, "patch_per_s_by_resource": by_resource}
+
+
+async def _limited(sem: asyncio.Semaphore, call: Awaitable[object]) -> None:
+    async with sem:
+        await call
 
 
 def write_limit(writes_by_method: dict[str, int], raw: dict[str, Any]) -> float:
@@ -167,6 +300,23 @@ def write_limit(writes_by_method: dict[str, int], raw: dict[str, Any]) -> float:
     rate = {"POST": raw["create_per_s"], "DELETE": raw["delete_per_s"], "PATCH": raw["patch_per_s"],
             "PUT": raw["patch_per_s"]}
     return sum(n / rate.get(m, raw["patch_per_s"]) for m, n in writes_by_method.items())
+
+
+def write_limit_by_kind(writes_by_resource: dict[str, int], raw: dict[str, Any]) -> float:
+    """The same, with each patch (and update) priced at the raw patch rate of its own kind: the move creates
+    and deletes exactly the raw run's objects, so those two are priced right by the mixed rates, but its
+    patches are mostly of hosts (pause, status, unpause, finalizers), the largest objects. A status patch
+    is priced as a patch of its object; a kind the raw run did not patch, at the mixed rate."""
+    rate = {"POST": raw["create_per_s"], "DELETE": raw["delete_per_s"]}
+    by_kind = raw.get("patch_per_s_by_resource") or {}
+    total = 0.0
+    for key, n in writes_by_resource.items():
+        method, _, resource = key.partition(" ")
+        if method in rate:
+            total += n / rate[method]
+        else:
+            total += n / by_kind.get(resource.split("/")[0], raw["patch_per_s"])
+    return total
 
 
 # -- clusterctl --------------------------------------------------------------------------------------------
@@ -189,7 +339,7 @@ def clusterctl(src: LocalCluster, dst: LocalCluster, home: Path) -> float:
 
 # -- one size ----------------------------------------------------------------------------------------------
 def run_size(hosts: int, concurrency: int, with_clusterctl: bool, base: Path,
-             live: dict[str, live_metadata.KindMetadata] | None) -> dict[str, Any]:
+             live: dict[str, live_metadata.KindMetadata] | None, compare: str | None = None) -> dict[str, Any]:
     topo = topology_for(hosts)
     say(f"{hosts} hosts: starting two clusters")
     clusters = start_clusters(["ephemeral", "target"], base / f"h{hosts}", attached=True)
@@ -217,19 +367,38 @@ def run_size(hosts: int, concurrency: int, with_clusterctl: bool, base: Path,
         say(f"{hosts} hosts: our move back, target -> ephemeral")
         back = engine_move(tgt, eph, concurrency, f"{hosts} back")
         settle_after_move(eph, topo)
+        alt: dict[str, Any] = {}
+        if compare:
+            say(f"{hosts} hosts: the engine of {compare}, there and back")
+            alt = {"engine": compare, "forward": engine_move(eph, tgt, concurrency, f"{hosts} fwd (compared)", compare)}
+            settle_after_move(tgt, topo)
+            alt["back"] = engine_move(tgt, eph, concurrency, f"{hosts} back (compared)", compare)
+            settle_after_move(eph, topo)
         cc_s = float("nan")
         if with_clusterctl:
             say(f"{hosts} hosts: clusterctl move, ephemeral -> target")
             cc_s = clusterctl(eph, tgt, base)
         say(f"{hosts} hosts: the apiserver's raw rates")
         raw = raw_rates(tgt, topo, concurrency, live)
-        raw_result = asyncio.run(raw)
-        for move in (fwd, back):
+        pids = {"engine": os.getpid(), **{f"source {c}": p for c, p in eph.pids.items()},
+                **{f"target {c}": p for c, p in tgt.pids.items()}}
+        with CpuMeter(pids) as meter:
+            raw_result = asyncio.run(raw)
+        raw_result["cpu"] = meter.by_phase(raw_result["t_start"], {
+            "create": raw_result["create_s"], "statuses (not timed)": raw_result["status_s"],
+            "patch": raw_result["patch_s"],
+            "patch by kind": raw_result["patch_by_kind_s"], "delete": raw_result["delete_s"]})
+        for move in (fwd, back, *(alt.get(d) for d in ("forward", "back") if alt)):
+            assert move is not None
             move["limit_s"] = write_limit(move["writes_by_method"], raw_result)
             move["vs_limit"] = move["seconds"] / move["limit_s"]
+            move["limit_by_kind_s"] = write_limit_by_kind(move["writes_by_resource"], raw_result) \
+                if move["writes_by_resource"] else float("nan")
+            move["vs_limit_by_kind"] = move["seconds"] / move["limit_by_kind_s"]
             move["writes_per_object"] = move["writes"] / max(1, move["objects"])
         return {"hosts": topo.clusters * (topo.control_planes + topo.workers), "objects": objects,
-                "seed_s": seed_s, "forward": fwd, "back": back, "clusterctl_s": cc_s, "raw": raw_result}
+                "seed_s": seed_s, "forward": fwd, "back": back, "clusterctl_s": cc_s, "raw": raw_result,
+                "compared": alt}
     finally:
         for c in clusters.values():
             c.stop()
@@ -237,14 +406,15 @@ def run_size(hosts: int, concurrency: int, with_clusterctl: bool, base: Path,
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = ["hosts", "objects", "ours s", "back s", "clusterctl s", "vs clusterctl", "limit s", "vs limit",
-            "writes/obj", "engine RSS MiB"]
+            "limit by kind s", "vs limit by kind", "writes/obj", "engine RSS MiB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("-" * (len(h) + 2) for h in head) + "|"]
     for r in rows:
         f, b, cc = r["forward"], r["back"], r["clusterctl_s"]
         vs_cc = f"{cc / f['seconds']:.1f}x / {cc / b['seconds']:.1f}x" if cc == cc else "-"
         cells = [str(r["hosts"]), str(r["objects"]), f"{f['seconds']:.1f}", f"{b['seconds']:.1f}",
                  f"{cc:.1f}" if cc == cc else "-", vs_cc, f"{f['limit_s']:.1f}",
-                 f"{f['vs_limit']:.2f} / {b['vs_limit']:.2f}", f"{f['writes_per_object']:.2f}",
+                 f"{f['vs_limit']:.2f} / {b['vs_limit']:.2f}", f"{f['limit_by_kind_s']:.1f}",
+                 f"{f['vs_limit_by_kind']:.2f} / {b['vs_limit_by_kind']:.2f}", f"{f['writes_per_object']:.2f}",
                  f"{max(f['rss_peak_mib'], b['rss_peak_mib']):.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -262,6 +432,9 @@ def main() -> int:
                    help="finalizers and annotations the live controllers leave, per kind, added to the seed "
                         "(default: lab/data/live_metadata.json, captured by `make demo`)")
     p.add_argument("--bare-seed", action="store_true", help="the seed without them")
+    p.add_argument("--compare-engine", metavar="CHECKOUT",
+                   help="also move there and back with the engine of another checkout (e.g. a `git worktree` "
+                        "of an earlier commit), on the same clusters, after ours")
     a = p.parse_args()
     if not a.bare_seed and not a.live_metadata.exists():
         raise SystemExit(f"{a.live_metadata} is missing: run `make demo` and copy .lab/live-metadata.json there, "
@@ -276,7 +449,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="m3p-bench-") as tmp:
         for hosts in a.hosts:
             with_cc = not a.no_clusterctl and hosts <= a.clusterctl_max
-            rows.append(run_size(hosts, a.concurrency, with_cc, Path(tmp), live))
+            rows.append(run_size(hosts, a.concurrency, with_cc, Path(tmp), live, a.compare_engine))
             a.json.parent.mkdir(parents=True, exist_ok=True)
             a.json.write_text(json.dumps({"machine": machine, "sizes": rows}, indent=2))   # after every size
     print(table(rows))
@@ -285,9 +458,17 @@ def main() -> int:
             m = r[name]
             print(f"# {r['hosts']} hosts {name}: phases {m['phases']}; writes {m['writes_by_method']}; "
                   f"engine RSS {m['rss_base_mib']:.0f} MiB at start, {m['rss_peak_mib']:.0f} MiB peak")
+            print(cpu_table(f"{r['hosts']} hosts {name}", m["cpu"]))
+            other = (r.get("compared") or {}).get(name)
+            if other:
+                print(f"# {r['hosts']} hosts {name}, the engine of {r['compared']['engine']}: "
+                      f"{other['seconds']:.1f} s (ours {m['seconds']:.1f} s), vs limit {other['vs_limit']:.2f} "
+                      f"(ours {m['vs_limit']:.2f}); phases {other['phases']}")
+                print(cpu_table(f"{r['hosts']} hosts {name}, compared engine", other["cpu"]))
         raw = r["raw"]
         print(f"# {r['hosts']} hosts raw rates: create {raw['create_per_s']:.0f}/s, patch {raw['patch_per_s']:.0f}/s, "
               f"delete {raw['delete_per_s']:.0f}/s ({raw['objects']} objects)")
+        print(cpu_table(f"{r['hosts']} hosts raw rates (the 'engine' is this process's client)", raw["cpu"]))
     print(f"# every figure: {a.json}")
     return 0
 
