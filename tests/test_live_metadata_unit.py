@@ -66,3 +66,13 @@ def test_server_side_apply_managers_are_recorded_and_only_a_common_one_is_seeded
     live_metadata.dump(observed, tmp_path / "m.json", source="test")
     assert live_metadata.load(tmp_path / "m.json")["Machine"].common_apply_manager() == "capi-machineset"
     assert live_metadata.observe([applied("a", "x"), machine("b", [], {})])["Machine"].common_apply_manager() is None
+    # every Machine applied, by one controller or another (control plane / MachineSet): the most frequent
+    split = live_metadata.observe([applied("a", "capi-kubeadmcontrolplane"), applied("b", "capi-machineset"),
+                                   applied("c", "capi-machineset")])["Machine"]
+    assert split.applied_objects == 3 and split.common_apply_manager() == "capi-machineset"
+    # the operator's own `kubectl apply --server-side` (the lab's, not metal3-dev-env's) is not a controller's
+    assert live_metadata.observe([applied("a", "kubectl"), applied("b", "kubectl")])["Machine"].common_apply_manager() \
+        is None
+    # a capture made before applied_objects was recorded still seeds only a manager that covers the kind
+    old = live_metadata.KindMetadata(objects=2, applied={"capi-kubeadmcontrolplane": 1, "capi-machineset": 1})
+    assert old.common_apply_manager() is None

@@ -28,6 +28,10 @@ Obj = dict[str, Any]
 FILE = Path(__file__).with_name("live_metadata.json")
 #: annotations that steer a mover (pauses, block-move, the move's own marks): never copied as filler
 STEERING = ("paused", "block-move", "delete-for-move", "metal3-pivot.io/")
+#: server-side-apply managers that are the operator's tool, not a controller: the lab applies the workload's
+#: manifests with `kubectl apply --server-side` (lab/workflow.py), where metal3-dev-env applies them
+#: client-side (an `Update` entry), so their `Apply` entries say nothing about a real fleet: not seeded
+OPERATOR_TOOLS = frozenset({"kubectl"})
 
 
 @dataclass
@@ -38,13 +42,23 @@ class KindMetadata:
     #: server-side-apply managers -> objects on which they own fields (an `Apply` managedFields entry): a
     #: move restores such an object's managedFields (one more write), and marks its copy by annotation
     applied: dict[str, int] = field(default_factory=dict)
+    #: objects on which some controller (not an OPERATOR_TOOLS manager) owns fields by server-side apply:
+    #: CAPI applies a control plane's Machines as capi-kubeadmcontrolplane and a MachineSet's as
+    #: capi-machineset, so no single manager covers the kind although every Machine has one
+    #: (None: a capture made before this was recorded)
+    applied_objects: int | None = None
 
     def common_finalizers(self) -> list[str]:
         return sorted(f for f, n in self.finalizers.items() if n == self.objects)
 
     def common_apply_manager(self) -> str | None:
-        """The server-side-apply manager that owns fields of every object of the kind, if one does."""
-        return next((m for m, n in sorted(self.applied.items()) if n == self.objects), None)
+        """The manager to seed the kind by server-side apply as, when every live object of the kind has
+        fields a controller applied: the one that covers them all, else the most frequent."""
+        controllers = {m: n for m, n in sorted(self.applied.items()) if m not in OPERATOR_TOOLS}
+        whole = next((m for m, n in controllers.items() if n == self.objects), None)
+        if whole is not None or self.applied_objects != self.objects or not controllers:
+            return whole
+        return max(controllers, key=lambda m: controllers[m])
 
     def common_annotations(self) -> dict[str, int]:
         return {k: length for k, (n, length) in sorted(self.annotations.items())
@@ -64,9 +78,10 @@ def observe(objs: list[Obj]) -> dict[str, KindMetadata]:
             seen = entry.annotations.setdefault(key, [0, 0])
             seen[0] += 1
             seen[1] = max(seen[1], len(value))
-        for manager in sorted({str(e.get("manager")) for e in md.get("managedFields") or []
-                               if e.get("operation") == "Apply"}):
+        managers = {str(e.get("manager")) for e in md.get("managedFields") or [] if e.get("operation") == "Apply"}
+        for manager in sorted(managers):
             entry.applied[manager] = entry.applied.get(manager, 0) + 1
+        entry.applied_objects = (entry.applied_objects or 0) + bool(managers - OPERATOR_TOOLS)
     return out
 
 
@@ -81,14 +96,15 @@ async def capture(kube: Kube, namespace: str, types: dict[str, ResourceType]) ->
 
 def dump(metadata: dict[str, KindMetadata], path: Path, *, source: str) -> None:
     path.write_text(json.dumps({"source": source, "kinds": {
-        kind: {"objects": m.objects, "finalizers": m.finalizers, "annotations": m.annotations, "applied": m.applied}
+        kind: {"objects": m.objects, "finalizers": m.finalizers, "annotations": m.annotations, "applied": m.applied,
+               "applied_objects": m.applied_objects}
         for kind, m in sorted(metadata.items())}}, indent=1, sort_keys=True) + "\n")
 
 
 def load(path: Path = FILE) -> dict[str, KindMetadata]:
     data = json.loads(path.read_text())
     return {kind: KindMetadata(v["objects"], dict(v["finalizers"]), {k: list(a) for k, a in v["annotations"].items()},
-                               dict(v.get("applied") or {}))
+                               dict(v.get("applied") or {}), v.get("applied_objects"))
             for kind, v in data["kinds"].items()}
 
 
