@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
 from lab import blockmove
+from lab.cluster import LocalCluster
 from metal3_pivot.kube import CONFIGMAP, NAMESPACE, SECRET
 from tests.kit.env import ROOT, tool_env
 from tests.kit.move import (
@@ -449,28 +451,45 @@ def test_differential_topology_against_clusterctl(fresh_clusters, tmp_path: Path
     """Rules 1-7 together, moved by the real clusterctl and by us: the targets equal object for object,
     metadata included; the sources keep the same objects (the shared ClusterClass, the global identity,
     the owner cycle), except that we unpause what we keep (clusterctl leaves it paused: unsafe)."""
-    theirs = fresh_clusters()
-    ours = fresh_clusters()
-    for pair in (theirs, ours):
+    applied = ("", "ConfigMap", WORKLOAD_NS, "test1-topology-owned")
+
+    def seeded() -> tuple[dict[str, LocalCluster], list[tuple[str, str, str]]]:
+        pair = fresh_clusters()
         seed_pair(pair)
         prepare(pair)
-    applied = ("", "ConfigMap", WORKLOAD_NS, "test1-topology-owned")
-    before = {name: field_owners(next(o for k, o in everything(p["ephemeral"]).items()
-                                      if (k.group, k.kind, k.namespace, k.name) == applied))
-              for name, p in (("theirs", theirs), ("ours", ours))}
+        return pair, field_owners(next(o for k, o in everything(pair["ephemeral"]).items()
+                                       if (k.group, k.kind, k.namespace, k.name) == applied))
+
+    def moved(pair: dict[str, LocalCluster], log: Path, move: Callable[[], subprocess.CompletedProcess[str]]
+              ) -> subprocess.CompletedProcess[str]:
+        ctl = blockmove.start(pair["ephemeral"].kubeconfig, WORKLOAD_NS, log)
+        try:
+            wait_for(lambda: len(block_move_annotations(pair["ephemeral"])) > 0, what="block-move")
+            return move()
+        finally:
+            blockmove.stop(ctl)
+
+    # the reference. clusterctl gives an owner it first meets through an ownerReference that reference's
+    # apiVersion (objectgraph's virtual node keeps it when the object itself is listed), and lists kinds in
+    # Go's random map order: when the ConfigMap that names test1 at v1beta1 comes before the Clusters, it
+    # creates test1 at v1beta1, which only CAPI's conversion webhook (none runs in these clusters) makes
+    # valid: "spec.topology.class: Required value" (seen once in the suite, 2026-12-01). That draw is clusterctl's, in
+    # this lab; another pair draws again (any other failure fails the test at once)
+    for attempt in range(1, 4):
+        theirs, theirs_before = seeded()
+        ref = moved(theirs, tmp_path / f"bm-theirs-{attempt}.log",
+                    lambda t=theirs: clusterctl_move(t["ephemeral"], t["target"], tmp_path))
+        if ref.returncode == 0:
+            break
+        drawn = "spec.topology.class: Required value" in ref.stdout + ref.stderr
+        assert drawn and attempt < 3, ref.stdout + ref.stderr
+        for c in theirs.values():
+            c.stop()
+    ours, ours_before = seeded()
+    before = {"theirs": theirs_before, "ours": ours_before}
     assert any(op == "Apply" for _, op, _ in before["ours"])
-    ctls = [blockmove.start(p["ephemeral"].kubeconfig, WORKLOAD_NS, tmp_path / f"bm-{i}.log")
-            for i, p in enumerate((theirs, ours))]
-    try:
-        for pair in (theirs, ours):
-            wait_for(lambda p=pair: len(block_move_annotations(p["ephemeral"])) > 0, what="block-move")
-        ref = clusterctl_move(theirs["ephemeral"], theirs["target"], tmp_path)
-        assert ref.returncode == 0, ref.stdout + ref.stderr
-        out = engine_cli(*cli_move_args(ours["ephemeral"], ours["target"]))
-        assert out.returncode == 0, out.stderr[-3000:]
-    finally:
-        for c in ctls:
-            blockmove.stop(c)
+    out = moved(ours, tmp_path / "bm-ours.log", lambda: engine_cli(*cli_move_args(ours["ephemeral"], ours["target"])))
+    assert out.returncode == 0, out.stderr[-3000:]
 
     a = {k: strict(o) for k, o in everything(theirs["target"]).items()}
     b = {k: strict(o) for k, o in everything(ours["target"]).items()}
