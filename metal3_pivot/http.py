@@ -90,6 +90,8 @@ class ApiTransport(httpx.AsyncBaseTransport):
                                         f"{timeouts.get('read')} s") from None
             except (asyncio.IncompleteReadError, ConnectionError) as err:
                 raise httpx.RemoteProtocolError(f"the API server closed the connection: {err!r}") from None
+            except (asyncio.LimitOverrunError, ValueError) as err:       # not an answer HTTP/1.1 allows
+                raise httpx.RemoteProtocolError(f"a malformed answer: {err!r}") from None
             except OSError as err:
                 raise httpx.ReadError(repr(err)) from None
             finally:

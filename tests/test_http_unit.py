@@ -192,6 +192,28 @@ def test_silence_is_a_read_timeout_and_a_dropped_connection_a_protocol_error() -
     asyncio.run(go())
 
 
+def test_what_is_not_an_http_answer_is_a_protocol_error() -> None:
+    async def garbage(_: bytes, __: asyncio.StreamReader, w: asyncio.StreamWriter) -> bool:
+        w.write(b"SSH-2.0-OpenSSH\r\n\r\n")
+        await w.drain()
+        return False
+
+    async def bad_length(_: bytes, __: asyncio.StreamReader, w: asyncio.StreamWriter) -> bool:
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n")
+        await w.drain()
+        return False
+
+    async def go() -> None:
+        t = ApiTransport(None, max_connections=2)
+        for handler in (garbage, bad_length):
+            server, srv = await serving(handler)
+            with pytest.raises(httpx.RemoteProtocolError):
+                await call(t, server.port)
+            srv.close()
+        await t.aclose()
+    asyncio.run(go())
+
+
 def test_nobody_listening_is_a_connect_error() -> None:
     async def go() -> None:
         srv = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
