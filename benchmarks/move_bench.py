@@ -123,9 +123,7 @@ def engine_move(src: LocalCluster, dst: LocalCluster, concurrency: int, label: s
     proc.start()
     writer.close()
     assert proc.pid is not None
-    pids = {"engine": proc.pid, **{f"source {c}": p for c, p in src.pids.items()},
-            **{f"target {c}": p for c, p in dst.pids.items()}}
-    with CpuMeter(pids) as meter:
+    with CpuMeter(metered(proc.pid, src, dst)) as meter:
         try:
             result: dict[str, Any] = reader.recv()
         except EOFError:
@@ -137,6 +135,12 @@ def engine_move(src: LocalCluster, dst: LocalCluster, concurrency: int, label: s
 
 
 # -- who used the cores ------------------------------------------------------------------------------------
+def metered(engine: int, source: LocalCluster, target: LocalCluster) -> dict[str, int]:
+    """The processes a CpuMeter watches during a move: the engine (or the raw run's client) and both clusters'."""
+    return {"engine": engine, **{f"source {c}": p for c, p in source.pids.items()},
+            **{f"target {c}": p for c, p in target.pids.items()}}
+
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -381,9 +385,7 @@ def run_size(hosts: int, concurrency: int, with_clusterctl: bool, base: Path,
             cc_s = clusterctl(eph, tgt, base)
         say(f"{hosts} hosts: the apiserver's raw rates")
         raw = raw_rates(tgt, topo, concurrency, live)
-        pids = {"engine": os.getpid(), **{f"source {c}": p for c, p in eph.pids.items()},
-                **{f"target {c}": p for c, p in tgt.pids.items()}}
-        with CpuMeter(pids) as meter:
+        with CpuMeter(metered(os.getpid(), eph, tgt)) as meter:
             raw_result = asyncio.run(raw)
         raw_result["cpu"] = meter.by_phase(raw_result["t_start"], {
             "create": raw_result["create_s"], "statuses (not timed)": raw_result["status_s"],
