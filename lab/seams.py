@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Mapping
@@ -21,6 +22,8 @@ from metal3_pivot import Write, add_write_hook
 
 #: SIGKILL the process right after this many accepted writes (across every client of the process)
 KILL_AFTER_WRITES_ENV = "METAL3_PIVOT_KILL_AFTER_WRITES"
+#: SIGKILL the process right after the first accepted write whose "METHOD path" matches this regular expression
+KILL_ON_WRITE_ENV = "METAL3_PIVOT_KILL_ON_WRITE"
 #: append one JSON line per accepted write (time, pid, server, verb, path) to this file, so that the
 #: writes of several movers can be checked for interleaving
 WRITE_JOURNAL_ENV = "METAL3_PIVOT_WRITE_JOURNAL"
@@ -32,7 +35,7 @@ ROOT = SITE_DIR.parent.parent
 
 
 def install(*, journal: str | Path | None = None, delay: float = 0.0,
-            kill_after: int | None = None) -> Callable[[], None]:
+            kill_after: int | None = None, kill_on: str | None = None) -> Callable[[], None]:
     """Install the seams asked for in this process; returns the function that removes them."""
     removers: list[Callable[[], None]] = []
     if journal:
@@ -53,6 +56,13 @@ def install(*, journal: str | Path | None = None, delay: float = 0.0,
             if count >= kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
         removers.append(add_write_hook(kill))
+    if kill_on:
+        pattern = re.compile(kill_on)
+
+        async def kill_at(w: Write) -> None:
+            if pattern.search(f"{w.method} {w.path}"):
+                os.kill(os.getpid(), signal.SIGKILL)
+        removers.append(add_write_hook(kill_at))
     if delay > 0:
         async def pause(_: Write) -> None:
             await asyncio.sleep(delay)
@@ -68,11 +78,11 @@ def install_from_env(environ: Mapping[str, str] = os.environ) -> None:
     """What sitecustomize.py runs at interpreter start in a child given `seam_env`."""
     kill = environ.get(KILL_AFTER_WRITES_ENV)
     install(journal=environ.get(WRITE_JOURNAL_ENV) or None, delay=float(environ.get(WRITE_DELAY_ENV) or 0),
-            kill_after=int(kill) if kill else None)
+            kill_after=int(kill) if kill else None, kill_on=environ.get(KILL_ON_WRITE_ENV) or None)
 
 
 def seam_env(*, journal: str | Path | None = None, delay: float | str = 0.0, kill_after: int | None = None,
-             base: Mapping[str, str] = os.environ) -> dict[str, str]:
+             kill_on: str | None = None, base: Mapping[str, str] = os.environ) -> dict[str, str]:
     """Environment entries that make a child Python process install these seams at start-up."""
     env = {"PYTHONPATH": os.pathsep.join(p for p in (str(SITE_DIR), str(ROOT), base.get("PYTHONPATH", "")) if p)}
     if journal:
@@ -81,4 +91,6 @@ def seam_env(*, journal: str | Path | None = None, delay: float | str = 0.0, kil
         env[WRITE_DELAY_ENV] = str(delay)
     if kill_after is not None:
         env[KILL_AFTER_WRITES_ENV] = str(kill_after)
+    if kill_on:
+        env[KILL_ON_WRITE_ENV] = kill_on
     return env

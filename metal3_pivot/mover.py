@@ -53,6 +53,7 @@ from metal3_pivot.plan import (
     pause_patch,
     related,
     remarked_managed_fields,
+    restore_pending,
     restore_unpause_patch,
     target_copy,
     uids,
@@ -460,7 +461,8 @@ class Mover:
         by_source_uid = {n.uid: k for k, n in plan.source.graph.nodes.items()}
         api_versions = {k: str(n.obj.get("apiVersion", "")) for k, n in plan.source.graph.nodes.items()}
         todo = set(plan.to_create)
-        await self._refresh_stale(plan, uid_map, by_source_uid)
+        rewritten = await self._refresh_stale(plan, uid_map, by_source_uid)
+        await self._finish_restores(plan, rewritten)
         for ns in sorted({k.namespace for k in todo if k.namespace} - plan.target.namespaces):
             await self.dst.apply(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         batch = [plan.moving[k] for k in sorted(todo)]
@@ -476,9 +478,11 @@ class Mover:
         await self._in_order(batch, lambda n: n.owners | n.soft_owners, one, "create")
         return len(batch)
 
-    async def _refresh_stale(self, plan: Plan, uid_map: dict[ObjKey, str], by_source_uid: dict[str, ObjKey]) -> None:
+    async def _refresh_stale(self, plan: Plan, uid_map: dict[ObjKey, str],
+                             by_source_uid: dict[str, ObjKey]) -> set[ObjKey]:
         """A copy made by an earlier, interrupted run from a source object that has changed since (someone
-        edited it while the move was stopped) is rewritten from the source: the change must not be lost."""
+        edited it while the move was stopped) is rewritten from the source: the change must not be lost.
+        Returns what was rewritten (with its managedFields restored where the move restores them)."""
         stale = []
         for key in plan.already_in_target:
             src, dst = plan.moving[key], plan.target.graph.nodes[key]
@@ -505,11 +509,29 @@ class Mover:
                                                       **annotation_marks(src)}
                     manager = None
             await self.dst.replace(src.type.rt, obj, manager=manager)
+            restore = managed_fields_patch(src)
+            if restore is not None:      # the rewrite made its writer the owner of what it changed
+                md = obj["metadata"]
+                await self.dst.patch(src.type.rt, md["name"], md.get("namespace"), restore)
 
         if stale:
             self.say(f"{len(stale)} objects changed in {self.src.name} since an earlier run copied them: "
                      "copying them again")
         await self._bounded(stale, rewrite, "refresh")
+        return {src.key for src, _ in stale}
+
+    async def _finish_restores(self, plan: Plan, skip: set[ObjKey]) -> None:
+        """Copies of ours an earlier run created but whose managedFields it did not restore yet (killed
+        between the two writes) get them now, before anything is deleted from the source, which is where
+        they come from."""
+        pending = []
+        for key in plan.already_in_target:
+            src, dst = plan.moving[key], plan.target.graph.nodes[key]
+            if key not in skip and not src.kept and related(src.obj, dst.obj) and restore_pending(src.obj, dst.obj):
+                pending.append((dst, managed_fields_patch(src)))
+        if pending:
+            self.say(f"restoring the managedFields of {len(pending)} copies an earlier run made in {self.dst.name}")
+        await self._bounded(pending, self._patch_target, "restore managedFields")
 
     async def _create_one(self, node: Node, obj: Obj) -> str:
         rt = node.type.rt
@@ -529,10 +551,9 @@ class Mover:
                 raise PivotError(f"{node.key} appeared in {self.dst.name} during the move, not created by us; "
                                  "nothing was deleted from the source") from None
             created = existing
-        else:
-            restore = managed_fields_patch(node)
-            if restore is not None:
-                await self.dst.patch(rt, md["name"], md.get("namespace"), restore)
+        if restore_pending(node.obj, created):
+            # the source's field owners, and the copy's record as an entry of its own (managed_fields_patch)
+            created = await self.dst.patch(rt, md["name"], md.get("namespace"), managed_fields_patch(node)) or created
         if node.key.group_kind == (BMH_GROUP, "BareMetalHost"):
             status = carried_bmh_status(node.obj)
             if status is not None and not created.get("status", {}).get("provisioning"):
@@ -598,9 +619,9 @@ class Mover:
 
     async def strip_marks(self, nodes: list[Node]) -> int:
         """Take SOURCE_UID / SOURCE_VERSION off copies whose original is gone: the target ends as clusterctl
-        leaves it. Before the unpause, so no controller of the target ever sees them. Only the few copies
-        whose marks go in annotations (plan.marked_by_annotation) have any; the others' marks are the name
-        of the field manager that created them, which costs no write."""
+        leaves it. Before the unpause, so no controller of the target ever sees them. Only copies that set no
+        field but their name (plan.marked_by_annotation) and copies made by earlier versions have any; the
+        others' marks are the name of the field manager that created them, which costs no write."""
         if nodes:
             self.say(f"removing the move's marks from {len(nodes)} objects in {self.dst.name}")
         await self._bounded([(n, STRIP_PATCH) for n in nodes], self._patch_target, "strip marks")

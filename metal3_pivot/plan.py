@@ -8,11 +8,14 @@ The vocabulary a re-run recognises its own work by:
   copy made by an earlier, interrupted run is told apart from an unrelated object of the same name, and
   a source edited since is copied again. The record is the name of the field manager that creates the
   copy (`COPY_MANAGER`, kept by the API server in the copy's managedFields, atomically with the create,
-  and never taken off: a finished move writes nothing more for it). Where that name would not last
-  until the move ends (`marked_by_annotation`) the record is the annotations SOURCE_UID / SOURCE_VERSION
-  instead, taken off once the source no longer holds the object (`marks_to_strip`), before the target
-  is unpaused, so no controller ever sees them (CAPI copies a MachineDeployment's annotations onto its
-  MachineSets). `copy_marks` reads both.
+  and never taken off: a finished move writes nothing more for it). Where the move replaces the copy's
+  managedFields with the source's (a server-side-apply manager owns fields), the replacement carries the
+  record on as one more entry under the same name, owning only COPY_RECORD_FIELDS, a field no object has
+  (`managed_fields_patch`). Where the name would not last at all (the copy sets no field but its name:
+  `marked_by_annotation`) the record is the annotations SOURCE_UID / SOURCE_VERSION instead, taken off
+  once the source no longer holds the object (`marks_to_strip`), before the target is unpaused, so no
+  controller ever sees them (CAPI copies a MachineDeployment's annotations onto its MachineSets).
+  `copy_marks` reads both.
 - `PAUSED_BY` on every Cluster / ClusterClass we pause (BareMetalHosts carry our value in BMO's own
   paused annotation), so we only ever unpause what we paused.
 - `STATUS_ADDED` on a BareMetalHost whose status annotation the pause wrote, so that unpausing (a roll-back)
@@ -48,6 +51,10 @@ STATUS_ADDED = "metal3-pivot.io/status-added"
 #: the field manager that creates a copy, when the copy's marks live in its name: COPY_MANAGER + "<uid>@<rv>"
 #: of the source object (at most 81 characters; the API server takes up to 128)
 COPY_MANAGER = "metal3-pivot.io/copy-of/"
+#: what the record's entry owns in a copy whose managedFields the move restored: an annotation key no one
+#: writes. Owning no field the object has, the entry can neither conflict with a server-side applier nor
+#: take a field from one; owning something, it is kept (the API server drops an entry that owns nothing)
+COPY_RECORD_FIELDS: dict[str, Any] = {"f:metadata": {"f:annotations": {"f:metal3-pivot.io/copy-of": {}}}}
 
 #: metadata the API server sets: differs between clusters, never copied
 SERVER_SET_METADATA = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "selfLink")
@@ -216,21 +223,16 @@ _NOT_ANNOTATIONS = frozenset({DELETE_FOR_MOVE, SOURCE_UID, SOURCE_VERSION})
 
 def marked_by_annotation(node: Node) -> bool:
     """Whether a copy of `node` carries its marks in annotations (then stripped: one more write) rather than
-    in the name of the field manager that creates it (no write at all). The name records the marks
-    atomically with the create, but it must last until the move ends, which it does not
-    - where the move replaces the copy's managedFields with the source's (a server-side-apply manager owns
-      fields: restores_managed_fields), which leaves the copy exactly as clusterctl's;
-    - where the copy sets no field but its name: the API server drops a manager that owns nothing.
-    At 1,000 hosts the strip was 13,160 PATCHes, a quarter of a move (docs/performance.md)."""
-    obj = node.obj
-    if restores_managed_fields(obj):
-        return True
-    md = obj["metadata"]
+    in the name of the field manager that creates it (no write at all): only where the copy sets no field
+    but its name, since the API server keeps no managedFields entry for a manager that owns nothing.
+    At 1,000 hosts the strip was 13,160 PATCHes, a quarter of a move; then, while copies whose
+    managedFields the move restores were still marked here, 3,000 (docs/performance.md)."""
+    md = node.obj["metadata"]
     if md.get("labels") or md.get("ownerReferences") or md.get("finalizers"):
         return False
     if set(md.get("annotations") or ()) - _NOT_ANNOTATIONS:
         return False
-    return not any(value not in (None, "", {}, []) for key, value in obj.items() if key not in _NOT_FIELDS)
+    return not any(value not in (None, "", {}, []) for key, value in node.obj.items() if key not in _NOT_FIELDS)
 
 
 def copy_manager(node: Node) -> str | None:
@@ -257,10 +259,31 @@ def managed_fields_patch(node: Node) -> Obj | None:
     """The patch that gives a fresh copy the source's managedFields, where a server-side-apply manager owns
     fields (CAPI's topology controller, for one): clusterctl restores them so that the manager, not the
     mover, keeps owning those fields, and can still remove them. Objects written only by updates (no
-    `Apply` entry) need no extra write: nobody's field ownership depends on them."""
+    `Apply` entry) need no extra write: nobody's field ownership depends on them.
+    The patch replaces the entry of the manager that created the copy, which is the copy's record of its
+    source (`copy_manager`), so the record goes on as an entry of its own that owns COPY_RECORD_FIELDS only:
+    field ownership is the source's, as clusterctl leaves it, and the record lasts with no write to strip
+    it. A record of an earlier move (the source is itself a copy) is not carried over: it names an object
+    gone since."""
     if not restores_managed_fields(node.obj):
         return None
-    return {"metadata": {"managedFields": unpack_managed_fields(node.obj["metadata"]["managedFields"])}}
+    entries = [e for e in unpack_managed_fields(node.obj["metadata"]["managedFields"]) if not _is_record(e)]
+    manager = copy_manager(node)
+    if manager is not None:
+        entries.append({"manager": manager, "operation": "Update", "apiVersion": node.obj.get("apiVersion", ""),
+                        "fieldsType": "FieldsV1", "fieldsV1": COPY_RECORD_FIELDS})
+    return {"metadata": {"managedFields": entries}}
+
+
+def _is_record(entry: Obj) -> bool:
+    return str(entry.get("manager") or "").startswith(COPY_MANAGER) and entry.get("fieldsV1") == COPY_RECORD_FIELDS
+
+
+def restore_pending(source: Obj, copy_obj: Obj) -> bool:
+    """A copy of ours whose managedFields the move restores, not restored yet: no server-side-apply entry,
+    which the restore brings (a run killed between the create and the restore, or whose create answer was
+    lost, leaves one; so does a rewrite of a stale copy, which hands the fields it changes to its writer)."""
+    return restores_managed_fields(source) and not restores_managed_fields(copy_obj)
 
 
 def carried_bmh_status(obj: Obj) -> Obj | None:

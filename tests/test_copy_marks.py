@@ -11,15 +11,18 @@ from metal3_pivot.graph import MOVE_HIERARCHY_LABEL, MOVE_LABEL, Node, ObjKey, T
 from metal3_pivot.kube import CONFIGMAP, SECRET, ResourceType
 from metal3_pivot.plan import (
     COPY_MANAGER,
+    COPY_RECORD_FIELDS,
     DELETE_FOR_MOVE,
     SOURCE_UID,
     SOURCE_VERSION,
     copy_annotations,
     copy_manager,
     copy_marks,
+    managed_fields_patch,
     marked_by_annotation,
     related,
     remarked_managed_fields,
+    restore_pending,
     target_copy,
 )
 
@@ -58,15 +61,12 @@ def test_the_copy_of_an_ordinary_object_is_marked_by_its_creators_name_alone() -
     assert SOURCE_UID not in copy_annotations(n)
 
 
-def test_marks_go_in_annotations_where_a_managers_name_would_not_last() -> None:
-    # the move replaces this copy's managedFields with the source's (as clusterctl does): a name would go
-    applied = configmap(data={"owned": "x"})
-    applied.obj["metadata"]["managedFields"] = [APPLY]
+def test_marks_go_in_annotations_only_where_a_managers_name_would_not_last() -> None:
     # nothing but a name: the API server keeps no entry for a manager that owns nothing
     bare = configmap()
     only_ours = configmap()
     only_ours.obj["metadata"]["annotations"] = {DELETE_FOR_MOVE: "", SOURCE_UID: "old", SOURCE_VERSION: "1"}
-    for n in (applied, bare, only_ours):
+    for n in (bare, only_ours):
         assert marked_by_annotation(n) and copy_manager(n) is None, n.key
         ann = target_copy(n, {}, {})["metadata"]["annotations"]
         assert ann == {SOURCE_UID: SRC, SOURCE_VERSION: "4711"}, n.key
@@ -80,6 +80,48 @@ def test_marks_go_in_annotations_where_a_managers_name_would_not_last() -> None:
         n = configmap()
         n.obj["metadata"].update(md)
         assert not marked_by_annotation(n), md
+
+
+def test_a_restored_copy_keeps_its_record_as_an_entry_that_owns_no_field_of_the_object() -> None:
+    """The move replaces the copy's managedFields with the source's (as clusterctl does), which would take
+    away the creator's name: the replacement carries the record on as an entry of its own."""
+    applied = configmap(data={"owned": "x"})
+    update = {"manager": "kubectl", "operation": "Update", "apiVersion": "v1", "fieldsType": "FieldsV1",
+              "fieldsV1": '{"f:data":{"f:other":{}}}'}             # packed, as discovery holds it
+    earlier = {"manager": f"{COPY_MANAGER}{DST}@12", "operation": "Update", "apiVersion": "v1",
+               "fieldsType": "FieldsV1", "fieldsV1": COPY_RECORD_FIELDS}
+    applied.obj["metadata"]["managedFields"] = [APPLY, update, earlier]
+    assert not marked_by_annotation(applied)
+    manager = copy_manager(applied)
+    assert manager == f"{COPY_MANAGER}{SRC}@4711"
+    assert SOURCE_UID not in (target_copy(applied, {}, {})["metadata"].get("annotations") or {})
+    patch = managed_fields_patch(applied)
+    assert patch is not None
+    entries = patch["metadata"]["managedFields"]
+    # the source's owners as they were (unpacked), the record of an earlier move gone, this copy's added
+    assert entries[:2] == [APPLY, {**update, "fieldsV1": {"f:data": {"f:other": {}}}}]
+    assert entries[2] == {"manager": manager, "operation": "Update", "apiVersion": "v1",
+                          "fieldsType": "FieldsV1", "fieldsV1": COPY_RECORD_FIELDS}
+    assert len(entries) == 3 and copy_marks({"metadata": {"managedFields": entries}}) == {SRC: "4711"}
+    # the field it owns is no field a copy has
+    owned = COPY_RECORD_FIELDS["f:metadata"]["f:annotations"]
+    assert [key[2:] for key in owned] == ["metal3-pivot.io/copy-of"]
+    assert "metal3-pivot.io/copy-of" not in copy_annotations(applied)
+    # a kept object (never paired) gets the source's owners only
+    applied.should_not_delete = True
+    kept = managed_fields_patch(applied)
+    assert kept is not None and len(kept["metadata"]["managedFields"]) == 2
+    # no server-side-apply owner: nothing to restore
+    assert managed_fields_patch(configmap(data={"a": "b"})) is None
+
+
+def test_a_copy_is_due_its_restore_until_it_has_the_sources_appliers() -> None:
+    source = {"metadata": {"managedFields": [APPLY]}}
+    created = {"metadata": {"managedFields": [{"manager": f"{COPY_MANAGER}{SRC}@1", "operation": "Update"}]}}
+    restored = {"metadata": {"managedFields": [APPLY, {"manager": f"{COPY_MANAGER}{SRC}@1", "operation": "Update"}]}}
+    assert restore_pending(source, created)
+    assert not restore_pending(source, restored)
+    assert not restore_pending({"metadata": {"managedFields": [created["metadata"]["managedFields"][0]]}}, created)
 
 
 def test_a_copy_carries_no_marks_of_its_sources_own_origin() -> None:

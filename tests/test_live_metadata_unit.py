@@ -55,7 +55,7 @@ def test_the_committed_capture_adorns_the_seed_without_touching_what_the_movers_
 
 def test_server_side_apply_managers_are_recorded_and_only_a_common_one_is_seeded(tmp_path: Path) -> None:
     """A kind whose every live object a server-side-apply manager owns fields of is seeded by that manager
-    (lab/data/seed.py): a move restores such an object's managedFields and marks its copy by annotation."""
+    (lab/data/seed.py): a move restores such an object's managedFields (one more write per object)."""
     def applied(name: str, *managers: str) -> dict:
         obj = machine(name, [], {})
         obj["metadata"]["managedFields"] = [{"manager": m, "operation": "Apply"} for m in managers] + [

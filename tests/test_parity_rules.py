@@ -7,6 +7,7 @@ Where clusterctl is unsafe we stay safe and the test says so (docs/architecture.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import yaml
 from lab import blockmove
 from lab.cluster import LocalCluster
 from metal3_pivot.kube import CONFIGMAP, NAMESPACE, SECRET
+from metal3_pivot.plan import COPY_MANAGER, COPY_RECORD_FIELDS, copy_marks
 from tests.kit.env import ROOT, tool_env
 from tests.kit.move import (
     OTHER_NS,
@@ -453,12 +455,16 @@ def test_differential_topology_against_clusterctl(fresh_clusters, tmp_path: Path
     the owner cycle), except that we unpause what we keep (clusterctl leaves it paused: unsafe)."""
     applied = ("", "ConfigMap", WORKLOAD_NS, "test1-topology-owned")
 
+    source_uids: dict[str, str] = {}
+
     def seeded() -> tuple[dict[str, LocalCluster], list[tuple[str, str, str]]]:
         pair = fresh_clusters()
         seed_pair(pair)
         prepare(pair)
-        return pair, field_owners(next(o for k, o in everything(pair["ephemeral"]).items()
-                                       if (k.group, k.kind, k.namespace, k.name) == applied))
+        obj = next(o for k, o in everything(pair["ephemeral"]).items()
+                   if (k.group, k.kind, k.namespace, k.name) == applied)
+        source_uids[str(pair["ephemeral"].directory)] = obj["metadata"]["uid"]
+        return pair, field_owners(obj)
 
     def moved(pair: dict[str, LocalCluster], log: Path, move: Callable[[], subprocess.CompletedProcess[str]]
               ) -> subprocess.CompletedProcess[str]:
@@ -497,11 +503,21 @@ def test_differential_topology_against_clusterctl(fresh_clusters, tmp_path: Path
     kinds = {k.kind for k in b}
     assert len(b) > 80 and {"ClusterClass", "ParityIdentity", "ParityWidget", "Metal3Machine"} <= kinds
     assert {k.name for k in b if k.kind == "ParityWidget"} == {"plain"}          # the cycle stayed behind
-    # managedFields of a server-side-applied object arrive as the source had them, with both tools
+    # managedFields of a server-side-applied object arrive as the source had them, with both tools; ours
+    # carry one more entry, the copy's record of its source, which owns no field the object has
     for name, pair in (("theirs", theirs), ("ours", ours)):
         after = next(o for k, o in everything(pair["target"]).items()
                      if (k.group, k.kind, k.namespace, k.name) == applied)
-        assert field_owners(after) == before[name], name
+        owners = field_owners(after)
+        records = [o for o in owners if o[0].startswith(COPY_MANAGER)]
+        if name == "ours":
+            uid = source_uids[str(pair["ephemeral"].directory)]
+            assert [(m.partition("@")[0], op, f) for m, op, f in records] == [
+                (f"{COPY_MANAGER}{uid}", "Update", json.dumps(COPY_RECORD_FIELDS, sort_keys=True))]
+            assert list(copy_marks(after)) == [uid]
+        else:
+            assert records == []
+        assert [o for o in owners if o not in records] == before[name], name
     assert {str(k): diff_paths(a[k], b[k]) for k in a if a[k] != b[k]} == {}
 
     sa = {k: strict(o) for k, o in everything(theirs["ephemeral"]).items()}

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from metal3_pivot.graph import MOVE_HIERARCHY_LABEL, MOVE_LABEL, Node, ObjKey, TypeInfo
-from metal3_pivot.kube import SECRET, ResourceType
+from metal3_pivot.kube import CONFIGMAP, SECRET, ResourceType
 from metal3_pivot.plan import BMH_PAUSED, SOURCE_UID, SOURCE_VERSION, copy_annotations
 from metal3_pivot.preflight import ANNOTATIONS_LIMIT, MAX_DEPTH, _size_problems, annotations_size, depth
 
@@ -58,34 +58,30 @@ def test_copy_annotations_are_what_the_target_will_hold() -> None:
     assert "clusterctl.cluster.x-k8s.io/delete-for-move" not in after
     # this copy's marks are the name of the field manager that creates it: no annotation of ours
     assert SOURCE_UID not in after and SOURCE_VERSION not in after
-    # where the move restores the source's managedFields, the marks go in annotations, at their longest
+    # so are they where the move restores the source's managedFields (the record goes on as an entry)
     applied = host({"keep": "me"})
     applied.obj["metadata"]["managedFields"] = [{"manager": "capi-topology", "operation": "Apply"}]
-    after = copy_annotations(applied)
-    assert after[SOURCE_UID] == UID and len(after[SOURCE_VERSION]) == 20
+    assert copy_annotations(applied) == copy_annotations(host({"keep": "me"}))
+    # a copy that sets nothing but its name carries them in annotations, counted at their longest
+    bare = node(TypeInfo(CONFIGMAP), {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})
+    after = copy_annotations(bare)
+    assert after == {SOURCE_UID: UID, SOURCE_VERSION: "9" * 20}
 
 
-def test_annotations_that_only_fit_without_the_marks_in_annotations_are_refused() -> None:
-    applied = [{"manager": "capi-topology", "operation": "Apply"}]
-
-    def applied_host(annotations: dict[str, str]) -> Node:
-        n = host(annotations, online=True)
-        n.obj["metadata"]["managedFields"] = applied
-        return n
-
-    base = applied_host({})
+def test_annotations_that_only_fit_without_the_pauses_marks_are_refused() -> None:
+    base = host({}, online=True)
     room = ANNOTATIONS_LIMIT - annotations_size(copy_annotations(base)) - len("n")
-    marks = annotations_size(copy_annotations(base)) - annotations_size(copy_annotations(host({}, online=True)))
-    assert marks == len(SOURCE_UID) + 36 + len(SOURCE_VERSION) + 20           # counted at their longest
-    assert _size_problems(applied_host({"n": "x" * room})) == []
-    over = applied_host({"n": "x" * (room + 1)})
+    assert _size_problems(host({"n": "x" * room}, online=True)) == []
+    over = host({"n": "x" * (room + 1)}, online=True)
     assert annotations_size(over.annotations) < ANNOTATIONS_LIMIT         # the source accepted it
     problems = _size_problems(over)
     assert [p.code for p in problems] == ["too-large"] and "annotations would grow to" in problems[0].message
-    # a copy marked by its creator's name adds only the pause mark: the same annotations fit
-    assert _size_problems(host({"n": "x" * (room + 1)}, online=True)) == []
-    assert _size_problems(host({"n": "x" * (room + marks)}, online=True)) == []
-    assert [p.code for p in _size_problems(host({"n": "x" * (room + marks + 1)}, online=True))] == ["too-large"]
+    # a host whose managedFields the move restores adds no annotation more: the same room
+    applied = host({"n": "x" * room}, online=True)
+    applied.obj["metadata"]["managedFields"] = [{"manager": "capi-topology", "operation": "Apply"}]
+    assert _size_problems(applied) == []
+    applied.obj["metadata"]["annotations"]["n"] += "x"
+    assert [p.code for p in _size_problems(applied)] == ["too-large"]
 
 
 def test_a_full_secret_with_full_annotations_is_not_refused() -> None:
@@ -137,4 +133,5 @@ def test_packed_managed_fields_are_lossless_and_sized_as_stored() -> None:
     assert stored_size(packed, 10) == stored_size(whole, 10)
     assert unpacked(packed.obj) == whole.obj and unpacked(whole.obj) is whole.obj
     restore = managed_fields_patch(packed)
-    assert restore == {"metadata": {"managedFields": entries}}
+    assert restore is not None
+    assert restore["metadata"]["managedFields"][:2] == entries       # then the copy's record (test_copy_marks)

@@ -40,7 +40,7 @@ class KindMetadata:
     finalizers: dict[str, int] = field(default_factory=dict)     # finalizer -> objects carrying it
     annotations: dict[str, list[int]] = field(default_factory=dict)   # key -> [objects carrying it, max length]
     #: server-side-apply managers -> objects on which they own fields (an `Apply` managedFields entry): a
-    #: move restores such an object's managedFields (one more write), and marks its copy by annotation
+    #: move restores such an object's managedFields (one more write), its record of the source included
     applied: dict[str, int] = field(default_factory=dict)
     #: objects on which some controller (not an OPERATOR_TOOLS manager) owns fields by server-side apply:
     #: CAPI applies a control plane's Machines as capi-kubeadmcontrolplane and a MachineSet's as

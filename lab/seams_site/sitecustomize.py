@@ -3,8 +3,8 @@ installs the engine's test seams the environment asks for. Never on the path in 
 
 import os
 
-if any(os.environ.get(v) for v in ("METAL3_PIVOT_KILL_AFTER_WRITES", "METAL3_PIVOT_WRITE_JOURNAL",
-                                   "METAL3_PIVOT_WRITE_DELAY")):
+if any(os.environ.get(v) for v in ("METAL3_PIVOT_KILL_AFTER_WRITES", "METAL3_PIVOT_KILL_ON_WRITE",
+                                   "METAL3_PIVOT_WRITE_JOURNAL", "METAL3_PIVOT_WRITE_DELAY")):
     from lab.seams import install_from_env
 
     install_from_env()
