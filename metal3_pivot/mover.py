@@ -402,12 +402,12 @@ class Mover:
     async def _patch_target(self, item: tuple[Node, Obj]) -> None:
         node, patch = item
         md = node.obj["metadata"]
-        await self.dst.patch(node.type.rt, md["name"], md.get("namespace"), patch, ok_missing=True)
+        await self.dst.patch(node.type.rt, md["name"], md.get("namespace"), patch, ok_missing=True, metadata_only=True)
 
     async def _patch_source(self, item: tuple[Node, Obj]) -> None:
         node, patch = item
         md = node.obj["metadata"]
-        await self.src.patch(node.type.rt, md["name"], md.get("namespace"), patch, ok_missing=True)
+        await self.src.patch(node.type.rt, md["name"], md.get("namespace"), patch, ok_missing=True, metadata_only=True)
 
     # -- pause -----------------------------------------------------------------------------------------
     async def pause(self, plan: Plan, *, hosts: bool = True) -> int:
@@ -508,11 +508,11 @@ class Mover:
                     obj["metadata"]["annotations"] = {**(obj["metadata"].get("annotations") or {}),
                                                       **annotation_marks(src)}
                     manager = None
-            await self.dst.replace(src.type.rt, obj, manager=manager)
+            await self.dst.replace(src.type.rt, obj, manager=manager, metadata_only=True)
             restore = managed_fields_patch(src)
             if restore is not None:      # the rewrite made its writer the owner of what it changed
                 md = obj["metadata"]
-                await self.dst.patch(src.type.rt, md["name"], md.get("namespace"), restore)
+                await self.dst.patch(src.type.rt, md["name"], md.get("namespace"), restore, metadata_only=True)
 
         if stale:
             self.say(f"{len(stale)} objects changed in {self.src.name} since an earlier run copied them: "
@@ -537,7 +537,8 @@ class Mover:
         rt = node.type.rt
         md = obj["metadata"]
         try:
-            created = await self.dst.create(rt, obj, manager=copy_manager(node))
+            # the answer's metadata is all that is read (the UID, the managedFields)
+            created = await self.dst.create(rt, obj, manager=copy_manager(node), metadata_only=True)
         except ConflictError as err:
             if err.reason != "AlreadyExists":
                 raise
@@ -553,12 +554,14 @@ class Mover:
             created = existing
         if restore_pending(node.obj, created):
             # the source's field owners, and the copy's record as an entry of its own (managed_fields_patch)
-            created = await self.dst.patch(rt, md["name"], md.get("namespace"), managed_fields_patch(node)) or created
+            await self.dst.patch(rt, md["name"], md.get("namespace"), managed_fields_patch(node), metadata_only=True)
         if node.key.group_kind == (BMH_GROUP, "BareMetalHost"):
             status = carried_bmh_status(node.obj)
             if status is not None and not created.get("status", {}).get("provisioning"):
                 # what BMO does on start-up from the annotation, so the host is never seen unprovisioned
-                await self.dst.patch(rt, md["name"], md.get("namespace"), {"status": status}, sub="status")
+                # (a fresh copy's answer has no status: a create drops it, and the answer is metadata)
+                await self.dst.patch(rt, md["name"], md.get("namespace"), {"status": status}, sub="status",
+                                     metadata_only=True)
         return str(created["metadata"]["uid"])
 
     # -- delete ----------------------------------------------------------------------------------------
@@ -586,7 +589,8 @@ class Mover:
         hooked = rt.group in self.delete_webhook_groups or ALL_GROUPS in self.delete_webhook_groups
         if md.get("finalizers") or hooked:
             patch = {"metadata": {"annotations": {DELETE_FOR_MOVE: ""}, "finalizers": None}}
-            if await self.src.patch(rt, md["name"], md.get("namespace"), patch, ok_missing=True) is None:
+            if await self.src.patch(rt, md["name"], md.get("namespace"), patch, ok_missing=True,
+                                    metadata_only=True) is None:
                 return
         with contextlib.suppress(NotFoundError):
             await self.src.delete(rt, md["name"], md.get("namespace"))
@@ -613,7 +617,8 @@ class Mover:
         async def one(item: tuple[Node, Obj]) -> None:
             node, status = item
             md = node.obj["metadata"]
-            await self.dst.patch(node.type.rt, md["name"], md.get("namespace"), {"status": status}, sub="status")
+            await self.dst.patch(node.type.rt, md["name"], md.get("namespace"), {"status": status}, sub="status",
+                                 metadata_only=True)
         await self._bounded(missing, one, "restore host status")
         return len(missing)
 

@@ -144,7 +144,7 @@ def kubeconfig(port: int, user: str) -> str:
 def test_gzip_bodies_reach_the_engine_decoded_both_ways(user: str) -> None:
     """Without a token (a client certificate lives in the SSL context) Kube writes to the transport itself
     and inflates the body; with one, httpx authenticates and inflates it. Both send the same headers."""
-    from metal3_pivot.kube import Kube, load_kubeconfig
+    from metal3_pivot.kube import METADATA_ONLY, Kube, load_kubeconfig
 
     seen: list[bytes] = []
 
@@ -160,12 +160,18 @@ def test_gzip_bodies_reach_the_engine_decoded_both_ways(user: str) -> None:
         async with Kube(load_kubeconfig(kubeconfig(server.port, user)), name="t") as kube:
             assert await kube.request("GET", "/api/v1/x", params={"limit": "5"}) == {"kind": "List", "items": []}
             assert await kube.request("POST", "/api/v1/x", body={"a": "é"}) == {"kind": "List", "items": []}
+            await kube.request("POST", "/api/v1/x", body={}, metadata_only=True)
         srv.close()
     asyncio.run(go())
-    get, post = (r.decode() for r in seen)
+    get, post, slim = (r.decode() for r in seen)
     assert get.startswith("GET /api/v1/x?limit=5 HTTP/1.1\r\n") and post.startswith("POST /api/v1/x HTTP/1.1\r\n")
     assert "user-agent: python-httpx2/" in get.lower() and '{"a":"é"}' in post
     assert ("authorization: bearer abc" in get.lower()) == (user != "{}")
+    # an answer with the metadata alone is asked for only where the caller said so, the whole JSON still taken
+    assert "accept: */*" in post.lower() and "partialobjectmetadata" not in post.lower()
+    accept = next(line for line in slim.split("\r\n") if line.lower().startswith("accept:"))
+    assert accept.split(":", 1)[1].strip() == METADATA_ONLY.decode()
+    assert METADATA_ONLY.decode().endswith(",application/json")
 
 
 def test_silence_is_a_read_timeout_and_a_dropped_connection_a_protocol_error() -> None:
