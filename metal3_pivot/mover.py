@@ -509,10 +509,7 @@ class Mover:
                                                       **annotation_marks(src)}
                     manager = None
             await self.dst.replace(src.type.rt, obj, manager=manager, metadata_only=True)
-            restore = managed_fields_patch(src)
-            if restore is not None:      # the rewrite made its writer the owner of what it changed
-                md = obj["metadata"]
-                await self.dst.patch(src.type.rt, md["name"], md.get("namespace"), restore, metadata_only=True)
+            await self._restore_fields(src)      # the rewrite made its writer the owner of what it changed
 
         if stale:
             self.say(f"{len(stale)} objects changed in {self.src.name} since an earlier run copied them: "
@@ -528,10 +525,18 @@ class Mover:
         for key in plan.already_in_target:
             src, dst = plan.moving[key], plan.target.graph.nodes[key]
             if key not in skip and not src.kept and related(src.obj, dst.obj) and restore_pending(src.obj, dst.obj):
-                pending.append((dst, managed_fields_patch(src)))
+                pending.append(src)
         if pending:
             self.say(f"restoring the managedFields of {len(pending)} copies an earlier run made in {self.dst.name}")
-        await self._bounded(pending, self._patch_target, "restore managedFields")
+        await self._bounded(pending, self._restore_fields, "restore managedFields")
+
+    async def _restore_fields(self, src: Node) -> None:
+        """Give `src`'s copy (same name in the target) the source's field owners and its record of the source
+        (managed_fields_patch), where the move restores them."""
+        restore = managed_fields_patch(src)
+        if restore is not None:
+            md = src.obj["metadata"]
+            await self.dst.patch(src.type.rt, md["name"], md.get("namespace"), restore, metadata_only=True)
 
     async def _create_one(self, node: Node, obj: Obj) -> str:
         rt = node.type.rt
@@ -553,8 +558,7 @@ class Mover:
                                  "nothing was deleted from the source") from None
             created = existing
         if restore_pending(node.obj, created):
-            # the source's field owners, and the copy's record as an entry of its own (managed_fields_patch)
-            await self.dst.patch(rt, md["name"], md.get("namespace"), managed_fields_patch(node), metadata_only=True)
+            await self._restore_fields(node)
         if node.key.group_kind == (BMH_GROUP, "BareMetalHost"):
             status = carried_bmh_status(node.obj)
             if status is not None and not created.get("status", {}).get("provisioning"):
