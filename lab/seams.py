@@ -24,7 +24,7 @@ from metal3_pivot import Write, add_write_hook
 KILL_AFTER_WRITES_ENV = "METAL3_PIVOT_KILL_AFTER_WRITES"
 #: SIGKILL the process right after the first accepted write whose "METHOD path" matches this regular expression
 KILL_ON_WRITE_ENV = "METAL3_PIVOT_KILL_ON_WRITE"
-#: append one JSON line per accepted write (time, pid, server, verb, path) to this file, so that the
+#: append one JSON line per accepted write (time answered, time sent, pid, server, verb, path) to this file, so that the
 #: writes of several movers can be checked for interleaving
 WRITE_JOURNAL_ENV = "METAL3_PIVOT_WRITE_JOURNAL"
 #: sleep this many seconds after each write, so that a move lasts long enough to be raced
@@ -42,8 +42,8 @@ def install(*, journal: str | Path | None = None, delay: float = 0.0,
         path = str(journal)
 
         async def record(w: Write) -> None:
-            line = json.dumps({"t": time.time(), "pid": os.getpid(), "server": w.server, "method": w.method,
-                               "path": w.path})
+            line = json.dumps({"t": time.time(), "started": w.started, "pid": os.getpid(), "server": w.server,
+                               "method": w.method, "path": w.path})
             with open(path, "a") as f:
                 f.write(line + "\n")
         removers.append(add_write_hook(record))

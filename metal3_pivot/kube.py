@@ -13,6 +13,7 @@ import asyncio
 import json
 import random
 import sys
+import time
 import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -47,6 +48,9 @@ class Write:
     server: str
     method: str
     path: str
+    #: wall-clock time (time.time()) the accepted attempt was sent: a journal of writes can then tell what a
+    #: process started after some event from what was merely in flight
+    started: float = 0.0
 
 
 WriteHook = Callable[[Write], Awaitable[None]]
@@ -217,6 +221,9 @@ class Kube:
         self._headers_metadata = [(n, METADATA_ONLY if n == b"Accept" else v) for n, v in self._headers]
         self._timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
         self.retries = retries
+        #: called before every attempt of every write (not reads); raising stops the write. The move lock
+        #: (lock.py) installs its check here while held, so that no write of a mover that lost it is sent
+        self.write_guard: Callable[[str, str], None] | None = None
         self.writes = 0  # counted for fault-injection tests and progress
         #: the same, per HTTP method (POST creates, DELETE, PATCH, PUT): what a benchmark prices each write at
         self.writes_by_method: Counter[str] = Counter()
@@ -264,6 +271,9 @@ class Kube:
         """`metadata_only`: answer with the object's metadata alone (METADATA_ONLY), where the caller needs no more."""
         delay = 0.05
         for attempt in range(self.retries + 1):
+            if method != "GET" and self.write_guard is not None:
+                self.write_guard(method, path)
+            started = time.time()
             try:
                 status, content = await self._send(method, path, None if body is None else _encode(body), params,
                                                    content_type, metadata_only)
@@ -281,7 +291,7 @@ class Kube:
                         self.writes_by_method[method] += 1
                         self.writes_by_resource[f"{method} {resource_of(path)}"] += 1
                         for hook in WRITE_HOOKS:
-                            await hook(Write(self.server, method, path))
+                            await hook(Write(self.server, method, path, started))
                     return _decode(content, self.name, method, path) if content else {}
                 if status == 404 and ok_missing:
                     return None

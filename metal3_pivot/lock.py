@@ -40,6 +40,8 @@ Obj = dict[str, Any]
 
 LOCK_NAME = "metal3-pivot-move"
 LOCK_NAMESPACE = "kube-system"
+#: the Lease's path, whose writes (the lock's own) the write guard lets through
+LEASE_PATH = LEASE.path(LOCK_NAMESPACE, LOCK_NAME)
 DEFAULT_DURATION = 60.0
 #: holder details, on the Lease (spec.holderIdentity is the readable one-line summary)
 HOLDER = "metal3-pivot.io/holder"
@@ -226,7 +228,15 @@ class MoveLock:
         except BaseException:
             await self.release()
             raise
+        for kube in self.kubes:
+            kube.write_guard = self._guard
         self._renewer = asyncio.create_task(self._renew_forever())
+
+    def _guard(self, _method: str, path: str) -> None:
+        """Every write of the clients the lock covers passes here first, the lock's own renewals excepted:
+        a mover that lost the lock sends nothing more, even in the middle of an object's several writes."""
+        if path != LEASE_PATH:
+            self.check()
 
     def _body(self, base: Obj | None = None) -> Obj:
         now = micro_time(_now())
@@ -299,14 +309,18 @@ class MoveLock:
                         self.held[name] = (kube, fresh)
                         self.renewed[name] = time.monotonic()
                         continue
-                    self.lost = self._lost_message(name)
+                    self._lose(name)
                     return
                 except NotFoundError:
-                    self.lost = self._lost_message(name)
+                    self._lose(name)
                     return
                 except PivotError as err:
                     # a blip: keep the lock; the next round retries, and the expiry is three rounds away
                     self.say(f"could not renew the move lock in {name}: {err}")
+
+    def _lose(self, name: str) -> None:
+        self.lost = self._lost_message(name)
+        self.say(f"lost the move lock in {name} to another mover: no further writes")
 
     def _lost_message(self, name: str) -> str:
         return (f"the move lock in {name} was taken over by another mover (this move stalled for longer than the "
@@ -314,6 +328,9 @@ class MoveLock:
 
     # -- release -------------------------------------------------------------------------------------
     async def release(self) -> None:
+        for kube in self.kubes:
+            if kube.write_guard == self._guard:
+                kube.write_guard = None
         if self._renewer is not None:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

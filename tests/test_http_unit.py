@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import time
 from collections.abc import Awaitable, Callable
 
 import httpx2 as httpx
@@ -254,3 +255,48 @@ def test_at_most_max_connections_at_once() -> None:
         await t.aclose()
         srv.close()
     asyncio.run(go())
+
+
+def test_a_write_guard_that_refuses_stops_the_write_before_it_is_sent() -> None:
+    """The move lock's guard (lock.py) sits on the client: a refused write never reaches the server, reads
+    still do, and the write hooks learn when an accepted write was sent."""
+    from metal3_pivot import Write, add_write_hook
+    from metal3_pivot.errors import LockLostError
+    from metal3_pivot.kube import Kube, load_kubeconfig
+
+    seen: list[bytes] = []
+    hooked: list[Write] = []
+    lost = False
+
+    async def ok(request: bytes, _: asyncio.StreamReader, w: asyncio.StreamWriter) -> bool:
+        seen.append(request)
+        w.write(answer(b"{}", b"Content-Type: application/json\r\n"))
+        await w.drain()
+        return True
+
+    def guard(method: str, path: str) -> None:
+        if lost:
+            raise LockLostError(f"refused {method} {path}")
+
+    async def record(w: Write) -> None:
+        hooked.append(w)
+
+    async def go() -> None:
+        nonlocal lost
+        server, srv = await serving(ok)
+        async with Kube(load_kubeconfig(kubeconfig(server.port, "{}")), name="t") as kube:
+            kube.write_guard = guard
+            before = time.time()
+            await kube.request("POST", "/api/v1/a", body={})
+            lost = True
+            with pytest.raises(LockLostError, match="refused PATCH /api/v1/b"):
+                await kube.request("PATCH", "/api/v1/b", body={}, content_type="application/merge-patch+json")
+            await kube.request("GET", "/api/v1/c")
+        srv.close()
+        assert len(hooked) == 1 and before <= hooked[0].started <= time.time()
+    remove = add_write_hook(record)
+    try:
+        asyncio.run(go())
+    finally:
+        remove()
+    assert [r.split(b" ", 2)[:2] for r in seen] == [[b"POST", b"/api/v1/a"], [b"GET", b"/api/v1/c"]]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from metal3_pivot.errors import LockLostError
-from metal3_pivot.lock import Holder, LeaseState, MoveLock, micro_time, process_start
+from metal3_pivot.lock import LEASE_PATH, Holder, LeaseState, MoveLock, micro_time, process_start
 
 pytestmark = pytest.mark.unit
 
@@ -83,3 +83,13 @@ def test_a_holder_that_cannot_renew_stops_before_the_lock_could_expire() -> None
     lock.renewed["target"] = time.monotonic() - 41
     with pytest.raises(LockLostError, match="could not renew the move lock in target for 41 s"):
         lock.check()
+
+
+def test_a_lost_lock_refuses_every_write_but_its_own_lease() -> None:
+    """The guard the lock puts on its clients: the move's writes stop, the lock may still touch its Lease."""
+    lock = MoveLock([], Holder.me("metal3-pivot CLI", "a -> b"), duration=60)
+    lock._guard("POST", "/api/v1/namespaces/metal3/secrets")             # held: through
+    lock.lost = "taken over"
+    with pytest.raises(LockLostError, match="taken over"):
+        lock._guard("PATCH", "/apis/metal3.io/v1alpha1/namespaces/metal3/baremetalhosts/h0/status")
+    lock._guard("PUT", LEASE_PATH)

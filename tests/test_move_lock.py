@@ -19,7 +19,15 @@ from lab.seams import seam_env
 from metal3_pivot.kube import LEASE
 from metal3_pivot.lock import HOST, LOCK_NAME, LOCK_NAMESPACE, PID, micro_time
 from metal3_pivot.plan import DELETE_FOR_MOVE
-from tests.kit.concurrency import interleavings, journal_env, lease, move_spans, start_cli, wait_for_lease
+from tests.kit.concurrency import (
+    interleavings,
+    journal_env,
+    lease,
+    move_spans,
+    stamped_lines,
+    start_cli,
+    wait_for_lease,
+)
 from tests.kit.move import (
     TOPOLOGY,
     bundle_types,
@@ -165,16 +173,25 @@ def test_a_mover_whose_lock_is_taken_over_stops_before_its_next_write(fresh_clus
     original = seed_pair(clusters)
     journal = tmp_path / "journal"
     mover = start_cli(*cli_move_args(eph, tgt), "--lock-duration", "3", env_extra=journal_env(journal))
+    said, reader = stamped_lines(mover.stderr)
     wait_for_lease(eph, mover)
     time.sleep(2.0)
     put_lease(eph, foreign_lease(duration=3))                   # somebody else's mover takes it over
     stolen_at = time.time()
-    _out, err = mover.communicate(timeout=300)
+    mover.wait(timeout=300)
+    reader.join(timeout=30)
+    err = "".join(line for _, line in said)
     assert mover.returncode == 8, err                         # LockLostError: not "held" (7)
     assert "was taken over by another mover" in err
-    # it stopped within one renewal period (duration / 3) plus the write in flight
-    last_write = move_spans(journal)[mover.pid].last
-    assert last_write < stolen_at + 1.0 + 2 * 0.25 + 1.0
+    seen = next((t for t, line in said if "lost the move lock in " in line), None)
+    assert seen is not None, err                              # said the moment the renewal met the other Lease
+    span = move_spans(journal)[mover.pid]
+    # not one write sent after that, though writes were in flight: every write passes the lock's guard
+    assert span.last_sent <= seen, (span, seen)
+    # and it saw it within one renewal round: the renewal period (duration / 3), then the round's requests
+    # (a renewal in each cluster, the read of the other Lease), each no slower than the slowest write the
+    # mover saw answered, plus the seam's 0.25 s pause after each of its writes
+    assert seen - stolen_at < 1.0 + 3 * (span.slowest + 0.25) + 0.5, (seen - stolen_at, span)
     time.sleep(3.5)                                             # the "other mover" is gone: its lock expires
     done = engine_cli(*cli_move_args(eph, tgt))
     assert done.returncode == 0, done.stderr

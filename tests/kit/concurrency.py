@@ -1,9 +1,9 @@
 """What the concurrency tests measure: who wrote, and whether two movers' writes ever interleaved.
 
 Every mover of a test runs with the write journal seam (lab/seams.py) pointing at one shared file: it
-appends a line per successful API write (time, pid, server, verb, path). Writes to the move lock itself
-are set apart; every other write is the move. Two movers *interleave* when the time spans of their
-move writes overlap: the thing the lock exists to prevent (goal: 0).
+appends a line per successful API write (time answered, time sent, pid, server, verb, path). Writes
+to the move lock itself are set apart; every other write is the move. Two movers *interleave* when the
+time spans of their move writes overlap: the thing the lock exists to prevent (goal: 0).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +36,23 @@ SLOW = "0.25"
 @dataclass(frozen=True)
 class Span:
     pid: int
-    first: float
+    first: float           # answer times (time.time()) of the process's first and last move write
     last: float
     writes: int
+    last_sent: float       # when the last move write to be sent was sent
+    slowest: float         # the longest a write of the process (the lock's included) waited for its answer
+
+
+def stamped_lines(stream: Any) -> tuple[list[tuple[float, str]], threading.Thread]:
+    """Read a child's output in a thread, noting when each line arrived (the child flushes each line)."""
+    lines: list[tuple[float, str]] = []
+
+    def read() -> None:
+        for line in stream:
+            lines.append((time.time(), line))
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return lines, reader
 
 
 def journal_env(journal: Path, slow: bool = True, **extra: str) -> dict[str, str]:
@@ -45,14 +61,18 @@ def journal_env(journal: Path, slow: bool = True, **extra: str) -> dict[str, str
 
 def move_spans(journal: Path) -> dict[int, Span]:
     """Per writing process, the span of its writes other than the lock's."""
-    by_pid: dict[int, list[float]] = defaultdict(list)
+    by_pid: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    waits: dict[int, float] = defaultdict(float)
     if journal.exists():
         for line in journal.read_text().splitlines():
             entry = json.loads(line)
+            pid, t, sent = int(entry["pid"]), float(entry["t"]), float(entry["started"])
+            waits[pid] = max(waits[pid], t - sent)
             if LEASE_PATH in entry["path"]:
                 continue
-            by_pid[int(entry["pid"])].append(float(entry["t"]))
-    return {pid: Span(pid, min(ts), max(ts), len(ts)) for pid, ts in by_pid.items()}
+            by_pid[pid].append((t, sent))
+    return {pid: Span(pid, min(t for t, _ in ws), max(t for t, _ in ws), len(ws), max(s for _, s in ws), waits[pid])
+            for pid, ws in by_pid.items()}
 
 
 def interleavings(journal: Path) -> int:
@@ -76,7 +96,6 @@ def start_cli(*args: str, env_extra: dict[str, str]) -> subprocess.Popen[str]:
 
 def wait_for_lease(cluster: LocalCluster, proc: subprocess.Popen[str] | None = None, timeout: float = 60) -> None:
     """Until a mover holds the lock in `cluster` (fails early if the mover exits first)."""
-    import time
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if lease(cluster) is not None:
