@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,9 +32,21 @@ def log(msg: str) -> None:
 
 
 def start_clusters(names: list[str], base: Path, *, attached: bool, with_crds: bool = True,
-                   without: frozenset[str] = frozenset()) -> dict[str, LocalCluster]:
-    """Start the named clusters in parallel and install the CRDs and provider inventory into each."""
+                   without: frozenset[str] = frozenset(), templates: Path | None = None) -> dict[str, LocalCluster]:
+    """Start the named clusters in parallel and install the CRDs and provider inventory into each.
+
+    `templates`: a folder of etcd data to start from (made there on first use, one per cluster name and
+    CRD selection). A cluster started from one has the CRDs (Established) and inventory in ~5 s instead
+    of ~13: the test suite starts a hundred clusters. One per name, so that two clusters of one call
+    never share the kube-system UID that the move lock orders clusters by."""
     t0 = time.monotonic()
+    if with_crds and templates is not None:
+        seeds = _templates(names, templates, without)
+        clusters = {n: LocalCluster(n, base / n, etcd_seed=seeds[n]) for n in names}
+        start_all(list(clusters.values()), attached=attached)
+        log(f"started {', '.join(names)} with the CRDs and inventory from {templates} in "
+            f"{time.monotonic() - t0:.1f} s")
+        return clusters
     clusters = {n: LocalCluster(n, base / n) for n in names}
     start_all(list(clusters.values()), attached=attached)
     log(f"started {', '.join(names)} in {time.monotonic() - t0:.1f} s")
@@ -43,6 +57,23 @@ def start_clusters(names: list[str], base: Path, *, attached: bool, with_crds: b
         took = time.monotonic() - t1
         log(f"installed {len(b.crds)} CRDs and {len(b.providers)} providers per cluster in {took:.1f} s")
     return clusters
+
+
+def _templates(names: list[str], folder: Path, without: frozenset[str]) -> dict[str, Path]:
+    """The etcd data folder of a cluster with the CRDs and inventory, per name: made by starting the
+    clusters missing one, installing, and stopping them cleanly (etcd's files then hold it all)."""
+    tag = "all" if not without else "without-" + hashlib.sha256(",".join(sorted(without)).encode()).hexdigest()[:8]
+    seeds = {n: folder / f"{n}-{tag}" / "etcd" for n in names}
+    missing = [n for n in names if not seeds[n].is_dir()]
+    if missing:
+        build = folder / f"building-{tag}"
+        made = start_clusters(missing, build, attached=True, without=without)
+        for c in made.values():
+            c.stop()
+            seeds[c.name].parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(c.directory / "etcd", seeds[c.name])
+        shutil.rmtree(build, ignore_errors=True)
+    return seeds
 
 
 async def _install_all(clusters: list[LocalCluster], b: crds.Bundle) -> None:

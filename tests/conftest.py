@@ -20,7 +20,7 @@ from lab.cluster import COMPONENTS, LocalCluster, processes_under
 from lab.plane.ironic import processes_under as plane_processes_under
 from lab.plane.managers import BINARIES as PLANE_BINARIES
 from lab.postgres import LocalPostgres, server_processes
-from tests.kit.env import PG_PREFIX, SESSION_DIR, tool_env
+from tests.kit.env import PG_PREFIX, SESSION_DIR, TEMPLATES, tool_env
 
 os.environ["PATH"] = tool_env()["PATH"]
 
@@ -63,7 +63,8 @@ def postgres() -> Iterator[LocalPostgres]:
 
 @pytest.fixture
 def fresh_clusters(request: pytest.FixtureRequest) -> Iterator[Callable[..., dict[str, LocalCluster]]]:
-    """A factory of fresh clusters for tests that write; all stopped when the test ends."""
+    """A factory of fresh clusters for tests that write; all killed when the test ends (nobody reads them
+    again; the session's end checks that no process is left)."""
     started: list[LocalCluster] = []
     counter = iter(range(1000))
 
@@ -71,13 +72,14 @@ def fresh_clusters(request: pytest.FixtureRequest) -> Iterator[Callable[..., dic
 
     def make(names: tuple[str, ...] = ("ephemeral", "target"), **kwargs: object) -> dict[str, LocalCluster]:
         base = SESSION_DIR / f"{request.node.name[:40]}-{next(counter)}"
-        clusters = start_clusters(list(names), base, attached=True, **kwargs)  # type: ignore[arg-type]
+        clusters = start_clusters(list(names), base, attached=True, templates=TEMPLATES,  # type: ignore[arg-type]
+                                  **kwargs)
         started.extend(clusters.values())
         return clusters
 
     yield make
     for c in started:
-        c.stop()
+        c.kill()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

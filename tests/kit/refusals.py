@@ -10,13 +10,13 @@ from pathlib import Path
 
 from lab.cli import start_clusters
 from lab.cluster import LocalCluster
-from tests.kit.env import SESSION_DIR
+from tests.kit.env import SESSION_DIR, TEMPLATES
 from tests.kit.move import TOPOLOGY, engine_cli, resource_versions, seed_pair
 
 
 def start_lab(folder: str, *, bare: bool = False) -> dict[str, LocalCluster]:
     """A seeded ephemeral and target cluster, plus (`bare`) a cluster without the BareMetalHost CRD."""
-    clusters = start_clusters(["ephemeral", "target"], SESSION_DIR / folder, attached=True)
+    clusters = start_clusters(["ephemeral", "target"], SESSION_DIR / folder, attached=True, templates=TEMPLATES)
     if bare:
         clusters.update(start_clusters(["bare"], SESSION_DIR / folder, attached=True,
                                        without=frozenset({"baremetalhosts.metal3.io"})))
