@@ -40,17 +40,12 @@ def start_clusters(names: list[str], base: Path, *, attached: bool, with_crds: b
     of ~13: the test suite starts a hundred clusters. One per name, so that two clusters of one call
     never share the kube-system UID that the move lock orders clusters by."""
     t0 = time.monotonic()
-    if with_crds and templates is not None:
-        seeds = _templates(names, templates, without)
-        clusters = {n: LocalCluster(n, base / n, etcd_seed=seeds[n]) for n in names}
-        start_all(list(clusters.values()), attached=attached)
-        log(f"started {', '.join(names)} with the CRDs and inventory from {templates} in "
-            f"{time.monotonic() - t0:.1f} s")
-        return clusters
-    clusters = {n: LocalCluster(n, base / n) for n in names}
+    seeds = _templates(names, templates, without) if with_crds and templates is not None else {}
+    clusters = {n: LocalCluster(n, base / n, etcd_seed=seeds.get(n)) for n in names}
     start_all(list(clusters.values()), attached=attached)
-    log(f"started {', '.join(names)} in {time.monotonic() - t0:.1f} s")
-    if with_crds:
+    origin = f" with the CRDs and inventory from {templates}" if seeds else ""
+    log(f"started {', '.join(names)}{origin} in {time.monotonic() - t0:.1f} s")
+    if with_crds and not seeds:
         b = crds.bundle(without)
         t1 = time.monotonic()
         asyncio.run(_install_all(list(clusters.values()), b))

@@ -273,9 +273,7 @@ class Mover:
 
         async def one(item: Any) -> Any:
             nonlocal done, last
-            async with self.sem:
-                if self.lock is not None:
-                    self.lock.check()
+            async with self.sem:       # the lock's guard (Kube.write_guard) checks each of fn's writes
                 result = await fn(item)
             done += 1
             if time.monotonic() - last > 1.0 and done < total:
