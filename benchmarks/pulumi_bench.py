@@ -8,28 +8,35 @@ install), the ephemeral one seeded with the move benchmark's topology, and a thr
 this repository's program with the local stack's settings (`protect` and `awaitDeployments` off: no
 kubelet runs the controllers here; the file:// backend). Then, timed from the CLI's start to its exit:
 1. `pulumi up --yes --skip-preview` on the bare target: the install (CRDs, providers, Ironic);
-2. `--previews` no-change `pulumi preview`s (the goal: at most 5 s at 1,000 hosts);
+2. `--previews` no-change `pulumi preview`s (the goal: at most 5 s at 1,000 hosts), then one more with the
+   engine's log, split (not in the median: the log costs a little);
 3. `pulumi preview` with `location: target`: the preview of the pivot, what a pull request shows;
 4. `pulumi up --yes` with `location: target`: the pivot as an operator runs it (its preview included);
    the engine's own move time is ObjectLocation's `lastMove.seconds` in the state, and the overhead is
    the rest (the goal: at most 10 % of the move);
 5. the target settled as the move benchmark settles it (what its controllers would report), then
    `pulumi up --yes --skip-preview` with `location: ephemeral`: the move back without the preview.
-Progress goes to stderr as it happens; the table to stdout; every figure to the JSON file.
+Both `up`s of a move run with the engine's log (`-v=7`, one line per provider call) so that the overhead
+is split where it goes (`where_it_went`): the start and the program, MovePreflight's reading, the installs
+and the Ironic handover, what ObjectLocation's update does around the engine's move, the exit.
+Progress goes to stderr as it happens; the tables to stdout; every figure to the JSON file.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,17 +77,23 @@ class Project:
         self.config["config"]["metal3-pivot:location"] = location
         (self.directory / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump(self.config))
 
-    def run(self, *args: str) -> float:
-        """One CLI call, timed from start to exit; a failure stops the benchmark with the CLI's output."""
+    def run(self, *args: str, log: Path | None = None) -> float:
+        """One CLI call, timed from start to exit; a failure stops the benchmark with the CLI's output.
+        With `log`, the engine's own log (`-v=7`: one line per provider call, with its time) goes there."""
         cmd = ["pulumi", *args, "--non-interactive", "--cwd", str(self.directory)]
         if args[:2] != ("stack", "init"):
             cmd += ["--stack", STACK]
+        if log is not None:
+            cmd += ["--logtostderr", "--logflow", "-v=7"]
         started = time.monotonic()
-        proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=3600)
+        with log.open("w") if log is not None else contextlib.nullcontext() as err:
+            proc = subprocess.run(cmd, env=self.env, stdout=subprocess.PIPE, text=True, timeout=3600,
+                                  stderr=err or subprocess.PIPE)
         seconds = time.monotonic() - started
         if proc.returncode != 0:
+            stderr = log.read_text()[-4000:] if log is not None else (proc.stderr or "")[-4000:]
             raise SystemExit(f"pulumi_bench: `{' '.join(cmd)}` failed ({proc.returncode}):\n"
-                             f"{proc.stdout[-4000:]}{proc.stderr[-4000:]}")
+                             f"{proc.stdout[-4000:]}{stderr}")
         return seconds
 
     def last_move(self) -> dict[str, Any]:
@@ -90,6 +103,51 @@ class Project:
         resources = json.loads(proc.stdout)["deployment"]["resources"]
         (loc,) = [r for r in resources if r["type"].endswith(":ObjectLocation")]
         return dict(loc.get("outputs", {}).get("lastMove") or {})
+
+
+_CALL = re.compile(r"Provider\[[^\]]+\]\.(?P<op>Check|Update|Create)\((?:[\w-]+,)?urn:[^)]*"
+                   r"::(?P<name>preflight|objects)(?:,[\w-]+)?\):? (?P<what>executing|success)")
+
+
+def where_it_went(log: Path, total_s: float, engine_s: float | None = None) -> dict[str, float]:
+    """Split one CLI run by the engine's log (`Project.run(log=...)`), at the last `check` of MovePreflight
+    (an update's; a preview's comes earlier) and, in an `up` of a move (`engine_s` given), ObjectLocation's
+    update:
+    - `to pre-flight`: CLI start, its preview if any, the language host and the program up to the gate;
+    - `pre-flight`: MovePreflight's check (both clusters read, the plan, the findings);
+    - `installs and handover`: the installs' diffs and the Ironic handover, to the move's start;
+    - `move`: the engine's own move (ObjectLocation's `lastMove.seconds`);
+    - `around the move`: the rest of ObjectLocation's update (the clients, the outputs' reading);
+    - `to exit`: after the update, to the CLI's exit (the state written).
+    In a preview (no `engine_s`): `to pre-flight`, `pre-flight`, `installs' diffs` to ObjectLocation's
+    check, that `check`, and `to exit`."""
+    first: float | None = None
+    marks: dict[tuple[str, str, str], float] = {}
+    for line in log.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        stamp, _, frac = str(entry.get("time", "")).rstrip("Z").partition(".")
+        if not stamp:
+            continue
+        t = datetime.fromisoformat(stamp + "+00:00").timestamp() + float("0." + (frac or "0"))
+        first = t if first is None else first
+        m = _CALL.match(str(entry.get("msg", "")))
+        if m:
+            op = "Write" if m["op"] in ("Update", "Create") else m["op"]
+            marks[(op, m["name"], m["what"])] = t - first   # the last of each: the update's, after any preview
+    second = ("Write", "objects") if engine_s is not None else ("Check", "objects")
+    need = [("Check", "preflight", "executing"), ("Check", "preflight", "success"),
+            (*second, "executing"), (*second, "success")]
+    if any(k not in marks for k in need):
+        return {}
+    pf0, pf1, ol0, ol1 = (marks[k] for k in need)
+    if engine_s is None:
+        return {"to pre-flight": pf0, "pre-flight": pf1 - pf0, "installs' diffs": ol0 - pf1,
+                "ObjectLocation's check": ol1 - ol0, "to exit": total_s - ol1}
+    return {"to pre-flight": pf0, "pre-flight": pf1 - pf0, "installs and handover": ol0 - pf1,
+            "move": engine_s, "around the move": ol1 - ol0 - engine_s, "to exit": total_s - ol1}
 
 
 def run_size(hosts: int, previews: int, base: Path) -> dict[str, Any]:
@@ -108,16 +166,25 @@ def run_size(hosts: int, previews: int, base: Path) -> dict[str, Any]:
         for i in range(previews):
             times.append(project.run("preview"))
             say(f"{hosts} hosts: no-change preview {i + 1}/{previews}: {times[-1]:.1f} s")
+        logs = base / f"h{hosts}" / "logs"
+        logs.mkdir()
+        logged = project.run("preview", log=logs / "preview.log")    # one more, not in the median: logging
+        preview_parts = where_it_went(logs / "preview.log", logged)
+        say(f"{hosts} hosts: a no-change preview with the engine's log, {logged:.1f} s: {_parts(preview_parts)}")
         project.set_location("target")
         pivot_preview = project.run("preview")
         say(f"{hosts} hosts: preview of the pivot: {pivot_preview:.1f} s; now `pulumi up` to the target")
-        up_fwd = project.run("up", "--yes")
+        up_fwd = project.run("up", "--yes", log=logs / "pivot.log")
         fwd = project.last_move()
+        fwd_parts = where_it_went(logs / "pivot.log", up_fwd, float(fwd.get("seconds") or 0))
+        say(f"{hosts} hosts: pivot up, where it went: {_parts(fwd_parts)}")
         say(f"{hosts} hosts: pivot up {up_fwd:.1f} s, engine move {fwd.get('seconds')} s; settling the target")
         settle_after_move(tgt, topo)
         project.set_location("ephemeral")
-        up_back = project.run("up", "--yes", "--skip-preview")
+        up_back = project.run("up", "--yes", "--skip-preview", log=logs / "back.log")
         back = project.last_move()
+        back_parts = where_it_went(logs / "back.log", up_back, float(back.get("seconds") or 0))
+        say(f"{hosts} hosts: move back up, where it went: {_parts(back_parts)}")
         say(f"{hosts} hosts: move back up {up_back:.1f} s (no preview), engine move {back.get('seconds')} s")
         fwd_s, back_s = float(fwd.get("seconds") or 0), float(back.get("seconds") or 0)
         return {"hosts": hosts, "objects": objects, "install_s": install, "previews_s": times,
@@ -125,7 +192,8 @@ def run_size(hosts: int, previews: int, base: Path) -> dict[str, Any]:
                 "up_forward_s": up_fwd, "engine_forward_s": fwd_s, "moved_forward": fwd.get("moved"),
                 "overhead_forward": (up_fwd - fwd_s) / fwd_s if fwd_s else None,
                 "up_back_s": up_back, "engine_back_s": back_s, "moved_back": back.get("moved"),
-                "overhead_back": (up_back - back_s) / back_s if back_s else None}
+                "overhead_back": (up_back - back_s) / back_s if back_s else None,
+                "parts_preview_s": preview_parts, "parts_forward_s": fwd_parts, "parts_back_s": back_parts}
     finally:
         eph.stop()
         tgt.stop()
@@ -142,7 +210,20 @@ def table(rows: list[dict[str, Any]]) -> str:
                  f"{r['up_forward_s']:.1f}", f"{r['engine_forward_s']:.1f}", _pct(r["overhead_forward"]),
                  f"{r['up_back_s']:.1f}", f"{r['engine_back_s']:.1f}", _pct(r["overhead_back"])]
         lines.append("| " + " | ".join(cells) + " |")
+    for title, runs in (("a no-change `preview`", [("preview", "preview")]),
+                        ("each `up` of a move", [("pivot `up`", "forward"), ("back `up --skip-preview`", "back")])):
+        parts = [(r["hosts"], what, r.get(f"parts_{way}_s") or {}) for r in rows for what, way in runs]
+        names = list(next((p for *_, p in parts if p), {}))
+        if names:
+            lines += ["", f"where {title} went (s, from the engine's log):", "",
+                      "| hosts | run | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+            lines += [f"| {h} | {what} | " + " | ".join(f"{p[n]:.1f}" if n in p else "-" for n in names) + " |"
+                      for h, what, p in parts]
     return "\n".join(lines)
+
+
+def _parts(parts: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.1f} s" for k, v in parts.items()) or "(not found in the engine's log)"
 
 
 def _pct(ratio: float | None) -> str:
