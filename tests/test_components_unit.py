@@ -8,6 +8,7 @@ kubeconfigs secret.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pulumi
@@ -39,12 +40,16 @@ KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\n"
 
 
 @pytest.fixture
-def mocks() -> Mocks:
-    # earlier tests ran asyncio.run(), which leaves no current loop; Pulumi's mocks expect one
-    asyncio.set_event_loop(asyncio.new_event_loop())
+def mocks() -> Iterator[Mocks]:
+    # earlier tests ran asyncio.run(), which leaves no current loop; Pulumi's mocks expect one, and the
+    # loop is closed after the test (left open, each one was a ResourceWarning in the suite's summary)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     m = Mocks()
     pulumi.runtime.set_mocks(m, preview=False)
-    return m
+    yield m
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 @pulumi.runtime.test

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 import pulumi
@@ -55,11 +56,16 @@ class Recorder(pulumi.runtime.Mocks):
 
 
 @pytest.fixture
-def mocks() -> Recorder:
-    asyncio.set_event_loop(asyncio.new_event_loop())
+def mocks() -> Iterator[Recorder]:
+    # earlier tests ran asyncio.run(), which leaves no current loop; Pulumi's mocks expect one, and the
+    # loop is closed after the test (left open, each one was a ResourceWarning in the suite's summary)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     m = Recorder()
     pulumi.runtime.set_mocks(m, preview=False)
-    return m
+    yield m
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 #: how a secret value travels in the resource monitor's wire format (what mocks are handed)
