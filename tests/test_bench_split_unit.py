@@ -1,0 +1,80 @@
+"""`make bench-pulumi` splits a CLI run by the engine's own log. The split reads lines whose wording is
+Pulumi's, not ours: these are the shapes pulumi v3.274.1 writes at `-v=7` (Check and Update copied from a
+real log, Create from the same release's provider_plugin.go). When the pinned pulumi changes, compare its
+formats with these lines: a split that finds nothing prints "(not found in the engine's log)"."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.pulumi_bench import where_it_went
+
+pytestmark = pytest.mark.unit
+
+PF = "urn:pulumi:bench::metal3-pivot::pulumi-python:dynamic/metal3:MovePreflight::preflight"
+OL = "urn:pulumi:bench::metal3-pivot::pulumi-python:dynamic/metal3:ObjectLocation::objects"
+CERT = ("urn:pulumi:bench::metal3-pivot::metal3:ironic:Ironic$pulumi-python:dynamic/metal3:WebhookCertificate"
+        "::ironic-webhookcertificate-baremetal-operator-system-baremetal-operator-serving-cert")
+
+
+def _log(tmp_path: Path, lines: list[tuple[float, str]]) -> Path:
+    """Engine log lines at `seconds` past 12:00:00 (the engine writes nanoseconds and a Z)."""
+    path = tmp_path / "engine.log"
+    path.write_text("".join(
+        json.dumps({"time": f"2026-12-01T12:00:{int(t):02d}.{round((t % 1) * 1e9):09d}Z", "level": "INFO",
+                    "msg": msg, "v": 7}) + "\n" for t, msg in lines) + "not json: a plugin's own stderr\n")
+    return path
+
+
+def test_an_up_of_a_move_is_split_at_the_gate_and_the_update(tmp_path: Path) -> None:
+    log = _log(tmp_path, [
+        (0.0, "log rotation"),
+        # a preview's check comes first: the update's is the last one
+        (1.0, f"Provider[0x3b6d].Check({PF}) executing (#oldInputs=17,#newInputs=12)"),
+        (2.0, f"Provider[0x3b6d].Check({PF}) success: inputs=#17 failures=#0"),
+        (5.0, f"Provider[0x3b6d].Check({PF}) executing (#oldInputs=17,#newInputs=12)"),
+        (7.5, f"Provider[0x3b6d].Check({PF}) success: inputs=#17 failures=#0"),
+        (8.0, f"Provider[0x3b6d].Check({CERT}) executing (#oldInputs=3,#newInputs=3)"),
+        (9.0, f"Provider[0x3b6d].Diff({PF},move-preflight): executing (#oldInputs=17#oldOutputs=2,#newInputs=17)"),
+        (11.0, f"Provider[0x3b6d].Check({OL}) executing (#oldInputs=17,#newInputs=12)"),
+        (11.1, f"Provider[0x3b6d].Check({OL}) success: inputs=#17 failures=#0"),
+        (11.5, f"Provider[0x3b6d].Update(object-location,{OL}) executing (#oldInputs=17,#oldOutputs=19,#newInputs=17)"),
+        (59.0, f"Provider[0x3b6d].Update(object-location,{OL}) success; #outs=19"),
+    ])
+    parts = where_it_went(log, total_s=60.0, engine_s=45.0)
+    assert parts == pytest.approx({"to pre-flight": 5.0, "pre-flight": 2.5, "installs and handover": 4.0,
+                                   "move": 45.0, "around the move": 2.5, "to exit": 1.0})
+    assert sum(parts.values()) == pytest.approx(60.0)
+
+
+def test_a_first_move_is_a_create(tmp_path: Path) -> None:
+    log = _log(tmp_path, [
+        (0.0, "start"),
+        (1.0, f"Provider[0x1].Check({PF}) executing (#oldInputs=0,#newInputs=12)"),
+        (2.0, f"Provider[0x1].Check({PF}) success: inputs=#17 failures=#0"),
+        (3.0, f"Provider[0x1].Create({OL}) executing (#props=17)"),
+        (13.0, f"Provider[0x1].Create({OL}) success: id=object-location; #outs=19"),
+    ])
+    assert where_it_went(log, total_s=14.0, engine_s=9.0)["around the move"] == pytest.approx(1.0)
+
+
+def test_a_preview_is_split_at_both_checks(tmp_path: Path) -> None:
+    log = _log(tmp_path, [
+        (0.0, "start"),
+        (3.0, f"Provider[0x1].Check({PF}) executing (#oldInputs=17,#newInputs=12)"),
+        (5.0, f"Provider[0x1].Check({PF}) success: inputs=#17 failures=#0"),
+        (6.5, f"Provider[0x1].Check({OL}) executing (#oldInputs=17,#newInputs=12)"),
+        (6.75, f"Provider[0x1].Check({OL}) success: inputs=#17 failures=#0"),
+    ])
+    assert where_it_went(log, total_s=7.5) == pytest.approx(
+        {"to pre-flight": 3.0, "pre-flight": 2.0, "installs' diffs": 1.5, "ObjectLocation's check": 0.25,
+         "to exit": 0.75})
+
+
+def test_a_log_without_the_calls_gives_no_split_rather_than_a_wrong_one(tmp_path: Path) -> None:
+    log = _log(tmp_path, [(0.0, "start"), (1.0, f"Provider[0x1].Check({PF}) executing (#oldInputs=17)")])
+    assert where_it_went(log, total_s=2.0, engine_s=1.0) == {}
+    assert where_it_went(log, total_s=2.0) == {}
