@@ -18,7 +18,9 @@ kubelet runs the controllers here; the file:// backend). Then, timed from the CL
    `pulumi up --yes --skip-preview` with `location: ephemeral`: the move back without the preview.
 Both `up`s of a move run with the engine's log (`-v=7`, one line per provider call) so that the overhead
 is split where it goes (`where_it_went`): the start and the program, MovePreflight's reading, the installs
-and the Ironic handover, what ObjectLocation's update does around the engine's move, the exit.
+and the Ironic handover, what ObjectLocation's update does around the engine's move, the exit. Their
+times include the log's own cost (some 3,000 lines at `-v=7`; the 18:04 run of 2026-12-01, logged, and
+the 17:42 one, not, were within the machine's noise of each other: docs/performance.md).
 Progress goes to stderr as it happens; the tables to stdout; every figure to the JSON file.
 """
 
