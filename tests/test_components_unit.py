@@ -7,7 +7,6 @@ kubeconfigs secret.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 from components.config import ConfigError, parse
 from components.webhook_cert import TYPE as CERT_TYPE
 from components.webhook_cert import WebhookCertificateProvider
+from tests.kit.pulumi_mocks import mocks_on_own_loop
 
 pytestmark = pytest.mark.unit
 
@@ -41,15 +41,7 @@ KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\n"
 
 @pytest.fixture
 def mocks() -> Iterator[Mocks]:
-    # earlier tests ran asyncio.run(), which leaves no current loop; Pulumi's mocks expect one, and the
-    # loop is closed after the test (left open, each one was a ResourceWarning in the suite's summary)
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    m = Mocks()
-    pulumi.runtime.set_mocks(m, preview=False)
-    yield m
-    asyncio.set_event_loop(None)
-    loop.close()
+    yield from mocks_on_own_loop(Mocks())
 
 
 @pulumi.runtime.test

@@ -8,7 +8,6 @@ is declared after the Deployment that serves it, each Secret before it.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from components.webhook_cert import (
     issue,
     renewal_due,
 )
+from tests.kit.pulumi_mocks import mocks_on_own_loop
 
 pytestmark = pytest.mark.unit
 
@@ -57,15 +57,7 @@ class Recorder(pulumi.runtime.Mocks):
 
 @pytest.fixture
 def mocks() -> Iterator[Recorder]:
-    # earlier tests ran asyncio.run(), which leaves no current loop; Pulumi's mocks expect one, and the
-    # loop is closed after the test (left open, each one was a ResourceWarning in the suite's summary)
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    m = Recorder()
-    pulumi.runtime.set_mocks(m, preview=False)
-    yield m
-    asyncio.set_event_loop(None)
-    loop.close()
+    yield from mocks_on_own_loop(Recorder())
 
 
 #: how a secret value travels in the resource monitor's wire format (what mocks are handed)

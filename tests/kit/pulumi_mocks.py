@@ -1,0 +1,25 @@
+"""Pulumi's unit-test mocks on an event loop of their own, for the fixtures of the component unit tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import TypeVar
+
+import pulumi
+
+M = TypeVar("M", bound=pulumi.runtime.Mocks)
+
+
+def mocks_on_own_loop(mocks: M) -> Iterator[M]:
+    """`yield from` this in a fixture. Pulumi's mocks expect a current event loop, and earlier tests ran
+    `asyncio.run()`, which leaves none; the loop made here is closed after the test (left open, each was a
+    ResourceWarning under `-W default`)."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        pulumi.runtime.set_mocks(mocks, preview=False)
+        yield mocks
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
