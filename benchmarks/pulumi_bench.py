@@ -178,17 +178,18 @@ def run_size(hosts: int, previews: int, base: Path) -> dict[str, Any]:
         say(f"{hosts} hosts: preview of the pivot: {pivot_preview:.1f} s; now `pulumi up` to the target")
         up_fwd = project.run("up", "--yes", log=logs / "pivot.log")
         fwd = project.last_move()
-        fwd_parts = where_it_went(logs / "pivot.log", up_fwd, float(fwd.get("seconds") or 0))
+        fwd_s = float(fwd.get("seconds") or 0)
+        fwd_parts = where_it_went(logs / "pivot.log", up_fwd, fwd_s)
         say(f"{hosts} hosts: pivot up, where it went: {_parts(fwd_parts)}")
         say(f"{hosts} hosts: pivot up {up_fwd:.1f} s, engine move {fwd.get('seconds')} s; settling the target")
         settle_after_move(tgt, topo)
         project.set_location("ephemeral")
         up_back = project.run("up", "--yes", "--skip-preview", log=logs / "back.log")
         back = project.last_move()
-        back_parts = where_it_went(logs / "back.log", up_back, float(back.get("seconds") or 0))
+        back_s = float(back.get("seconds") or 0)
+        back_parts = where_it_went(logs / "back.log", up_back, back_s)
         say(f"{hosts} hosts: move back up, where it went: {_parts(back_parts)}")
         say(f"{hosts} hosts: move back up {up_back:.1f} s (no preview), engine move {back.get('seconds')} s")
-        fwd_s, back_s = float(fwd.get("seconds") or 0), float(back.get("seconds") or 0)
         return {"hosts": hosts, "objects": objects, "install_s": install, "previews_s": times,
                 "preview_median_s": statistics.median(times), "pivot_preview_s": pivot_preview,
                 "up_forward_s": up_fwd, "engine_forward_s": fwd_s, "moved_forward": fwd.get("moved"),
