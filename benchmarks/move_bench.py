@@ -153,10 +153,30 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+#: the machine's counters kept beside the processes' in each sample (/proc/stat, in clock ticks)
+MACHINE = ("machine iowait", "machine steal", "machine total")
+
+
+def machine_ticks() -> dict[str, float]:
+    """The whole machine's CPU time waiting on I/O, taken by the host (steal), and in all (/proc/stat).
+
+    Why: on this shared machine the host takes CPU (vmstat's `st`), and a phase whose cores were idle was
+    either waiting (on the disk, on the API servers' latency) or not given them; the two read alike in
+    the processes' counters. Zeros where /proc/stat cannot be read."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return dict.fromkeys(MACHINE, 0.0)
+    iowait = fields[4] if len(fields) > 4 else 0
+    steal = fields[7] if len(fields) > 7 else 0
+    return dict(zip(MACHINE, (float(iowait), float(steal), float(sum(fields[:8]))), strict=True))
+
+
 class CpuMeter:
     """Samples the CPU time of the engine and of both clusters' processes four times a second, so each phase
     of a move can say who used the cores: a phase slower than its writes at the raw rates is either waiting
-    (cores idle) or paying for work the raw run does not make (the garbage collector, the engine itself)."""
+    (cores idle) or paying for work the raw run does not make (the garbage collector, the engine itself).
+    The machine's iowait and steal are sampled too: idle cores that the host took are not the move's."""
 
     def __init__(self, pids: dict[str, int], interval: float = 0.25) -> None:
         self.pids = pids
@@ -166,7 +186,8 @@ class CpuMeter:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> None:
-        self.samples.append((time.monotonic(), {n: cpu_seconds(p) for n, p in self.pids.items()}))
+        self.samples.append((time.monotonic(), {**{n: cpu_seconds(p) for n, p in self.pids.items()},
+                                                **machine_ticks()}))
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -200,22 +221,28 @@ class CpuMeter:
             a, b = self._at(t), self._at(t + seconds)
             used = {n: round(max(0.0, b.get(n, 0.0) - a.get(n, 0.0)), 2) for n in self.pids}
             busy = sum(used.values()) / max(seconds, 1e-9) / (os.cpu_count() or 1)
-            out[name] = {**used, "wall": round(seconds, 2), "cores_busy": round(busy, 2)}
+            ticks = {n: b.get(n, 0.0) - a.get(n, 0.0) for n in MACHINE}
+            total = ticks["machine total"]
+            shares = {"iowait": round(ticks["machine iowait"] / total, 3) if total > 0 else 0.0,
+                      "steal": round(ticks["machine steal"] / total, 3) if total > 0 else 0.0}
+            out[name] = {**used, "wall": round(seconds, 2), "cores_busy": round(busy, 2), **shares}
             t += seconds
         return out
 
 
 def cpu_table(label: str, cpu: dict[str, dict[str, float]]) -> str:
-    """One line per phase of at least a second: wall, the share of the cores busy, CPU per process."""
-    procs = [n for n in next(iter(cpu.values()), {}) if n not in ("wall", "cores_busy")]
+    """One line per phase of at least a second: wall, the share of the cores busy, the machine's CPU taken by
+    the host (steal) and waiting on I/O, CPU per process."""
+    procs = [n for n in next(iter(cpu.values()), {}) if n not in ("wall", "cores_busy", "iowait", "steal")]
     short = [n.replace("kube-controller-manager", "kcm").replace("kube-apiserver", "apiserver") for n in procs]
-    lines = [f"# {label}: CPU seconds per phase (cores busy = all CPU / wall / cores)",
-             "| phase | wall s | cores busy | " + " | ".join(short) + " |",
-             "|---|---|---|" + "---|" * len(procs)]
+    lines = [f"# {label}: CPU seconds per phase (cores busy = all CPU / wall / cores; steal and iowait: the "
+             "machine's share)",
+             "| phase | wall s | cores busy | steal | iowait | " + " | ".join(short) + " |",
+             "|---|---|---|---|---|" + "---|" * len(procs)]
     for phase, row in cpu.items():
         if row["wall"] >= 1.0:
-            lines.append(f"| {phase} | {row['wall']:.1f} | {row['cores_busy']:.0%} | "
-                         + " | ".join(f"{row[n]:.1f}" for n in procs) + " |")
+            lines.append(f"| {phase} | {row['wall']:.1f} | {row['cores_busy']:.0%} | {row.get('steal', 0.0):.0%} | "
+                         f"{row.get('iowait', 0.0):.0%} | " + " | ".join(f"{row[n]:.1f}" for n in procs) + " |")
     return "\n".join(lines)
 
 

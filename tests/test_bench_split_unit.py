@@ -78,3 +78,20 @@ def test_a_log_without_the_calls_gives_no_split_rather_than_a_wrong_one(tmp_path
     log = _log(tmp_path, [(0.0, "start"), (1.0, f"Provider[0x1].Check({PF}) executing (#oldInputs=17)")])
     assert where_it_went(log, total_s=2.0, engine_s=1.0) == {}
     assert where_it_went(log, total_s=2.0) == {}
+
+
+def test_the_cpu_meter_says_what_the_host_took_and_what_waited_on_io() -> None:
+    """A phase's idle cores are split into the host's steal and I/O wait from the machine's counters
+    (/proc/stat), sampled with the processes'; a phase with no machine ticks reads zero, not an error."""
+    from benchmarks.move_bench import CpuMeter, cpu_table
+
+    meter = CpuMeter({"engine": 0})
+    meter.samples = [
+        (0.0, {"engine": 0.0, "machine iowait": 0.0, "machine steal": 0.0, "machine total": 0.0}),
+        (10.0, {"engine": 5.0, "machine iowait": 100.0, "machine steal": 300.0, "machine total": 2000.0}),
+        (20.0, {"engine": 9.0, "machine iowait": 100.0, "machine steal": 300.0, "machine total": 2000.0}),
+    ]
+    cpu = meter.by_phase(0.0, {"create": 10.0, "delete": 10.0})
+    assert cpu["create"]["steal"] == 0.15 and cpu["create"]["iowait"] == 0.05 and cpu["create"]["engine"] == 5.0
+    assert cpu["delete"]["steal"] == 0.0 and cpu["delete"]["iowait"] == 0.0
+    assert "| create | 10.0 |" in cpu_table("t", cpu) and "| 15% | 5% |" in cpu_table("t", cpu)
