@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import hashlib
 import json
 import math
 import multiprocessing
@@ -153,6 +154,35 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def machine_speed(rounds: int = 3, seconds: float = 2.0) -> dict[str, float]:
+    """How fast this machine is right now, for comparing runs made at different times.
+
+    Why: the machine is shared, and its speed has moved by 2x between runs on the same day (the same
+    no-change preview took 4.3-4.8 s at 01:15 and 7.1-8.8 s at 20:45 on 2026-12-01, the host taking no
+    CPU either time by `vmstat`). A figure from one run is compared with another's only through this:
+    `calibration_s`, the best of `rounds` timings of the same pure-Python work on one core (JSON
+    encoding and decoding and hashing, what the engine's client does); and `steal` and `iowait`, the
+    machine's shares over `seconds` of idling before the run."""
+    doc = [{"metadata": {"name": f"host-{i}", "labels": {"cluster.x-k8s.io/cluster-name": f"c{i % 20}"},
+                         "annotations": {"note": "x" * 200}}, "spec": {"bootMACAddress": f"00:00:00:00:{i:08x}"}}
+           for i in range(5000)]
+    best = math.inf
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for _ in range(4):
+            text = json.dumps(doc)
+            json.loads(text)
+            hashlib.sha256(text.encode() * 4).hexdigest()
+        best = min(best, time.perf_counter() - t)
+    a = machine_ticks()
+    time.sleep(seconds)
+    b = machine_ticks()
+    total = max(1.0, b["machine total"] - a["machine total"])
+    return {"calibration_s": round(best, 3),
+            "steal": round((b["machine steal"] - a["machine steal"]) / total, 3),
+            "iowait": round((b["machine iowait"] - a["machine iowait"]) / total, 3)}
+
+
 #: the machine's counters kept beside the processes' in each sample (/proc/stat, in clock ticks)
 MACHINE = ("machine iowait", "machine steal", "machine total")
 
@@ -170,6 +200,11 @@ def machine_ticks() -> dict[str, float]:
     iowait = fields[4] if len(fields) > 4 else 0
     steal = fields[7] if len(fields) > 7 else 0
     return dict(zip(MACHINE, (float(iowait), float(steal), float(sum(fields[:8]))), strict=True))
+
+
+def speed_line(speed: dict[str, Any]) -> str:
+    return (f"calibration {speed['calibration_s']:.3f} s (lower is faster), the host's steal {speed['steal']:.0%}, "
+            f"iowait {speed['iowait']:.0%} before the run")
 
 
 class CpuMeter:
@@ -478,9 +513,9 @@ def main() -> int:
     live = None if a.bare_seed else live_metadata.load(a.live_metadata)
     machine = {"machine": platform.machine(), "cores": os.cpu_count(), "python": platform.python_version(),
                "concurrency": a.concurrency, "seed": "bare" if live is None else str(a.live_metadata),
-               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **machine_speed()}
     print(f"# machine: {machine['machine']}, {machine['cores']} cores, Python {machine['python']}, "
-          f"concurrency {a.concurrency}, seed {machine['seed']}", flush=True)
+          f"concurrency {a.concurrency}, seed {machine['seed']}; {speed_line(machine)}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="m3p-bench-") as tmp:
         for hosts in a.hosts:

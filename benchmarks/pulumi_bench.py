@@ -44,7 +44,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks.move_bench import say, settle_after_move, topology_for
+from benchmarks.move_bench import machine_speed, say, settle_after_move, speed_line, topology_for
 from lab.cli import seed_cluster, start_clusters
 from lab.cluster import LocalCluster
 from lab.data.seed_objects import Topology, build
@@ -242,7 +242,8 @@ def main() -> int:
     args = p.parse_args()
     rows: list[dict[str, Any]] = []
     meta = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"), **machine_speed()}
+    say(f"machine: {speed_line(meta)}")
     with tempfile.TemporaryDirectory(prefix="m3p-pbench-") as tmp:
         for hosts in args.hosts:
             rows.append(run_size(hosts, args.previews, Path(tmp)))
