@@ -158,8 +158,8 @@ def machine_speed(rounds: int = 3, seconds: float = 2.0) -> dict[str, float]:
     """How fast this machine is right now, for comparing runs made at different times.
 
     Why: the machine is shared, and its speed has moved by 2x between runs on the same day (the same
-    no-change preview took 4.3-4.8 s at 01:15 and 7.1-8.8 s at 20:45 on 2026-12-01, the host taking no
-    CPU either time by `vmstat`). A figure from one run is compared with another's only through this:
+    no-change preview took 4.3-4.8 s at 01:15 and 7.1-8.8 s at 20:45 on 2026-12-01, with the host
+    taking no CPU at 20:45 by `vmstat`). A figure from one run is compared with another's only through this:
     `calibration_s`, the best of `rounds` timings of the same pure-Python work on one core (JSON
     encoding and decoding and hashing, what the engine's client does); and `steal` and `iowait`, the
     machine's shares over `seconds` of idling before the run."""
