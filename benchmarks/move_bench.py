@@ -159,10 +159,12 @@ def machine_speed(rounds: int = 3, seconds: float = 2.0) -> dict[str, float]:
 
     Why: the machine is shared, and its speed has moved by 2x between runs on the same day (the same
     no-change preview took 4.3-4.8 s at 01:15 and 7.1-8.8 s at 20:45 on 2026-12-01, with the host
-    taking no CPU at 20:45 by `vmstat`). A figure from one run is compared with another's only through this:
-    `calibration_s`, the best of `rounds` timings of the same pure-Python work on one core (JSON
-    encoding and decoding and hashing, what the engine's client does); and `steal` and `iowait`, the
-    machine's shares over `seconds` of idling before the run."""
+    taking no CPU at 20:45 by `vmstat`). So each run records `calibration_s`, the best of `rounds`
+    timings of the same pure-Python work on one core (JSON encoding and decoding and hashing, what the
+    engine's client does), and `steal` and `iowait`, the machine's shares over `seconds` of idling
+    before the run. A rough guide only: it is taken at the start, and the machine's speed can move
+    within a run (22:51 that day: the fastest calibration yet, then a run slower throughout than
+    20:45's); the per-phase `steal` columns are sampled throughout."""
     doc = [{"metadata": {"name": f"host-{i}", "labels": {"cluster.x-k8s.io/cluster-name": f"c{i % 20}"},
                          "annotations": {"note": "x" * 200}}, "spec": {"bootMACAddress": f"00:00:00:00:{i:08x}"}}
            for i in range(5000)]
