@@ -178,11 +178,7 @@ def machine_speed(rounds: int = 3, seconds: float = 2.0) -> dict[str, float]:
         best = min(best, time.perf_counter() - t)
     a = machine_ticks()
     time.sleep(seconds)
-    b = machine_ticks()
-    total = max(1.0, b["machine total"] - a["machine total"])
-    return {"calibration_s": round(best, 3),
-            "steal": round((b["machine steal"] - a["machine steal"]) / total, 3),
-            "iowait": round((b["machine iowait"] - a["machine iowait"]) / total, 3)}
+    return {"calibration_s": round(best, 3), **machine_shares(a, machine_ticks())}
 
 
 #: the machine's counters kept beside the processes' in each sample (/proc/stat, in clock ticks)
@@ -202,6 +198,14 @@ def machine_ticks() -> dict[str, float]:
     iowait = fields[4] if len(fields) > 4 else 0
     steal = fields[7] if len(fields) > 7 else 0
     return dict(zip(MACHINE, (float(iowait), float(steal), float(sum(fields[:8]))), strict=True))
+
+
+def machine_shares(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    """The machine's I/O wait and steal between two readings (`machine_ticks`, or samples holding them), as
+    shares of all its CPU time then; zeros when no tick passed."""
+    total = b.get("machine total", 0.0) - a.get("machine total", 0.0)
+    return {name: round((b.get(f"machine {name}", 0.0) - a.get(f"machine {name}", 0.0)) / total, 3) if total > 0
+            else 0.0 for name in ("iowait", "steal")}
 
 
 def speed_line(speed: dict[str, Any]) -> str:
@@ -258,11 +262,7 @@ class CpuMeter:
             a, b = self._at(t), self._at(t + seconds)
             used = {n: round(max(0.0, b.get(n, 0.0) - a.get(n, 0.0)), 2) for n in self.pids}
             busy = sum(used.values()) / max(seconds, 1e-9) / (os.cpu_count() or 1)
-            ticks = {n: b.get(n, 0.0) - a.get(n, 0.0) for n in MACHINE}
-            total = ticks["machine total"]
-            shares = {"iowait": round(ticks["machine iowait"] / total, 3) if total > 0 else 0.0,
-                      "steal": round(ticks["machine steal"] / total, 3) if total > 0 else 0.0}
-            out[name] = {**used, "wall": round(seconds, 2), "cores_busy": round(busy, 2), **shares}
+            out[name] = {**used, "wall": round(seconds, 2), "cores_busy": round(busy, 2), **machine_shares(a, b)}
             t += seconds
         return out
 
