@@ -88,9 +88,9 @@ class Plan:
 
     def release(self) -> None:
         """Drop every object the plan holds, once the writes that need them are done. Why: each view holds its
-        cluster's objects whole (~600 MB of Python objects at 5,000 hosts), and what a run does after its
-        deletes reads the target afresh; without this the source's view and the fresh one coexist, and the
-        engine's peak memory doubles (docs/performance.md)."""
+        cluster's objects whole (~600 MB of Python objects at 5,000 hosts), and a run that must read the
+        target afresh after its deletes (Mover._finish_known) would otherwise hold the source's view beside
+        the fresh one: the engine's peak memory doubled (docs/performance.md)."""
         self.source.graph.nodes.clear()
         self.target.graph.nodes.clear()
         self.moving.clear()
@@ -401,3 +401,41 @@ def hosts_missing_status(view: ClusterView) -> list[tuple[Node, Obj]]:
 def unpause_patches(view: ClusterView) -> list[tuple[Node, Obj]]:
     """What is still paused by a move of ours in this cluster, and the patch that unpauses each."""
     return [(node, patch) for node in view.graph.nodes.values() if (patch := unpause_patch(node)) is not None]
+
+
+@dataclass
+class Finish:
+    """What the end of a move writes in the target, in this order: the provisioning status of host copies
+    that lack it, the marks that come off, the unpauses. Each entry's node gives the object's type and name
+    (and, read from the target, what it holds)."""
+
+    statuses: list[tuple[Node, Obj]] = field(default_factory=list)
+    marked: list[Node] = field(default_factory=list)
+    unpauses: list[tuple[Node, Obj]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, target: ClusterView, source_uids: set[str]) -> Finish:
+        """From the target as read (`source_uids`: what the source still holds)."""
+        return cls(hosts_missing_status(target), marks_to_strip(source_uids, target), unpause_patches(target))
+
+    def __add__(self, other: Finish) -> Finish:
+        return Finish(self.statuses + other.statuses, self.marked + other.marked, self.unpauses + other.unpauses)
+
+
+def finish_of_copies(sources: list[Node], source_uids: set[str]) -> Finish:
+    """`Finish.of` for the copies a run created from `sources` (as the pause left them), from what the run
+    wrote instead of a read of the target: a copy carries its source's annotations as paused, with our
+    marks where `target_copy` puts them in annotations (the same tests as `marks_to_strip` and
+    `unpause_patch` then give the same answers), and every host copy got its status right after its create
+    (`Mover._create_one`), which is what `hosts_missing_status` looks for. The entries hold stand-ins that
+    keep the name only, so the sources' objects can go."""
+    out = Finish()
+    for node in sources:
+        md = node.obj["metadata"]
+        name_only = Node(node.key, node.type, {"metadata": {k: md[k] for k in ("name", "namespace") if k in md}})
+        if not node.kept and marked_by_annotation(node) and node.uid not in source_uids:
+            out.marked.append(name_only)
+        patch = unpause_patch(node)
+        if patch is not None:
+            out.unpauses.append((name_only, patch))
+    return out

@@ -114,3 +114,83 @@ def test_a_second_run_changes_nothing(fresh_clusters) -> None:
     again = move(eph, tgt)
     assert (again.created, again.deleted, again.unpaused, again.writes) == (0, 0, 0, 0)
     assert resource_versions(tgt) == before
+
+
+def test_the_end_of_a_move_writes_what_a_read_of_the_target_would_say(fresh_clusters) -> None:
+    """A move that made every copy itself does not read the target again after its deletes
+    (Mover._finish_known): the host statuses, marks and unpauses it then writes come from what it wrote.
+    Held here against the read it skips, taken on the real target just before those writes, in both
+    directions, with an object whose marks go in annotations (a bare HardwareData sets no field but its
+    name). A run that finds an earlier run's copy reads the target, as before."""
+    import asyncio
+
+    from lab.cluster import kube_for
+    from lab.data.seed_objects import BMO
+    from metal3_pivot.discovery import discover
+    from metal3_pivot.mover import MoveOptions, Mover
+    from metal3_pivot.plan import Finish, copy_manager, make_plan, target_copy
+    from tests.kit.move import bundle_types
+
+    clusters = fresh_clusters()
+    eph, tgt = clusters["ephemeral"], clusters["target"]
+    seed_pair(clusters)
+    ns = TOPOLOGY.namespace
+
+    async def add_bare() -> None:
+        async with kube_for(eph) as k:
+            await k.create(bundle_types()["HardwareData.metal3.io"],
+                           {"apiVersion": BMO, "kind": "HardwareData", "metadata": {"name": "bare", "namespace": ns}})
+    asyncio.run(add_bare())
+    original = snapshot(eph)
+
+    def shape(finish: Finish) -> tuple[list, list, list]:
+        return (sorted((str(n.key), s) for n, s in finish.statuses), sorted(str(n.key) for n in finish.marked),
+                sorted((str(n.key), p) for n, p in finish.unpauses))
+
+    class Witness(Mover):
+        """Records the end it was given and what the target said just before it was written."""
+
+        def _finish_known(self, plan, left_in_source):   # type: ignore[no-untyped-def]
+            self.left = left_in_source
+            self.known = super()._finish_known(plan, left_in_source)
+            return self.known
+
+        async def restore_host_status(self, missing):   # type: ignore[no-untyped-def]
+            self.read = Finish.of(await discover(self.dst, [ns]), self.left)
+            return await super().restore_host_status(missing)
+
+    def witnessed(src, dst) -> Witness:   # type: ignore[no-untyped-def]
+        async def go() -> Witness:
+            async with kube_for(src) as s, kube_for(dst) as d:
+                mover = Witness(s, d, MoveOptions(namespaces=(ns,)))
+                await mover.run()
+                return mover
+        return asyncio.run(go())
+
+    forward = witnessed(eph, tgt)
+    assert forward.known is not None                        # nothing read after the deletes
+    marked, unpaused = shape(forward.read)[1:]
+    assert len(marked) == 1 and "HardwareData" in marked[0] and "bare" in marked[0]
+    assert len(unpaused) > 5                                # the hosts and the Cluster
+    assert shape(forward.known) == shape(forward.read)
+    assert check(eph, tgt, expect="target").ok
+    assert set(snapshot(tgt)) == set(original)
+    settle(tgt)
+
+    back = witnessed(tgt, eph)
+    assert back.known is not None
+    assert shape(back.known) == shape(back.read)
+    assert check(eph, tgt, expect="ephemeral").ok
+    settle(eph)
+
+    # an earlier run's copy in the target (as a run killed after one create leaves it): the target is read
+    async def one_copy() -> None:
+        async with kube_for(eph) as s, kube_for(tgt) as d:
+            plan = make_plan(await discover(s, [ns]), await discover(d, [ns]))
+            cluster = next(n for k, n in plan.moving.items() if k.kind == "Cluster")
+            await d.create(cluster.type.rt, target_copy(cluster, {}, {}), manager=copy_manager(cluster))
+    asyncio.run(one_copy())
+    resumed = witnessed(eph, tgt)
+    assert resumed.known is None
+    assert check(eph, tgt, expect="target").ok
+    assert set(snapshot(tgt)) == set(original)
