@@ -53,6 +53,7 @@ from metal3_pivot.plan import (
     SOURCE_VERSION,
     Plan,
     make_plan,
+    unfinished,
 )
 from metal3_pivot.preflight import findings
 from metal3_pivot.verify import VerifyReport, location_of, placement, verify
@@ -116,6 +117,7 @@ __all__ = [
     "prop_key",
     "read_lock",
     "resource_type_of_crd",
+    "unfinished",
     "unpacked",
     "verify",
     "version_key",

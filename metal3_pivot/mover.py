@@ -50,7 +50,6 @@ from metal3_pivot.plan import (
     finish_of_copies,
     make_plan,
     managed_fields_patch,
-    marks_to_strip,
     pause_patch,
     related,
     remarked_managed_fields,
@@ -58,8 +57,8 @@ from metal3_pivot.plan import (
     restore_unpause_patch,
     target_copy,
     uids,
+    unfinished,
     unpause_patch,
-    unpause_patches,
 )
 
 #: a validating webhook rule's apiGroups entry that matches every group
@@ -178,7 +177,7 @@ class Mover:
         phase("preflight")
         report.moved = plan.counts()
         self._say_stuck(plan)
-        if not plan.work and not unpause_patches(plan.target) and not marks_to_strip(uids(plan.source), plan.target):
+        if not plan.work and not unfinished(plan.source, plan.target):
             self.say(self._nothing_to_move(plan))
             report.moved = {}
             report.seconds = time.monotonic() - t0
@@ -257,6 +256,7 @@ class Mover:
             report.created = await self.create(plan)
             phase("create")
             await self.unpause_kept(plan)
+            await self.keep_originals(plan)
             report.deleted = await self.delete(plan)
             gone = {plan.moving[k].uid for k in plan.to_delete}
             phase("delete")
@@ -619,6 +619,24 @@ class Mover:
         with contextlib.suppress(NotFoundError):
             await self.src.delete(rt, md["name"], md.get("namespace"))
 
+    async def keep_originals(self, plan: Plan) -> None:
+        """A move reversed after the deletes had begun (a roll-back) finds originals in its target that the
+        first run marked delete-for-move and stripped of finalizers (`_delete_one`) but did not delete. They
+        stay now: the mark comes off and the finalizers come back from their copy (which has them as the
+        original had them when it was copied), before the copies that prove the mark ours are deleted. Left
+        on, the mark reads as another tool's move in progress, which the next move refuses
+        (preflight.no_foreign_move), and the providers would take a later real deletion for a move and skip
+        their cleanup."""
+        nodes = plan.target.graph.nodes
+        marked = [k for k in plan.already_in_target
+                  if DELETE_FOR_MOVE in nodes[k].annotations and related(plan.moving[k].obj, nodes[k].obj)]
+        if marked:
+            self.say(f"taking {DELETE_FOR_MOVE} off {len(marked)} objects in {self.dst.name} that an interrupted "
+                     "move had marked for deletion: they stay")
+        await self._bounded([(nodes[k], {"metadata": {"annotations": {DELETE_FOR_MOVE: None},
+                                                      "finalizers": plan.moving[k].obj["metadata"].get("finalizers")}})
+                             for k in marked], self._patch_target, "keep originals")
+
     # -- marks and unpause -----------------------------------------------------------------------------
     async def unpause_kept(self, plan: Plan) -> None:
         """What stays in the source (a shared ClusterClass) is unpaused there once its copy exists: clusterctl
@@ -634,8 +652,8 @@ class Mover:
         one an interrupted run created but did not finish (found by the live plane's kill test: such a host
         was provisioned again by the target's BMO). `missing`: Finish.statuses (hosts_missing_status)."""
         if missing:
-            self.say(f"restoring the provisioning status of {len(missing)} hosts in {self.dst.name} that an "
-                     "interrupted run created without it")
+            self.say(f"restoring the provisioning status of {len(missing)} hosts in {self.dst.name} that lack it "
+                     "(an interrupted run created them without it, or it was lost since), from the status they carry")
 
         async def one(item: tuple[Node, Obj]) -> None:
             node, status = item

@@ -418,8 +418,24 @@ class Finish:
         """From the target as read (`source_uids`: what the source still holds)."""
         return cls(hosts_missing_status(target), marks_to_strip(source_uids, target), unpause_patches(target))
 
+    def __bool__(self) -> bool:
+        """Whether there is anything to write."""
+        return bool(self.statuses or self.marked or self.unpauses)
+
+    def counts(self) -> dict[str, int]:
+        """How many writes of each step are due, the steps with none left out (what a preview shows)."""
+        return {k: n for k, n in (("statuses", len(self.statuses)), ("marks", len(self.marked)),
+                                  ("unpauses", len(self.unpauses))) if n}
+
     def __add__(self, other: Finish) -> Finish:
         return Finish(self.statuses + other.statuses, self.marked + other.marked, self.unpauses + other.unpauses)
+
+
+def unfinished(source: ClusterView, target: ClusterView) -> Finish:
+    """What the end of a move still owes `target`, read from both clusters. A move stopped after its last
+    delete (killed during its unpause, say) has every object where it goes, which counting objects cannot
+    tell from a finished move; this can: a run that finds nothing to copy or delete still has this to do."""
+    return Finish.of(target, uids(source))
 
 
 def finish_of_copies(sources: list[Node], source_uids: set[str]) -> Finish:

@@ -10,7 +10,17 @@ import pytest
 
 from lab.seams import seam_env
 from metal3_pivot.plan import COPY_MANAGER, SOURCE_UID, SOURCE_VERSION, copy_marks
-from tests.kit.move import canonical, check, cli_move_args, engine_cli, move, seed_pair, settle, snapshot
+from tests.kit.move import (
+    canonical,
+    check,
+    cli_move_args,
+    engine_cli,
+    move,
+    resource_versions,
+    seed_pair,
+    settle,
+    snapshot,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -68,6 +78,51 @@ def test_a_half_done_move_rolls_back_when_reversed(fresh_clusters) -> None:
     assert check(eph, tgt, expect="ephemeral").ok
     assert snapshot(tgt) == {}
     assert {key: canonical(o) for key, o in snapshot(eph).items()} == original
+
+
+def test_a_move_rolled_back_after_its_deletes_began_leaves_the_originals_as_they_were(fresh_clusters) -> None:
+    """Killed in its delete phase, right after marking a Machine delete-for-move (and taking its finalizers
+    off) but before deleting it, then reversed: the roll-back takes the mark off and gives the finalizers
+    back (from the copy) before deleting the copies. Left on, the mark read as another tool's move and the
+    next pivot was refused."""
+    import asyncio
+    import re
+
+    from lab.cluster import kube_for
+    from metal3_pivot import DELETE_FOR_MOVE
+    from tests.kit.move import TOPOLOGY, bundle_types, canonical_snapshot
+
+    clusters = fresh_clusters()
+    eph, tgt = clusters["ephemeral"], clusters["target"]
+    seed_pair(clusters)
+
+    machines = [key for key in snapshot(eph) if key.kind == "Machine"]
+
+    async def finalize() -> None:        # as CAPI's Machine controller leaves it (the lab seed has none)
+        rt = bundle_types()["Machine.cluster.x-k8s.io"]
+        async with kube_for(eph) as k:
+            for key in machines:
+                await k.patch(rt, key.name, key.namespace, {"metadata": {"finalizers": ["machine.cluster.x-k8s.io"]}})
+    asyncio.run(finalize())
+    original = canonical_snapshot(eph)
+    machine = (rf"^PATCH {re.escape(eph.server)}/apis/cluster\.x-k8s\.io/[^/]+/namespaces/{TOPOLOGY.namespace}"
+               r"/machines/[^/?]+(\?|$)")
+    killed = engine_cli(*cli_move_args(eph, tgt), env_extra=seam_env(kill_on=machine))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    marked = [k for k, o in snapshot(eph).items() if DELETE_FOR_MOVE in (o["metadata"].get("annotations") or {})]
+    assert marked and {k.kind for k in marked} == {"Machine"}, marked     # one, or more in flight with it
+
+    back = engine_cli(*cli_move_args(tgt, eph))
+    assert back.returncode == 0, back.stderr[-3000:]
+    assert "that an interrupted move had marked for deletion" in back.stderr
+    assert check(eph, tgt, expect="ephemeral").ok and snapshot(tgt) == {}
+    assert {key: canonical(o) for key, o in snapshot(eph).items()} == original
+    assert not any(DELETE_FOR_MOVE in (o["metadata"].get("annotations") or {}) for o in snapshot(eph).values())
+    assert snapshot(eph)[marked[0]]["metadata"].get("finalizers")
+
+    again = engine_cli(*cli_move_args(eph, tgt))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert check(eph, tgt, expect="target").ok
 
 
 def test_a_source_object_edited_while_the_move_was_stopped_is_copied_again(fresh_clusters) -> None:
@@ -167,6 +222,53 @@ def test_a_host_copy_left_without_its_status_gets_it_before_the_unpause(fresh_cl
     assert host["status"]["provisioning"] == before["provisioning"]
     assert BMH_PAUSED not in (host["metadata"].get("annotations") or {})
     assert BMH_STATUS not in (host["metadata"].get("annotations") or {})
+
+
+def test_a_moved_host_without_its_status_gets_it_when_nothing_else_is_left_to_do(fresh_clusters) -> None:
+    """A host copy of a finished move (its creator's name says it is ours), unpaused, that has lost its
+    provisioning status but carries it in its status annotation. Nothing is left to copy, delete or unpause,
+    and yet the run is not "nothing to move": the end's writes (plan.Finish) count as work, so it writes
+    the status, the one object it touches; a run after it writes nothing."""
+    import asyncio
+    import json
+
+    from lab.cluster import kube_for
+    from metal3_pivot import BMH_PAUSED, BMH_STATUS
+    from metal3_pivot.kube import ResourceType
+
+    bmh = ResourceType("metal3.io", "v1alpha1", "BareMetalHost", "baremetalhosts")
+    clusters = fresh_clusters()
+    eph, tgt = clusters["ephemeral"], clusters["target"]
+    seed_pair(clusters)
+    move(eph, tgt)
+
+    async def provisioned() -> dict:
+        async with kube_for(tgt) as k:
+            return next(h for h in await k.list(bmh)
+                        if (h.get("status") or {}).get("provisioning", {}).get("state") == "provisioned")
+    victim = asyncio.run(provisioned())
+    name, ns = victim["metadata"]["name"], victim["metadata"]["namespace"]
+    assert copy_marks(victim) and BMH_PAUSED not in (victim["metadata"].get("annotations") or {})
+
+    async def lose_status() -> None:
+        async with kube_for(tgt) as k:
+            await k.patch(bmh, name, ns, {"metadata": {"annotations": {BMH_STATUS: json.dumps(victim["status"])}}})
+            await k.patch(bmh, name, ns, {"status": None}, sub="status")
+    asyncio.run(lose_status())
+    before = resource_versions(tgt)
+
+    report = move(eph, tgt)
+    after = resource_versions(tgt)
+    assert (report.created, report.deleted, report.unpaused) == (0, 0, 0)
+    assert {k for k in after if after[k] != before[k]} == {k for k in after if k.kind == "BareMetalHost"
+                                                            and k.name == name}
+
+    async def host() -> dict:
+        async with kube_for(tgt) as k:
+            return await k.get(bmh, name, ns)
+    assert asyncio.run(host())["status"]["provisioning"] == victim["status"]["provisioning"]
+    move(eph, tgt)
+    assert resource_versions(tgt) == after
 
 
 def test_copies_record_their_source_in_their_creators_name_and_the_move_leaves_no_mark_to_strip(
