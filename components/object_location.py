@@ -69,6 +69,7 @@ from metal3_pivot import (
     placement,
     prop_key,
     read_lock,
+    unfinished,
 )
 
 #: problems that an update may legitimately fix first (the stack installs the target's providers)
@@ -179,13 +180,21 @@ def inspect(inputs: LocationInputs) -> LocationState:
     views = {"ephemeral": e, "target": t}
     state = LocationState(actual=actual, digest=_digest(e, t),
                           providers={side: _providers(v) for side, v in views.items()})
-    if actual in ("none", desired):
+    if actual == "none":
         return state
     src = "target" if desired == "ephemeral" else "ephemeral"
-    with no_cyclic_gc():   # the plan and the size checks allocate per object, as discovery does
-        plan = make_plan(views[src], views[desired])
-        state.pending = PendingMove(src, desired, plan.counts())
-        state.preflight = findings(plan, inputs.namespaces)
+    if actual == desired:
+        # every object where it goes, but a move stopped after its last delete may still owe the target its
+        # end (unpauses, host statuses): the update runs the Mover, which finishes it
+        owed = unfinished(views[src], views[desired])
+        if not owed:
+            return state
+        state.pending = PendingMove(src, desired, {}, owed.counts())
+    else:
+        with no_cyclic_gc():   # the plan and the size checks allocate per object, as discovery does
+            plan = make_plan(views[src], views[desired])
+            state.pending = PendingMove(src, desired, plan.counts())
+            state.preflight = findings(plan, inputs.namespaces)
     state.preflight += [Finding(Code.MOVE_IN_PROGRESS, "move lock", why) for why in locks]
     return state
 

@@ -22,7 +22,8 @@ from metal3_pivot import Write, add_write_hook
 
 #: SIGKILL the process right after this many accepted writes (across every client of the process)
 KILL_AFTER_WRITES_ENV = "METAL3_PIVOT_KILL_AFTER_WRITES"
-#: SIGKILL the process right after the first accepted write whose "METHOD path" matches this regular expression
+#: SIGKILL the process right after the first accepted write whose "METHOD path" or "METHOD serverpath" (the URL:
+#: to tell two clusters' writes to the same path apart) matches this regular expression
 KILL_ON_WRITE_ENV = "METAL3_PIVOT_KILL_ON_WRITE"
 #: append one JSON line per accepted write (time answered, time sent, pid, server, verb, path) to this file, so that the
 #: writes of several movers can be checked for interleaving
@@ -60,7 +61,7 @@ def install(*, journal: str | Path | None = None, delay: float = 0.0,
         pattern = re.compile(kill_on)
 
         async def kill_at(w: Write) -> None:
-            if pattern.search(f"{w.method} {w.path}"):
+            if pattern.search(f"{w.method} {w.path}") or pattern.search(f"{w.method} {w.server}{w.path}"):
                 os.kill(os.getpid(), signal.SIGKILL)
         removers.append(add_write_hook(kill_at))
     if delay > 0:

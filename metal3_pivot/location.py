@@ -103,11 +103,14 @@ class ProviderEntry:
 
 @dataclass(frozen=True)
 class PendingMove:
-    """What an update would move: from where, to where, how many objects of each kind."""
+    """What an update would move: from where, to where, how many objects of each kind; and `finish`, the
+    writes of the move's end still due (plan.Finish.counts): a move stopped after its last delete has
+    nothing left to move and yet is not done."""
 
     source: str
     target: str
     objects: dict[str, int]
+    finish: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -129,7 +132,8 @@ class LocationState:
     def to_props(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "actual": self.actual, "objects": self.objects, "digest": self.digest,
-            "pending": ({"from": self.pending.source, "to": self.pending.target, "objects": self.pending.objects}
+            "pending": ({"from": self.pending.source, "to": self.pending.target, "objects": self.pending.objects,
+                         **({"finish": self.pending.finish} if self.pending.finish else {})}
                         if self.pending else {}),
             "preflight": [f.to_dict() for f in self.preflight],
             "providers": {side: [{"name": p.name, "type": p.type, "version": p.version} for p in entries]
@@ -150,7 +154,8 @@ class LocationState:
 
 
 def _pending(v: Any) -> PendingMove | None:
-    return PendingMove(str(v["from"]), str(v["to"]), dict(v.get("objects") or {})) if v else None
+    return (PendingMove(str(v["from"]), str(v["to"]), dict(v.get("objects") or {}), dict(v.get("finish") or {}))
+            if v else None)
 
 
 def _providers(v: Any) -> dict[str, list[ProviderEntry]]:

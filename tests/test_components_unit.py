@@ -418,3 +418,17 @@ def test_bmo_runs_the_configured_image() -> None:
     mine = IronicConfig.model_validate({"bmoImage": "registry.example/metal3-io/baremetal-operator:v0.13.2"})
     assert images(mine)["baremetal-operator-controller-manager"] == [
         "registry.example/metal3-io/baremetal-operator:v0.13.2"]
+
+
+def test_a_pending_end_of_a_move_goes_through_the_state_and_an_ordinary_move_is_written_as_before() -> None:
+    """`pending.finish` (what a move stopped after its last delete still owes the target) survives the
+    trip through the stack's state; a move with nothing owed writes no `finish` key, so the props of every
+    state and preview written before it existed stay the same (no diff appears from reading them)."""
+    from metal3_pivot import LocationState, PendingMove
+
+    owed = LocationState(actual="target", pending=PendingMove("ephemeral", "target", {}, {"unpauses": 5}))
+    props = owed.to_props()
+    assert props["pending"] == {"from": "ephemeral", "to": "target", "objects": {}, "finish": {"unpauses": 5}}
+    assert LocationState.from_props({"pending": props["pending"]}).pending == owed.pending
+    plain = LocationState(pending=PendingMove("ephemeral", "target", {"Cluster": 1})).to_props()["pending"]
+    assert plain == {"from": "ephemeral", "to": "target", "objects": {"Cluster": 1}}

@@ -1,5 +1,6 @@
 """Safe without flags: a plain `pulumi up --yes --skip-preview` (no policy pack, no separate preview) that
-the pre-flight refuses changes nothing anywhere; a move that fails after the Ironic handover has a way back.
+the pre-flight refuses changes nothing anywhere; a move that fails after the Ironic handover has a way back;
+a move stopped after its last delete (objects all in place, hosts still paused) is finished by the next `up`.
 
 The real pulumi CLI, our program, real clusters. "Nothing changed" is proven by the resourceVersion of
 every object of every candidate kind and of every Deployment (the installs, Ironic, BMO) in both clusters.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ import pytest
 from lab.cli import seed_cluster
 from lab.cluster import LocalCluster, kube_for
 from lab.seams import seam_env
-from metal3_pivot import discover
+from metal3_pivot import Code, discover, load_kubeconfig
 from tests.kit.env import PROGRAM, ROOT
 from tests.kit.move import (
     TOPOLOGY,
@@ -47,7 +49,8 @@ def world(*clusters: LocalCluster) -> dict[str, object]:
     return {c.name: (resource_versions(c), deployments(c)) for c in clusters}
 
 
-def test_a_refused_move_changes_nothing_and_a_failed_one_rolls_back(fresh_clusters, tmp_path: Path) -> None:
+def test_a_refused_move_changes_nothing_a_failed_one_rolls_back_and_a_stopped_end_is_finished(
+        fresh_clusters, tmp_path: Path) -> None:
     eph = fresh_clusters(("ephemeral",))["ephemeral"]
     tgt = fresh_clusters(("target",), with_crds=False)["target"]     # a bare target: the stack installs it
     asyncio.run(seed_cluster(eph, TOPOLOGY))
@@ -94,12 +97,33 @@ def test_a_refused_move_changes_nothing_and_a_failed_one_rolls_back(fresh_cluste
     assert IRONIC in deployments(eph) and IRONIC not in deployments(tgt)
     p.run("up", "--yes", "--expect-no-changes", check=True)
 
+    # (c) a pivot stopped after its last delete: the mover SIGKILLed right after its first unpause of a host
+    #     in the target, one write at a time. Every object is in the target, which counting objects cannot
+    #     tell from a finished move, and yet hosts are still paused; the next plain `up` finishes it, its
+    #     preview showing what was owed
+    p.set_config("location", "target")
+    p.set_config("concurrency", "1")
+    server = re.escape(load_kubeconfig(tgt.kubeconfig).cluster.server)
+    p.env_extra = {**plain_env, **seam_env(kill_on=rf"^PATCH {server}/apis/metal3\.io/v1alpha1/namespaces/"
+                                                   rf"{TOPOLOGY.namespace}/baremetalhosts/[^/?]+(\?|$)")}
+    stopped = p.run("up", "--yes", "--skip-preview")
+    p.env_extra = plain_env
+    assert stopped.returncode != 0
+    assert snapshot(eph) == {} and canonical_snapshot(tgt).keys() == original.keys()
+    left = check(eph, tgt, expect="target").violations
+    assert left and {v.code for v in left} == {Code.PAUSED}, left
+    finished = p.run("up", "--yes", "--diff")       # its preview shows what is owed
+    assert finished.returncode == 0, finished.output[-3000:]
+    assert check(eph, tgt, expect="target").ok and canonical_snapshot(tgt) == original
+    assert "finish" in finished.output and "unpauses" in finished.output, finished.output[-3000:]
+    p.run("up", "--yes", "--expect-no-changes", check=True)
+
     # destroy (protect off): the stack forgets everything; the workload objects, Ironic + BMO on the
     # hosts' cluster and the providers' controllers on the target all stay
     installed = {c.name: (deployments(c), inventory(c)) for c in (eph, tgt)}
     assert installed["target"][1], "the stack installed no inventory on the target"
     p.run("destroy", "--yes", "--skip-preview", check=True)
     assert {c.name: (deployments(c), inventory(c)) for c in (eph, tgt)} == installed
-    assert canonical_snapshot(eph) == original
+    assert canonical_snapshot(tgt) == original
     state = json.loads(p.run("stack", "export", check=True).stdout)
     assert not state["deployment"].get("resources")
