@@ -3,7 +3,8 @@
 Every check reads what the controllers, Ironic and the machines themselves report, never what a mover
 wrote: the Cluster provisioned and its control plane initialized (CAPI, KCP), every Machine Running
 with a nodeRef, every Metal3Machine provisioned (CAPM3), every BareMetalHost `provisioned` and powered
-on (BMO), every host known to this management cluster's Ironic and `active` there (Ironic), and, across
+on (BMO), nothing paused (a paused object is not reconciled, whatever its status says), every host
+known to this management cluster's Ironic and `active` there (Ironic), and, across
 a pivot, nothing re-provisioned, re-inspected or power-cycled: no power request, virtual media or boot
 device change reached any machine since the mark (the BMCs' own record, lab/machines/bmc.py), and
 Ironic's node history holds no error (a failed adoption is recorded there). And on each management
@@ -30,7 +31,7 @@ from lab.machines.bmc import BmcCheckpoint, LocalBmcs
 from lab.plane import managers, spawn
 from lab.plane.ironic_api import IronicClient
 from lab.plane.runner import ironic_endpoint, is_ironic, runnable
-from metal3_pivot import DEPLOYMENTS, Kube, ResourceType, load_kubeconfig
+from metal3_pivot import BMH_PAUSED, DEPLOYMENTS, Kube, ResourceType, load_kubeconfig
 
 Obj = dict[str, Any]
 CLUSTERS = ResourceType("cluster.x-k8s.io", "v1beta2", "Cluster", "clusters")
@@ -98,6 +99,12 @@ def controllers(objs: Objects, *, provisioned_hosts: int) -> list[Check]:
            or (h.get("status") or {}).get("operationalStatus") != "OK"]
     out.append(Check("BareMetalHosts provisioned, powered on, OK", len(used) == provisioned_hosts and not bad,
                      f"{len(used)} of {provisioned_hosts} claimed; not yet: {_names(bad)}"))
+    # a paused object is one its controller does not reconcile, whatever its status still says: a move that
+    # stopped before its unpause leaves every status above as it was
+    paused = ([c for c in objs.clusters if (c.get("spec") or {}).get("paused")]
+              + [h for h in objs.hosts if BMH_PAUSED in (h["metadata"].get("annotations") or {})])
+    out.append(Check("nothing paused (Cluster spec.paused, BareMetalHost paused annotation)", not paused,
+                     f"paused: {_names(paused)}"))
     return out
 
 
