@@ -38,7 +38,6 @@ from metal3_pivot.lock import DEFAULT_DURATION, Holder, MoveLock, read_lock
 from metal3_pivot.plan import (
     BMH_GROUP,
     DELETE_FOR_MOVE,
-    PAUSED_BY,
     STRIP_PATCH,
     Finish,
     Obj,
@@ -48,6 +47,7 @@ from metal3_pivot.plan import (
     copy_manager,
     copy_marks,
     finish_of_copies,
+    kept_paused,
     make_plan,
     managed_fields_patch,
     pause_patch,
@@ -177,7 +177,7 @@ class Mover:
         phase("preflight")
         report.moved = plan.counts()
         self._say_stuck(plan)
-        if not plan.work and not unfinished(plan.source, plan.target):
+        if not plan.work and not unfinished(plan.source, plan.target) and not kept_paused(plan):
             self.say(self._nothing_to_move(plan))
             report.moved = {}
             report.seconds = time.monotonic() - t0
@@ -260,6 +260,10 @@ class Mover:
             report.deleted = await self.delete(plan)
             gone = {plan.moving[k].uid for k in plan.to_delete}
             phase("delete")
+        else:
+            # every copy exists: what stays in the source unpaused too (a run killed just before its
+            # unpause_kept, when all it moves is kept, has nothing else left to do)
+            await self.unpause_kept(plan)
         left_in_source = uids(plan.source) - gone
         finish = self._finish_known(plan, left_in_source)
         plan.release()
@@ -641,8 +645,7 @@ class Mover:
     async def unpause_kept(self, plan: Plan) -> None:
         """What stays in the source (a shared ClusterClass) is unpaused there once its copy exists: clusterctl
         leaves it paused, which stops its other Clusters' topology reconciling; we do not."""
-        kept = [n for n in plan.moving.values() if n.kept and n.annotations.get(PAUSED_BY)]
-        patches = [(n, p) for n in kept if (p := unpause_patch(n)) is not None]
+        patches = kept_paused(plan)
         if patches:
             self.say(f"unpausing {len(patches)} objects that stay in {self.src.name} (shared or global)")
         await self._bounded(patches, self._patch_source, "unpause kept")

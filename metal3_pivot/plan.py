@@ -236,8 +236,11 @@ def marked_by_annotation(node: Node) -> bool:
 
 
 def copy_manager(node: Node) -> str | None:
-    """The field manager to create `node`'s copy as: its marks, when they go there (None: the default)."""
-    if node.kept or marked_by_annotation(node):
+    """The field manager to create `node`'s copy as: its marks, when they go there (None: the default).
+    A kept object's copy is recorded too, though its original stays: the move back finds that copy not
+    shared in its own cluster, so it moves it, and meets the original in its target; unrecorded, that was
+    an object no move of ours made, and the move back was refused."""
+    if marked_by_annotation(node):
         return None
     return f"{COPY_MANAGER}{node.uid}@{node.obj['metadata'].get('resourceVersion', '')}"
 
@@ -436,6 +439,13 @@ def unfinished(source: ClusterView, target: ClusterView) -> Finish:
     delete (killed during its unpause, say) has every object where it goes, which counting objects cannot
     tell from a finished move; this can: a run that finds nothing to copy or delete still has this to do."""
     return Finish.of(target, uids(source))
+
+
+def kept_paused(plan: Plan) -> list[tuple[Node, Obj]]:
+    """What stays in the source (shared or global) that a move of ours paused there, each with the patch
+    that unpauses it: clusterctl leaves it paused, which stops its other Clusters' topology reconciling."""
+    return [(n, p) for n in plan.moving.values()
+            if n.kept and n.annotations.get(PAUSED_BY) and (p := unpause_patch(n)) is not None]
 
 
 def finish_of_copies(sources: list[Node], source_uids: set[str]) -> Finish:

@@ -292,6 +292,56 @@ def test_a_cluster_class_used_by_clusters_that_stay_is_kept(fresh_clusters) -> N
     assert get(eph, CLUSTER, "test1", WORKLOAD_NS) is None
     assert get(eph, CLUSTER, "stays", "elsewhere") is not None
 
+    # the move back: in the target the class is used by test1 alone, so it moves, and meets its original,
+    # which stays as it is (the copy records it: before, the move back was refused as a name clash)
+    original = get(eph, CLUSTERCLASS, "local", WORKLOAD_NS)
+    settle(tgt)
+    back = engine_cli(*cli_move_args(tgt, eph))
+    assert back.returncode == 0, back.stderr[-3000:]
+    assert get(tgt, CLUSTERCLASS, "local", WORKLOAD_NS) is None
+    assert get(eph, CLUSTER, "test1", WORKLOAD_NS) is not None
+    assert get(eph, CLUSTERCLASS, "local", WORKLOAD_NS) == original
+
+
+def test_a_move_of_kept_objects_only_stopped_before_unpausing_them_is_finished_by_the_next_run(
+        fresh_clusters) -> None:
+    """A move scoped to a namespace whose objects all stay in the source (a ClusterClass used by a Cluster
+    of another namespace: copied, never deleted). A run stopped just before it unpauses them in the source
+    leaves them paused there; the next run has nothing to copy or delete and must still unpause them
+    (clusterctl leaves them paused, and the other Clusters' topology stops reconciling)."""
+    from metal3_pivot.mover import MoveOptions, Mover
+    from metal3_pivot.plan import PAUSED_BY
+
+    clusters = fresh_clusters()
+    eph, tgt = clusters["ephemeral"], clusters["target"]
+    seed_pair(clusters)
+
+    async def go(k):  # type: ignore[no-untyped-def]
+        await add_cluster_class(k, CLASSES_NS, "shared")
+        await use_class(k, "test1", WORKLOAD_NS, "shared", CLASSES_NS)
+    run(go, eph)
+
+    class Stopped(Mover):
+        async def unpause_kept(self, plan):  # type: ignore[no-untyped-def]
+            raise RuntimeError("stopped before unpausing what stays")
+
+    def moving(cls: type[Mover]) -> None:
+        async def go() -> None:
+            async with kube(eph, "source") as s, kube(tgt, "target") as d:
+                await cls(s, d, MoveOptions(namespaces=(CLASSES_NS,))).run()
+        asyncio.run(go())
+
+    def paused(cluster: LocalCluster) -> bool:
+        ann = (get(cluster, CLUSTERCLASS, "shared", CLASSES_NS) or {})["metadata"].get("annotations") or {}
+        return PAUSED_BY in ann or "cluster.x-k8s.io/paused" in ann
+
+    with pytest.raises(RuntimeError, match="stopped before unpausing"):
+        moving(Stopped)
+    assert paused(eph) and paused(tgt)
+    moving(Mover)
+    assert not paused(eph) and not paused(tgt)
+    assert get(eph, CLUSTER, "test1", WORKLOAD_NS) is not None          # scoped to the class's namespace
+
 
 def test_a_paused_cluster_class_is_refused_like_a_paused_cluster(fresh_clusters) -> None:
     clusters = fresh_clusters()
