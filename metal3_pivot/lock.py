@@ -48,6 +48,7 @@ HOLDER = "metal3-pivot.io/holder"
 HOST = "metal3-pivot.io/host"
 PID = "metal3-pivot.io/pid"
 PID_START = "metal3-pivot.io/pid-start"
+PID_NS = "metal3-pivot.io/pid-namespace"
 DIRECTION = "metal3-pivot.io/direction"
 STARTED = "metal3-pivot.io/started"
 
@@ -82,6 +83,15 @@ def process_start(pid: int) -> str:
     return "" if fields[0] in ("Z", "X") else fields[19]
 
 
+def pid_namespace() -> str:
+    """The PID namespace this process counts pids in (Linux: `pid:[inode]`); empty without /proc. A pid
+    names a process only within its namespace, and two containers may share a hostname."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
 @dataclass(frozen=True)
 class Holder:
     """Who moves. `who` is what an operator recognises: "pulumi stack org/project/dev", "metal3-pivot CLI"."""
@@ -92,11 +102,12 @@ class Holder:
     pid: int
     pid_start: str
     started: str
+    pid_ns: str = ""
 
     @classmethod
     def me(cls, who: str, direction: str) -> Holder:
         pid = os.getpid()
-        return cls(who, direction, socket.gethostname(), pid, process_start(pid), micro_time(_now()))
+        return cls(who, direction, socket.gethostname(), pid, process_start(pid), micro_time(_now()), pid_namespace())
 
     @property
     def identity(self) -> str:
@@ -104,7 +115,7 @@ class Holder:
 
     def annotations(self) -> dict[str, str]:
         return {HOLDER: self.who, HOST: self.host, PID: str(self.pid), PID_START: self.pid_start,
-                DIRECTION: self.direction, STARTED: self.started}
+                PID_NS: self.pid_ns, DIRECTION: self.direction, STARTED: self.started}
 
     @classmethod
     def of(cls, lease: Obj) -> Holder:
@@ -115,11 +126,17 @@ class Holder:
             pid = 0
         return cls(ann.get(HOLDER) or str((lease.get("spec") or {}).get("holderIdentity") or "unknown mover"),
                    ann.get(DIRECTION, "unknown direction"), ann.get(HOST, "unknown host"), pid,
-                   ann.get(PID_START, ""), ann.get(STARTED, ""))
+                   ann.get(PID_START, ""), ann.get(STARTED, ""), ann.get(PID_NS, ""))
 
     def is_gone(self) -> bool:
-        """True only when we can *prove* the holder is dead: it ran on this host and its process is gone."""
+        """True only when we can *prove* the holder is dead: it ran on this host, counted its pid where we count
+        ours, and its process is gone. Without /proc (not Linux) nothing is proved: every pid would look gone
+        and a live mover on the same machine would be taken over. A holder of another PID namespace (a
+        container sharing the hostname), or one that did not say its namespace, waits for its Lease to expire."""
         if self.host != socket.gethostname() or self.pid <= 0:
+            return False
+        here = pid_namespace()
+        if not here or self.pid_ns != here:
             return False
         start = process_start(self.pid)
         return not start or bool(self.pid_start and start != self.pid_start)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from metal3_pivot.errors import LockLostError
-from metal3_pivot.lock import LEASE_PATH, Holder, LeaseState, MoveLock, micro_time, process_start
+from metal3_pivot.lock import LEASE_PATH, Holder, LeaseState, MoveLock, micro_time, pid_namespace, process_start
 
 pytestmark = pytest.mark.unit
 
@@ -49,7 +49,7 @@ def test_an_expired_lock_is_taken_over() -> None:
 
 def test_a_dead_holder_on_this_host_is_taken_over_at_once() -> None:
     pid = dead_pid()
-    gone = Holder("metal3-pivot CLI", "a -> b", socket.gethostname(), pid, "12345", "t")
+    gone = Holder("metal3-pivot CLI", "a -> b", socket.gethostname(), pid, "12345", "t", pid_namespace())
     ok, why = LeaseState.of(lease(gone)).takeable
     assert ok and f"pid {pid} on this host" in why
 
@@ -61,15 +61,32 @@ def test_a_killed_holder_not_yet_reaped_is_gone() -> None:
     stat = Path(f"/proc/{proc.pid}/stat")
     while time.monotonic() < deadline and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":
         time.sleep(0.05)
-    zombie = Holder("metal3-pivot CLI", "a -> b", socket.gethostname(), proc.pid, "1", "t")
+    zombie = Holder("metal3-pivot CLI", "a -> b", socket.gethostname(), proc.pid, "1", "t", pid_namespace())
     assert zombie.is_gone()
     proc.wait()
 
 
 def test_a_recycled_pid_is_not_mistaken_for_the_holder() -> None:
-    recycled = Holder("metal3-pivot CLI", "a -> b", socket.gethostname(), os.getpid(), "not-my-start-time", "t")
+    ns = pid_namespace()
+    recycled = Holder("metal3-pivot CLI", "a -> b", socket.gethostname(), os.getpid(), "not-my-start-time", "t", ns)
     assert recycled.is_gone()
-    assert not Holder("x", "a -> b", socket.gethostname(), os.getpid(), process_start(os.getpid()), "t").is_gone()
+    assert not Holder("x", "a -> b", socket.gethostname(), os.getpid(), process_start(os.getpid()), "t", ns).is_gone()
+
+
+def test_a_holder_whose_pid_we_cannot_check_is_never_taken_for_dead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another PID namespace on the same hostname (containers), a holder that did not say its namespace
+    (an older version), or no /proc here (not Linux, where every pid would look gone): the Lease must
+    expire first."""
+    from metal3_pivot import lock
+
+    pid = dead_pid()
+    host = socket.gethostname()
+    assert Holder("x", "a -> b", host, pid, "1", "t", pid_namespace()).is_gone()
+    assert not Holder("x", "a -> b", host, pid, "1", "t", "pid:[1]").is_gone()
+    assert not Holder("x", "a -> b", host, pid, "1", "t").is_gone()
+    monkeypatch.setattr(lock, "pid_namespace", lambda: "")
+    assert not Holder("x", "a -> b", host, pid, "1", "t", "").is_gone()
+    assert Holder.of(lease(Holder.me("x", "a -> b"))).pid_ns == ""          # Holder.me asked the patched one
 
 
 def test_a_released_lease_is_free() -> None:
