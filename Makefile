@@ -19,7 +19,7 @@ bootstrap:
 demo: bootstrap
 	python -m lab.demo
 
-# lint first: a layering or typing error fails in seconds, before the 25-minute suite
+# lint first: a layering or typing error fails in seconds, before the ~40-minute suite
 test: lint
 	python3 tools/bootstrap.py --tests
 	tools/offline python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS); rc=$$?; \
