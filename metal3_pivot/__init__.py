@@ -14,6 +14,7 @@ from metal3_pivot.errors import (
     MoveTimeoutError,
     PivotError,
     PreflightError,
+    SourceChangedError,
 )
 from metal3_pivot.findings import Code, Finding
 from metal3_pivot.graph import (
@@ -102,6 +103,7 @@ __all__ = [
     "PreflightError",
     "ProviderEntry",
     "ResourceType",
+    "SourceChangedError",
     "VerifyReport",
     "Write",
     "add_write_hook",

@@ -94,6 +94,17 @@ class LockLostError(PivotError):
     exit_code = 8
 
 
+class SourceChangedError(PivotError):
+    """Objects of the move changed in the source after the move read them (a controller still running, a
+    person): their copies would miss the change, which the source's delete would then lose. Found by the
+    resourceVersion preconditions of the source's deletes (Mover._delete_one), before the changed object is
+    deleted. The mover reads both clusters again and copies what changed (Mover.run); it raises this to
+    its caller only when the source is still changing after that: nothing is lost (the changed objects are
+    still in the source, and a re-run copies them again), but the source may be paused."""
+
+    exit_code = 9
+
+
 class PreflightError(InputError):
     """The move was refused before any write. `problems` lists every finding, not just the first."""
 

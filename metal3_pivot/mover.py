@@ -13,7 +13,6 @@ annotation vocabulary a re-run recognises its own work by); this module does the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import time
 from collections import deque
@@ -31,12 +30,14 @@ from metal3_pivot.errors import (
     MoveTimeoutError,
     NotFoundError,
     PivotError,
+    SourceChangedError,
 )
 from metal3_pivot.graph import BLOCK_MOVE_ANNOTATION, Node, ObjKey
 from metal3_pivot.kube import NAMESPACE, VALIDATING_WEBHOOKS, Kube
 from metal3_pivot.lock import DEFAULT_DURATION, Holder, MoveLock, read_lock
 from metal3_pivot.plan import (
     BMH_GROUP,
+    BMH_STATUS,
     DELETE_FOR_MOVE,
     STRIP_PATCH,
     Finish,
@@ -55,6 +56,7 @@ from metal3_pivot.plan import (
     remarked_managed_fields,
     restore_pending,
     restore_unpause_patch,
+    same_copy,
     target_copy,
     uids,
     unfinished,
@@ -65,6 +67,13 @@ from metal3_pivot.plan import (
 ALL_GROUPS = "*"
 
 Progress = Callable[[str], None]
+
+#: how many times a run reads both clusters under the lock and writes, when objects changed in the source
+#: after it read them (SourceChangedError): a paused source stops changing once its controllers have seen
+#: the pause, so the second reading normally finishes the move
+READINGS = 4
+#: how many versions of an object whose status alone keeps changing in the source its delete tries
+STATUS_CHANGES = 5
 
 
 def _quiet(_: str) -> None:
@@ -139,6 +148,11 @@ class Mover:
         #: a create met a copy already there (an earlier run's, or ours whose answer was lost): the end of the
         #: move then reads the target rather than trusting what this run wrote (_finish_known)
         self.met_existing = False
+        #: what this run deletes from the source, over all its readings (a reading stopped by a changed
+        #: object may have deleted some, the next the rest)
+        self.deleting: set[ObjKey] = set()
+        #: source objects whose status alone changed after the move copied them, deleted at their new version
+        self.status_changed = 0
 
     def say(self, msg: str) -> None:
         self.opts.progress(msg)
@@ -163,7 +177,7 @@ class Mover:
         def phase(name: str) -> None:
             nonlocal phase_start
             now = time.monotonic()
-            report.phases[name] = round(now - phase_start, 3)
+            report.phases[name] = round(report.phases.get(name, 0.0) + now - phase_start, 3)
             phase_start = now
 
         # read-only first: a move refused by the pre-flight or the lock changes nothing, not even a Lease
@@ -198,14 +212,29 @@ class Mover:
         del plan
         async with self.lock:
             phase("lock")
-            # again under the lock: another mover may have finished (or half-done) a move since
-            plan = await self.discover()
-            preflight.check(plan, self.opts.namespaces)
-            report.moved = plan.counts()
-            phase("rediscover")
-            self.say(f"discovered {len(plan.moving)} objects to move ({len(plan.to_create)} to create, "
-                     f"{len(plan.already_in_target)} already in {self.dst.name})")
-            await self._write(plan, report, phase)
+            for reading in range(1, READINGS + 1):
+                # again under the lock: another mover may have finished (or half-done) a move since
+                plan = await self.discover()
+                preflight.check(plan, self.opts.namespaces)
+                if reading == 1:
+                    report.moved = plan.counts()
+                phase("rediscover")
+                self.say(f"discovered {len(plan.moving)} objects to move ({len(plan.to_create)} to create, "
+                         f"{len(plan.already_in_target)} already in {self.dst.name})")
+                try:
+                    await self._write(plan, report, phase)
+                    break
+                except SourceChangedError as err:
+                    # what the run wrote so far is an interrupted move's, which the next reading finishes: the
+                    # changed objects' copies are rewritten from the source (_refresh_stale) before any delete
+                    del plan
+                    if reading == READINGS:
+                        raise SourceChangedError(
+                            f"{err}; objects kept changing in {self.src.name} while the move ran, read {READINGS} "
+                            "times: nothing is lost (what changed is still there, and its copy is rewritten by "
+                            f"the next run), but {self.src.name} may be paused: find what writes there (a "
+                            "controller not paused, a person), stop it, then run again to finish") from None
+                    self.say(f"{err}: reading both clusters again, to copy what changed")
         report.writes = self.src.writes + self.dst.writes - writes0
         # Counter subtraction keeps the methods this move used (positive counts) only
         report.writes_by_method = dict(sorted((self.src.writes_by_method + self.dst.writes_by_method
@@ -249,15 +278,16 @@ class Mover:
     async def _write_frozen(self, plan: Plan, report: MoveReport, phase: Callable[[str], None]) -> None:
         gone: set[str] = set()
         if plan.work:
-            report.paused = await self.pause(plan)
+            report.paused += await self.pause(plan)
             phase("pause")
             await self.wait_block_move(plan)
             phase("wait-block-move")
-            report.created = await self.create(plan)
+            report.created += await self.create(plan)
             phase("create")
             await self.unpause_kept(plan)
             await self.keep_originals(plan)
-            report.deleted = await self.delete(plan)
+            await self.delete(plan)
+            report.deleted = len(self.deleting)
             gone = {plan.moving[k].uid for k in plan.to_delete}
             phase("delete")
         else:
@@ -442,9 +472,30 @@ class Mover:
         async def apply(item: tuple[Node, Obj]) -> None:
             node, patch = item
             md = node.obj["metadata"]
-            updated = await self.src.patch(node.type.rt, md["name"], md.get("namespace"), patch)
-            if updated is not None:
-                node.obj = updated
+            for _ in range(STATUS_CHANGES):
+                if BMH_STATUS in ((patch.get("metadata") or {}).get("annotations") or {}):
+                    # the status annotation is the host's status as read: it must be the status the host has
+                    # when the pause lands (BMO writes none after), else the copy gets an older one. Applied to
+                    # that version only; a host changed since is read again and its patch made again
+                    patch = {**patch, "metadata": {**patch["metadata"], "resourceVersion": md["resourceVersion"]}}
+                try:
+                    updated = await self.src.patch(node.type.rt, md["name"], md.get("namespace"), patch)
+                except ConflictError:
+                    fresh = await self.src.get(node.type.rt, md["name"], md.get("namespace"))
+                    if fresh is None:
+                        return
+                    node.obj = fresh
+                    md = fresh["metadata"]
+                    again = pause_patch(node)
+                    if again is None:
+                        return
+                    patch = again
+                    continue
+                if updated is not None:
+                    node.obj = updated
+                return
+            raise SourceChangedError(f"the status of {node.key} kept changing in {self.src.name} while the move "
+                                     "paused it")
 
         if patches:
             self.say(f"pausing {len(patches)} objects in {self.src.name}")
@@ -514,24 +565,40 @@ class Mover:
                     and DELETE_FOR_MOVE not in src.annotations):
                 stale.append((src, dst))
 
+        api_versions = {k: str(n.obj.get("apiVersion", "")) for k, n in plan.source.graph.nodes.items()}
+
         async def rewrite(pair: tuple[Node, Node]) -> None:
             src, dst = pair
-            obj = target_copy(src, uid_map, by_source_uid,
-                              {k: str(n.obj.get("apiVersion", "")) for k, n in plan.source.graph.nodes.items()})
-            obj["metadata"]["resourceVersion"] = dst.obj["metadata"]["resourceVersion"]
-            manager = copy_manager(src)
-            if manager is not None:
-                # the copy's record of its source, renamed to the source's new version: one record, current
-                entries = remarked_managed_fields(dst.obj, src.uid, manager)
-                if entries is not None:
-                    obj["metadata"]["managedFields"] = entries
-                else:
-                    # recorded in annotations (a copy made before the record moved into the creator's name):
-                    # recorded there again, since a rewrite that changes no field would leave no name behind
-                    obj["metadata"]["annotations"] = {**(obj["metadata"].get("annotations") or {}),
-                                                      **annotation_marks(src)}
-                    manager = None
-            await self.dst.replace(src.type.rt, obj, manager=manager, metadata_only=True)
+            copy_obj: Obj | None = dst.obj
+            for _ in range(STATUS_CHANGES):
+                if copy_obj is None:
+                    raise PivotError(f"{src.key}: its copy went from {self.dst.name} during the move; nothing was "
+                                     "deleted from the source: run again")
+                obj = target_copy(src, uid_map, by_source_uid, api_versions)
+                obj["metadata"]["resourceVersion"] = copy_obj["metadata"]["resourceVersion"]
+                manager = copy_manager(src)
+                if manager is not None:
+                    # the copy's record of its source, renamed to the source's new version: one record, current
+                    entries = remarked_managed_fields(copy_obj, src.uid, manager)
+                    if entries is not None:
+                        obj["metadata"]["managedFields"] = entries
+                    else:
+                        # recorded in annotations (a copy made before the record moved into the creator's name):
+                        # recorded there again, since a rewrite that changes no field would leave no name behind
+                        obj["metadata"]["annotations"] = {**(obj["metadata"].get("annotations") or {}),
+                                                          **annotation_marks(src)}
+                        manager = None
+                try:
+                    await self.dst.replace(src.type.rt, obj, manager=manager, metadata_only=True)
+                    break
+                except ConflictError:
+                    # the target's controllers write the status of paused copies too (a Paused condition):
+                    # rewritten over the copy's new version
+                    md = obj["metadata"]
+                    copy_obj = await self.dst.get(src.type.rt, md["name"], md.get("namespace"))
+            else:
+                raise PivotError(f"{src.key}: its copy kept changing in {self.dst.name} while the move rewrote it; "
+                                 "nothing was deleted from the source: run again")
             await self._restore_fields(src)      # the rewrite made its writer the owner of what it changed
 
         if stale:
@@ -597,6 +664,7 @@ class Mover:
         """Only after every object exists in the target; dependents before owners."""
         self.delete_webhook_groups = await delete_webhook_groups(self.src)
         batch = [plan.moving[k] for k in plan.to_delete]
+        self.deleting.update(plan.to_delete)
         dependents: dict[ObjKey, set[ObjKey]] = {n.key: set() for n in batch}
         for node in batch:
             for owner in node.owners | node.soft_owners:
@@ -606,22 +674,53 @@ class Mover:
             self.say(f"deleting {len(batch)} objects from {self.src.name}, each once its dependents are gone")
         # the reverse of the creates: an owner goes once every object it owns is gone, so what is left in the
         # source is always whole (every object's owners are still there) however the run ends
+        changed = self.status_changed
         await self._in_order(batch, lambda n: dependents[n.key], self._delete_one, "delete")
+        if self.status_changed > changed:
+            self.say(f"{self.status_changed - changed} objects' status changed in {self.src.name} after the move "
+                     "copied them (a copy holds no status): deleted at their new version")
         return len(batch)
 
     async def _delete_one(self, node: Node) -> None:
+        """Both writes carry the resourceVersion last seen of the object: one changed in the source since the
+        move copied it (a controller that had not seen the pause yet, a person) is not deleted, and its change
+        not lost with it (clusterctl deletes unconditionally). A change to its status alone loses nothing (a
+        copy holds none: CAPI's controllers write a Paused condition on every object of a Cluster just
+        paused), so the object is deleted at its new version. Any other change raises SourceChangedError,
+        which stops the phase: the run reads both clusters again and copies it again (Mover.run)."""
         rt = node.type.rt
-        md = node.obj["metadata"]
+        copied = node.obj
         # the delete-for-move annotation exists to tell validating webhooks that a deletion is a move;
         # where no webhook intercepts deletes of this group, and no finalizer must go, one DELETE suffices
         hooked = rt.group in self.delete_webhook_groups or ALL_GROUPS in self.delete_webhook_groups
-        if md.get("finalizers") or hooked:
-            patch = {"metadata": {"annotations": {DELETE_FOR_MOVE: ""}, "finalizers": None}}
-            if await self.src.patch(rt, md["name"], md.get("namespace"), patch, ok_missing=True,
-                                    metadata_only=True) is None:
+        for _ in range(STATUS_CHANGES):
+            md = node.obj["metadata"]
+            version = str(md.get("resourceVersion") or "")
+            try:
+                if md.get("finalizers") or hooked:
+                    # a merge patch that names a resourceVersion applies only to that version
+                    patch = {"metadata": {"annotations": {DELETE_FOR_MOVE: ""}, "finalizers": None,
+                                          "resourceVersion": version}}
+                    marked = await self.src.patch(rt, md["name"], md.get("namespace"), patch, ok_missing=True,
+                                                  metadata_only=True)
+                    if marked is None:
+                        return
+                    version = str(marked["metadata"]["resourceVersion"])
+                preconditions = {"uid": node.uid, "resourceVersion": version} if version else None
+                await self.src.delete(rt, md["name"], md.get("namespace"), preconditions=preconditions)
                 return
-        with contextlib.suppress(NotFoundError):
-            await self.src.delete(rt, md["name"], md.get("namespace"))
+            except NotFoundError:
+                return
+            except ConflictError:
+                fresh = await self.src.get(rt, md["name"], md.get("namespace"))
+                if fresh is None:
+                    return
+                if not same_copy(copied, fresh):
+                    raise SourceChangedError(f"{node.key} changed in {self.src.name} after the move copied it"
+                                             ) from None
+                node.obj = fresh
+                self.status_changed += 1
+        raise SourceChangedError(f"the status of {node.key} kept changing in {self.src.name}")
 
     async def keep_originals(self, plan: Plan) -> None:
         """A move reversed after the deletes had begun (a roll-back) finds originals in its target that the

@@ -205,6 +205,31 @@ def target_copy(node: Node, uid_map: dict[ObjKey, str], by_source_uid: dict[str,
     return obj
 
 
+def copied_content(obj: Obj, *, finalizers: bool = True) -> Obj:
+    """What a copy of `obj` takes from it, as `target_copy` takes it (before owner UIDs are rebuilt): all but
+    the status, the server-set metadata and the move's own annotations. Two versions of a source object
+    with the same copied content have the same copy: a change to the status alone (CAPI's controllers
+    write a Paused condition on every object of a Cluster just paused) loses nothing when the older version
+    was copied. `finalizers=False`: without the finalizers (the delete-for-move patch has taken them off)."""
+    out = {k: v for k, v in obj.items() if k != "status"}
+    md = {k: v for k, v in obj["metadata"].items() if k not in STRIP_METADATA}
+    md["annotations"] = {k: v for k, v in (md.get("annotations") or {}).items() if k not in _NOT_ANNOTATIONS}
+    if not finalizers or not md.get("finalizers"):
+        md.pop("finalizers", None)
+    out["metadata"] = md
+    return out
+
+
+def same_copy(copied: Obj, now: Obj) -> bool:
+    """Whether `now`, a later version of the source object `copied`, has the copy `copied` made (the same
+    object, `copied_content` equal). Without the finalizers once the delete-for-move patch (which takes
+    them off) is on it: what the copy holds of them is the object's before that patch."""
+    if now["metadata"].get("uid") != copied["metadata"].get("uid"):
+        return False
+    finalizers = DELETE_FOR_MOVE not in (now["metadata"].get("annotations") or {})
+    return copied_content(now, finalizers=finalizers) == copied_content(copied, finalizers=finalizers)
+
+
 def annotation_marks(node: Node) -> dict[str, str]:
     """SOURCE_UID / SOURCE_VERSION of a copy of `node`, for a copy whose marks go in annotations."""
     return {SOURCE_UID: node.uid, SOURCE_VERSION: str(node.obj["metadata"].get("resourceVersion", ""))}

@@ -17,6 +17,7 @@ from metal3_pivot.graph import ObjKey
 from tests.kit.move import (
     OTHER_NS,
     TOPOLOGY,
+    bundle_types,
     canonical,
     check,
     cli_move_args,
@@ -194,3 +195,170 @@ def test_the_end_of_a_move_writes_what_a_read_of_the_target_would_say(fresh_clus
     assert resumed.known is None
     assert check(eph, tgt, expect="target").ok
     assert set(snapshot(tgt)) == set(original)
+
+
+def _editing_mover(edit, **opts):   # type: ignore[no-untyped-def]
+    """A Mover that calls `edit(mover, plan)` in each reading between its creates and its deletes: what a
+    controller that has not seen the pause yet, or a person, can do to the source while a move runs."""
+    from metal3_pivot.mover import Mover
+
+    class Editing(Mover):
+        readings = 0
+
+        async def keep_originals(self, plan):   # type: ignore[no-untyped-def]
+            self.readings += 1
+            await edit(self, plan)
+            await super().keep_originals(plan)
+
+    return Editing
+
+
+def _run(mover_type, src, dst, said: list[str], **opts):   # type: ignore[no-untyped-def]
+    import asyncio
+
+    from lab.cluster import kube_for
+    from metal3_pivot.mover import MoveOptions
+
+    async def go():   # type: ignore[no-untyped-def]
+        async with kube_for(src) as s, kube_for(dst) as d:
+            mover = mover_type(s, d, MoveOptions(namespaces=(TOPOLOGY.namespace,), progress=said.append, **opts))
+            try:
+                return mover, await mover.run()
+            except Exception as err:   # handed to the test, with the mover
+                return mover, err
+    return asyncio.run(go())
+
+
+def test_an_object_edited_in_the_source_during_a_move_reaches_the_target_with_its_edit(fresh_clusters) -> None:
+    """A source object changed after the move read it (a controller that had not seen the pause yet, a
+    person) and before its delete: the delete's resourceVersion precondition (or that of the patch that takes
+    its finalizers off) refuses, the run reads both clusters again, rewrites the copy from the source, and
+    deletes the object at its new version. Deleted unconditionally (as clusterctl deletes), the edit was lost.
+    A change to an object's status alone (which a copy does not hold: CAPI writes a Paused condition on every
+    object of a Cluster just paused) costs no new reading: the object is deleted at its new version."""
+    import asyncio
+
+    from lab.cluster import kube_for
+
+    clusters = fresh_clusters()
+    eph, tgt = clusters["ephemeral"], clusters["target"]
+    seed_pair(clusters)
+    ns = TOPOLOGY.namespace
+    before = snapshot(eph)
+    machine = next(k for k in before if k.kind == "Machine")
+    secret = next(k for k in before if k.kind == "Secret")
+    others = [k for k in before if k.kind == "Machine" and k != machine]
+
+    async def hold_machine() -> None:        # a finalizer: its delete goes through the patch that strips it
+        async with kube_for(eph) as k:
+            await k.patch(bundle_types()["Machine.cluster.x-k8s.io"], machine.name, ns,
+                          {"metadata": {"finalizers": ["machine.cluster.x-k8s.io"]}})
+    asyncio.run(hold_machine())
+    original = snapshot(eph)
+
+    async def edit(mover, plan) -> None:   # type: ignore[no-untyped-def]
+        if mover.readings == 1:
+            for key, patch in ((machine, {"metadata": {"labels": {"edited": "during-the-move"}}}),
+                               (secret, {"metadata": {"annotations": {"edited": "during-the-move"}}})):
+                await mover.src.patch(plan.moving[key].type.rt, key.name, ns, patch)
+        # in each reading, a status alone changes (the second reading's would cost a third, were it a change)
+        other = others[mover.readings - 1] if mover.readings <= len(others) else None
+        if other in plan.moving:
+            await mover.src.patch(plan.moving[other].type.rt, other.name, ns,
+                                  {"status": {"phase": ("Failed", "Unknown")[mover.readings - 1]}}, sub="status")
+
+    class AlsoInTheTarget(_editing_mover(edit)):   # type: ignore[misc]
+        async def create(self, plan):   # type: ignore[no-untyped-def]
+            if self.readings == 1:
+                # the target's controllers write the status of paused copies too: the second reading's
+                # rewrite of the Machine's copy meets a newer version than it read
+                await self.dst.patch(plan.moving[machine].type.rt, machine.name, ns,
+                                     {"status": {"phase": "Running"}}, sub="status")
+            return await super().create(plan)
+
+    said: list[str] = []
+    mover, report = _run(AlsoInTheTarget, eph, tgt, said)
+    assert not isinstance(report, Exception), report
+    moved = snapshot(tgt)
+    assert set(moved) == set(original) and snapshot(eph) == {}
+    assert moved[machine]["metadata"]["labels"]["edited"] == "during-the-move"
+    assert moved[machine]["metadata"]["finalizers"] == ["machine.cluster.x-k8s.io"]
+    assert moved[secret]["metadata"]["annotations"]["edited"] == "during-the-move"
+    assert mover.readings == 2
+    assert any("changed in ephemeral after the move copied it" in line for line in said), said
+    assert any("1 objects' status changed in ephemeral" in line for line in said), said
+    assert moved[secret]["data"] == original[secret]["data"]
+    assert check(eph, tgt, expect="target").ok
+    assert report.deleted == len(original)                   # over both readings, each object once
+
+
+def test_a_host_whose_status_changes_before_the_pause_reaches_the_target_with_that_status(fresh_clusters) -> None:
+    """The pause writes a host's status into its status annotation, which the copy's status comes from. BMO
+    writes no status after the pause, so the annotation must be the status the host has when the pause lands,
+    not the one the move read: a host changed in between (BMO, before it saw the pause) is read again."""
+    clusters = fresh_clusters()
+    eph, tgt = clusters["ephemeral"], clusters["target"]
+    seed_pair(clusters)
+    ns = TOPOLOGY.namespace
+    seeded = snapshot(eph)
+    host = next(k for k, o in seeded.items() if k.kind == "BareMetalHost" and (o.get("status") or {}).get("poweredOn"))
+    import asyncio
+
+    from lab.cluster import kube_for
+    from metal3_pivot.mover import Mover
+
+    async def running_host() -> None:      # as a live host is: no status annotation until a pause writes it
+        async with kube_for(eph) as k:
+            await k.patch(bundle_types()["BareMetalHost.metal3.io"], host.name, ns,
+                          {"metadata": {"annotations": {BMH_STATUS: None}}})
+    asyncio.run(running_host())
+
+    class LateStatus(Mover):
+        async def pause(self, plan, *, hosts=True):   # type: ignore[no-untyped-def]
+            await self.src.patch(plan.moving[host].type.rt, host.name, ns, {"status": {"poweredOn": False}},
+                                 sub="status")
+            return await super().pause(plan, hosts=hosts)
+
+    said: list[str] = []
+    _, report = _run(LateStatus, eph, tgt, said)
+    assert not isinstance(report, Exception), report
+    copy = snapshot(tgt)[host]
+    assert BMH_STATUS not in (copy["metadata"].get("annotations") or {})   # the pause's, gone with the unpause
+    assert copy["status"]["poweredOn"] is False
+    assert copy["status"]["provisioning"]["state"] == "provisioned"
+    assert snapshot(eph) == {} and check(eph, tgt, expect="target").ok
+
+
+def test_a_source_that_keeps_changing_stops_the_move_with_nothing_lost(fresh_clusters) -> None:
+    """An object edited in every reading (a controller that ignores the pause): the move stops with
+    SourceChangedError (exit 9) after its readings, the edited object still in the source; once the
+    writer stops, the next run finishes the move with the last edit."""
+    from metal3_pivot.errors import SourceChangedError
+    from metal3_pivot.mover import READINGS
+
+    clusters = fresh_clusters()
+    eph, tgt = clusters["ephemeral"], clusters["target"]
+    seed_pair(clusters)
+    ns = TOPOLOGY.namespace
+    original = snapshot(eph)
+    machine = next(k for k in original if k.kind == "Machine")
+
+    async def edit(mover, plan) -> None:   # type: ignore[no-untyped-def]
+        await mover.src.patch(plan.moving[machine].type.rt, machine.name, ns,
+                              {"metadata": {"labels": {"edited": str(mover.readings)}}})
+
+    said: list[str] = []
+    mover, err = _run(_editing_mover(edit), eph, tgt, said)
+    assert isinstance(err, SourceChangedError), err
+    assert SourceChangedError.exit_code == 9 and mover.readings == READINGS
+    assert "kept changing in ephemeral" in str(err) and "run again" in str(err)
+    left = snapshot(eph)
+    assert machine in left and left[machine]["metadata"]["labels"]["edited"] == str(READINGS)
+    assert set(left) | set(snapshot(tgt)) == set(original)   # each object in one cluster or, copied, in both
+
+    finished = move(eph, tgt)
+    assert finished.deleted
+    moved = snapshot(tgt)
+    assert set(moved) == set(original) and snapshot(eph) == {}
+    assert moved[machine]["metadata"]["labels"]["edited"] == str(READINGS)
+    assert check(eph, tgt, expect="target").ok
