@@ -32,7 +32,7 @@ from metal3_pivot.errors import (
     PivotError,
     SourceChangedError,
 )
-from metal3_pivot.graph import BLOCK_MOVE_ANNOTATION, Node, ObjKey
+from metal3_pivot.graph import BLOCK_MOVE_ANNOTATION, Node, ObjKey, TypeInfo
 from metal3_pivot.kube import NAMESPACE, VALIDATING_WEBHOOKS, Kube
 from metal3_pivot.lock import DEFAULT_DURATION, Holder, MoveLock, read_lock
 from metal3_pivot.plan import (
@@ -286,6 +286,8 @@ class Mover:
             phase("create")
             await self.unpause_kept(plan)
             await self.keep_originals(plan)
+            await self.no_new_dependents(plan)
+            phase("new-dependents")
             await self.delete(plan)
             report.deleted = len(self.deleting)
             gone = {plan.moving[k].uid for k in plan.to_delete}
@@ -680,6 +682,47 @@ class Mover:
             self.say(f"{self.status_changed - changed} objects' status changed in {self.src.name} after the move "
                      "copied them (a copy holds no status): deleted at their new version")
         return len(batch)
+
+    async def no_new_dependents(self, plan: Plan) -> None:
+        """Before the first delete: no object appeared in the source since the read under the lock that a
+        moving object owns (a child a controller created before it saw the pause: a Machine of a MachineSet
+        scaling up, its bootstrap Secret). Not in the plan, it would not be copied, and the source's garbage
+        collector would delete it with its owner. Found, it raises SourceChangedError: the next reading moves
+        it. One more list of each kind moved in the scope (only names, UIDs and owners are kept); clusterctl
+        has the same gap, and no such check."""
+        if not plan.to_delete:
+            return
+        known = uids(plan.source)
+        owners = {plan.moving[k].uid for k in plan.to_delete}
+        ns: list[str | None] = [*self.opts.namespaces] or [None]
+
+        async def new_in(info: TypeInfo, namespace: str | None) -> list[tuple[str, str, set[str]]]:
+            if not info.rt.namespaced and namespace != ns[0]:
+                return []
+            found = []
+            async for obj in self.src.iter_list(info.rt, namespace if info.rt.namespaced else None):
+                md = obj["metadata"]
+                if str(md.get("uid")) not in known and md.get("ownerReferences"):
+                    where = f"{md['namespace']}/{md['name']}" if md.get("namespace") else md["name"]
+                    found.append((f"{info.rt.kind} {where}", str(md.get("uid")),
+                                  {str(r.get("uid")) for r in md["ownerReferences"]}))
+            return found
+
+        new = [o for chunk in await asyncio.gather(*(new_in(i, n) for i in plan.source.types.values() for n in ns))
+               for o in chunk]
+        owned: list[str] = []
+        grew = True
+        while grew:                         # the new objects' own new children too
+            grew = False
+            for name, uid, refs in new:
+                if uid not in owners and refs & owners:
+                    owners.add(uid)
+                    owned.append(name)
+                    grew = True
+        if owned:
+            more = f" and {len(owned) - 3} more" if len(owned) > 3 else ""
+            raise SourceChangedError(f"{len(owned)} objects appeared in {self.src.name} after the move read it, owned "
+                                     f"by objects it moves ({', '.join(owned[:3])}{more})")
 
     async def _delete_one(self, node: Node) -> None:
         """Both writes carry the resourceVersion last seen of the object: one changed in the source since the

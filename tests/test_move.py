@@ -362,3 +362,40 @@ def test_a_source_that_keeps_changing_stops_the_move_with_nothing_lost(fresh_clu
     assert set(moved) == set(original) and snapshot(eph) == {}
     assert moved[machine]["metadata"]["labels"]["edited"] == str(READINGS)
     assert check(eph, tgt, expect="target").ok
+
+
+def test_an_object_created_in_the_source_during_a_move_under_a_moving_owner_reaches_the_target(
+        fresh_clusters) -> None:
+    """A child a controller creates in the source after the move read it (before it saw the pause: a
+    Machine's bootstrap Secret) is not in the plan; copied by nobody, it went with its owner to the source's
+    garbage collector. The check before the first delete finds it, and a second reading moves it."""
+    from metal3_pivot.kube import SECRET
+
+    clusters = fresh_clusters()
+    eph, tgt = clusters["ephemeral"], clusters["target"]
+    seed_pair(clusters)
+    ns = TOPOLOGY.namespace
+    original = snapshot(eph)
+    machine = next(k for k in original if k.kind == "Machine")
+    born = ObjKey("", "Secret", ns, "born-during-the-move")
+
+    async def create_child(mover, plan) -> None:   # type: ignore[no-untyped-def]
+        if mover.readings == 1:
+            owner = plan.moving[machine]
+            await mover.src.create(SECRET, {
+                "apiVersion": "v1", "kind": "Secret", "data": {"value": base64.b64encode(b"kept").decode()},
+                "metadata": {"name": born.name, "namespace": ns, "ownerReferences": [
+                    {"apiVersion": owner.obj["apiVersion"], "kind": "Machine", "name": machine.name,
+                     "uid": owner.uid}]}})
+
+    said: list[str] = []
+    mover, report = _run(_editing_mover(create_child), eph, tgt, said)
+    assert not isinstance(report, Exception), report
+    moved = snapshot(tgt)
+    assert born in moved and set(moved) == set(original) | {born}
+    assert base64.b64decode(moved[born]["data"]["value"]) == b"kept"
+    assert moved[born]["metadata"]["ownerReferences"][0]["uid"] == moved[machine]["metadata"]["uid"]
+    assert snapshot(eph) == {} and check(eph, tgt, expect="target").ok
+    assert mover.readings == 2
+    assert any(f"1 objects appeared in ephemeral after the move read it, owned by objects it moves (Secret {ns}/"
+               f"{born.name})" in line for line in said), said
