@@ -77,6 +77,8 @@ USER_AGENT = f"python-httpx2/{httpx.__version__}"
 #: faster forward, the same back; the source apiserver's CPU in the deletes 13 % / 2 % lower
 #: (docs/performance.md). The cores are what a move waits for.
 METADATA_ONLY = b"application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+#: the same for a list: each item's metadata alone (what a list needs that reads only names, UIDs and owners)
+METADATA_LIST = b"application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 
 #: statuses worth retrying: throttled, server busy, or transient proxy/gateway failures
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
@@ -218,7 +220,8 @@ class Kube:
         self._base = url.raw_path.rstrip(b"/")      # a server behind a path prefix (a proxy's /k8s/clusters/x)
         self._headers = [(b"Host", url.netloc), (b"Accept", b"*/*"), (b"Accept-Encoding", b"gzip"),
                          (b"User-Agent", USER_AGENT.encode())]
-        self._headers_metadata = [(n, METADATA_ONLY if n == b"Accept" else v) for n, v in self._headers]
+        self._headers_accepting = {accept: [(n, accept if n == b"Accept" else v) for n, v in self._headers]
+                                   for accept in (METADATA_ONLY, METADATA_LIST)}
         self._timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
         self.retries = retries
         #: called before every attempt of every write (not reads); raising stops the write. The move lock
@@ -237,18 +240,19 @@ class Kube:
         await self._transport.aclose()
 
     async def _send(self, method: str, path: str, body: bytes | None, params: Mapping[str, str] | None,
-                    content_type: str, metadata_only: bool = False) -> tuple[int, bytes]:
-        """(status, body) of one request, straight to the transport unless httpx must authenticate it."""
+                    content_type: str, accept: bytes | None = None) -> tuple[int, bytes]:
+        """(status, body) of one request, straight to the transport unless httpx must authenticate it.
+        `accept`: METADATA_ONLY or METADATA_LIST, else any JSON."""
         if self._http is not None:
             extra = {"Content-Type": content_type} if body is not None else {}
-            if metadata_only:
-                extra["Accept"] = METADATA_ONLY.decode()
+            if accept is not None:
+                extra["Accept"] = accept.decode()
             resp = await self._http.request(method, path, content=body, params=params, headers=extra or None)
             return resp.status_code, resp.content
         target = self._base + path.encode()
         if params:
             target += b"?" + urlencode(params).encode()
-        headers = self._headers_metadata if metadata_only else self._headers
+        headers = self._headers if accept is None else self._headers_accepting[accept]
         if body is not None:
             headers = [*headers, (b"Content-Type", content_type.encode()),
                        (b"Content-Length", str(len(body)).encode())]
@@ -267,8 +271,10 @@ class Kube:
     # -- core request with retries ----------------------------------------------------------------------
     async def request(self, method: str, path: str, *, body: Any = None, params: Mapping[str, str] | None = None,
                       content_type: str = "application/json", ok_missing: bool = False,
-                      metadata_only: bool = False) -> Obj | None:
-        """`metadata_only`: answer with the object's metadata alone (METADATA_ONLY), where the caller needs no more."""
+                      metadata_only: bool = False, accept: bytes | None = None) -> Obj | None:
+        """`metadata_only`: answer with the object's metadata alone (METADATA_ONLY), where the caller needs no more;
+        `accept`: another Accept than any JSON (METADATA_LIST)."""
+        accept = METADATA_ONLY if metadata_only else accept
         delay = 0.05
         for attempt in range(self.retries + 1):
             if method != "GET" and self.write_guard is not None:
@@ -276,7 +282,7 @@ class Kube:
             started = time.time()
             try:
                 status, content = await self._send(method, path, None if body is None else _encode(body), params,
-                                                   content_type, metadata_only)
+                                                   content_type, accept)
             except (httpx.ConnectError, httpx.ConnectTimeout) as err:
                 if attempt == self.retries:
                     raise UnreachableClusterError(f"{self.name}: cannot reach {self.server}: {err}") from None
@@ -311,12 +317,15 @@ class Kube:
         return [o async for o in self.iter_list(rt, namespace, label_selector=label_selector, chunk=chunk)]
 
     async def iter_list(self, rt: ResourceType, namespace: str | None = None, *,
-                        label_selector: str | None = None, chunk: int = 500) -> AsyncIterator[Obj]:
+                        label_selector: str | None = None, chunk: int = 500,
+                        metadata_only: bool = False) -> AsyncIterator[Obj]:
+        """`metadata_only`: each item is its metadata alone (kind PartialObjectMetadata)."""
         params: dict[str, str] = {"limit": str(chunk)}
         if label_selector:
             params["labelSelector"] = label_selector
         while True:
-            page = await self.request("GET", rt.path(namespace), params=params, ok_missing=True)
+            page = await self.request("GET", rt.path(namespace), params=params, ok_missing=True,
+                                      accept=METADATA_LIST if metadata_only else None)
             if page is None:
                 return
             for item in page.get("items") or []:

@@ -700,7 +700,7 @@ class Mover:
             if not info.rt.namespaced and namespace != ns[0]:
                 return []
             found = []
-            async for obj in self.src.iter_list(info.rt, namespace if info.rt.namespaced else None):
+            async for obj in self.src.iter_list(info.rt, namespace if info.rt.namespaced else None, metadata_only=True):
                 md = obj["metadata"]
                 if str(md.get("uid")) not in known and md.get("ownerReferences"):
                     where = f"{md['namespace']}/{md['name']}" if md.get("namespace") else md["name"]
