@@ -1,41 +1,58 @@
 """One Kubernetes object as one Pulumi resource, whatever its kind.
 
-Known kinds get their typed class (so previews and policies see a real Deployment, Namespace, ...);
-other kinds whose only content is `spec` become `apiextensions.CustomResource`, registered under their
-real type token; anything else (e.g. clusterctl's `Provider` inventory, whose fields are top-level) goes
-through a one-object `yaml.v2.ConfigGroup`. One helper keeps per-object options (delete-before-replace
-for Ironic, retain-on-delete for CRDs, explicit ordering) in our hands.
+Every kind is registered under its real type token (`kubernetes:apps/v1:Deployment`, ...), so previews
+and policies see a real Deployment, Namespace, ... Built-in kinds go through `KubeObject`, which sends
+what pulumi-kubernetes' typed class would send, without importing the typed classes: their modules cost
+~0.7 s of every `pulumi` run's start (docs/performance.md, "eleventh session"). Other kinds whose only
+content is `spec` become `apiextensions.CustomResource`; anything else (e.g. clusterctl's `Provider`
+inventory, whose fields are top-level) goes through a one-object `yaml.v2.ConfigGroup`. One helper keeps
+per-object options (delete-before-replace for Ironic, retain-on-delete for CRDs, explicit ordering) in
+our hands.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pulumi_kubernetes import _utilities as k8s_utilities
 
-TYPED: dict[tuple[str, str], Any] = {
-    ("v1", "Namespace"): k8s.core.v1.Namespace,
-    ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
-    ("v1", "Secret"): k8s.core.v1.Secret,
-    ("v1", "Service"): k8s.core.v1.Service,
-    ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
-    ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
-    ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,
-    ("rbac.authorization.k8s.io/v1", "ClusterRole"): k8s.rbac.v1.ClusterRole,
-    ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
-    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): k8s.rbac.v1.ClusterRoleBinding,
-    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): k8s.apiextensions.v1.CustomResourceDefinition,
-    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"):
-        k8s.admissionregistration.v1.ValidatingWebhookConfiguration,
-    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"):
-        k8s.admissionregistration.v1.MutatingWebhookConfiguration,
-}
+#: the built-in kinds the stack declares (the rest are custom resources); all of them a typed class of
+#: pulumi-kubernetes would serve, under the same type token
+BUILT_IN = frozenset({
+    ("v1", "Namespace"), ("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "Service"), ("v1", "ServiceAccount"),
+    ("apps/v1", "Deployment"),
+    ("rbac.authorization.k8s.io/v1", "Role"), ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"), ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"),
+    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"),
+})
+
+#: a Secret's fields that pulumi-kubernetes keeps secret in the state and in every output
+SECRET_FIELDS = ("data", "stringData")
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+def type_token(api_version: str, kind: str) -> str:
+    """pulumi-kubernetes' type token of a kind: the core group is spelled `core`."""
+    return f"kubernetes:{api_version if '/' in api_version else 'core/' + api_version}:{kind}"
+
+
+class KubeObject(pulumi.CustomResource):
+    """A built-in Kubernetes object, registered as pulumi-kubernetes' typed class registers it: the same
+    type token, the same properties (the manifest's own camelCase fields), the provider plugin's version,
+    and a Secret's `data` / `stringData` secret. Only the Python classes are left out."""
+
+    def __init__(self, name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> None:
+        props: dict[str, Any] = {k: v for k, v in obj.items() if k != "status"}
+        defaults = k8s_utilities.get_resource_opts_defaults()
+        if (obj["apiVersion"], obj["kind"]) == ("v1", "Secret"):
+            props.update({f: pulumi.Output.secret(props[f]) for f in SECRET_FIELDS if props.get(f) is not None})
+            defaults = pulumi.ResourceOptions.merge(defaults, pulumi.ResourceOptions(
+                additional_secret_outputs=list(SECRET_FIELDS)))
+        super().__init__(type_token(obj["apiVersion"], obj["kind"]), name, props,
+                         pulumi.ResourceOptions.merge(defaults, opts))
 
 
 def resource_name(prefix: str, obj: dict[str, Any]) -> str:
@@ -76,9 +93,8 @@ def k8s_object(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> 
     if extra:
         obj = {**obj, "metadata": {**obj["metadata"], "annotations": {
             **(obj["metadata"].get("annotations") or {}), **extra}}}
-    cls = TYPED.get((obj["apiVersion"], obj["kind"]))
-    if cls is not None:
-        return cls(name, metadata=obj["metadata"], opts=opts, **{_snake(k): v for k, v in fields.items()})  # type: ignore[no-any-return]
+    if (obj["apiVersion"], obj["kind"]) in BUILT_IN:
+        return KubeObject(name, obj, opts)
     if set(fields) <= {"spec"}:
         return k8s.apiextensions.CustomResource(name, api_version=obj["apiVersion"], kind=obj["kind"],
                                                 metadata=obj["metadata"], spec=fields.get("spec"), opts=opts)
