@@ -30,8 +30,8 @@ MODULE, NAME = "metal3", "MovePreflight"
 
 
 class MovePreflightProvider(ResourceProvider):
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        return check_location(news, share=True)
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        return check_location(news, share=True, olds=olds)
 
     def diff(self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]) -> DiffResult:
         """Never a change: the check is the whole point, and it runs on every preview and up."""

@@ -19,6 +19,8 @@ from typing import Any
 import orjson
 
 from metal3_pivot.graph import (
+    ADDONS_GROUP,
+    BMH_GROUP,
     CAPI_GROUP,
     CLUSTERCTL_LABEL,
     Graph,
@@ -152,13 +154,25 @@ def no_cyclic_gc() -> Iterator[None]:
                 gc.enable()
 
 
-async def discover(kube: Kube, namespaces: Sequence[str]) -> ClusterView:
-    """The cluster's objects of every candidate kind in `namespaces` (all when empty), as a graph."""
+#: the kinds whose content beyond metadata a light discovery still reads: the graph's edges that are not
+#: owner references (a Cluster's ClusterClass, a binding's Cluster), and the hosts' provisioning status
+#: (plan.hosts_missing_status, part of what a finished-looking move may still owe)
+CONTENT_READ = frozenset({(CAPI_GROUP, "Cluster"), (CAPI_GROUP, "ClusterClass"),
+                          (ADDONS_GROUP, "ClusterResourceSetBinding"), (BMH_GROUP, "BareMetalHost")})
+
+
+async def discover(kube: Kube, namespaces: Sequence[str], *, light: bool = False) -> ClusterView:
+    """The cluster's objects of every candidate kind in `namespaces` (all when empty), as a graph.
+
+    `light`: every kind but CONTENT_READ as its metadata alone (names, UIDs, owners, labels, annotations):
+    enough to say where the objects are, which of them move, and what the end of a move still owes
+    (`placement`, `unfinished`), not to copy them or plan a move. A no-change preview needs no more, and at
+    1,000 hosts the whole objects are most of what its reading costs (docs/performance.md)."""
     with no_cyclic_gc():
-        return await _discover(kube, namespaces)
+        return await _discover(kube, namespaces, light)
 
 
-async def _discover(kube: Kube, namespaces: Sequence[str]) -> ClusterView:
+async def _discover(kube: Kube, namespaces: Sequence[str], light: bool = False) -> ClusterView:
     types, served, versions = await discover_types(kube)
     providers = await kube.list(INVENTORY) if (INVENTORY.group, INVENTORY.kind) in served else []
     existing = {n["metadata"]["name"] for n in await kube.list(NAMESPACE)}
@@ -170,9 +184,11 @@ async def _discover(kube: Kube, namespaces: Sequence[str]) -> ClusterView:
     async def list_one(info: TypeInfo, ns: str | None) -> list[tuple[TypeInfo, Obj]]:
         if not info.rt.namespaced and ns is not None and ns != wanted[0]:
             return []  # cluster-scoped kinds are listed once
+        where = ns if info.rt.namespaced else None
+        if light and (info.rt.group, info.rt.kind) not in CONTENT_READ:
+            return [(info, _as_kind(info, o)) async for o in kube.iter_list(info.rt, where, metadata_only=True)]
         # packed page by page: a whole kind unpacked at once is the peak the packing is there to avoid
-        return [(info, pack_managed_fields(o)) async for o in kube.iter_list(info.rt, ns if info.rt.namespaced
-                                                                             else None)]
+        return [(info, pack_managed_fields(o)) async for o in kube.iter_list(info.rt, where)]
 
     jobs = [list_one(info, ns) for info in types.values() for ns in wanted]
     jobs += [list_one(types[("", "Secret")], ns) for ns in extra_secret_ns]
@@ -186,6 +202,12 @@ async def _discover(kube: Kube, namespaces: Sequence[str]) -> ClusterView:
     graph = build_graph(objects)
     mark_should_not_delete(graph, namespaces, users)
     return ClusterView(kube.name, types, served, providers, existing, graph, versions)
+
+
+def _as_kind(info: TypeInfo, item: Obj) -> Obj:
+    """An item of a metadata-only list as the object it stands for: its own kind, its metadata alone
+    (the items come as PartialObjectMetadata; the graph keys objects by group and kind)."""
+    return {"apiVersion": info.rt.api_version, "kind": info.rt.kind, "metadata": item["metadata"]}
 
 
 def _class_ref(cluster: Obj) -> tuple[str, str] | None:

@@ -35,6 +35,7 @@ BLOCK_MOVE_ANNOTATION = f"{CLUSTERCTL_LABEL}/block-move"
 
 CAPI_GROUP = "cluster.x-k8s.io"
 ADDONS_GROUP = "addons.cluster.x-k8s.io"
+BMH_GROUP = "metal3.io"
 ALWAYS_HIERARCHY = {(CAPI_GROUP, "Cluster"), (CAPI_GROUP, "ClusterClass"), (ADDONS_GROUP, "ClusterResourceSet")}
 SECRET_PURPOSES = ("kubeconfig", "ca", "etcd", "sa", "proxy", "apiserver-etcd-client")
 

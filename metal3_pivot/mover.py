@@ -32,11 +32,10 @@ from metal3_pivot.errors import (
     PivotError,
     SourceChangedError,
 )
-from metal3_pivot.graph import BLOCK_MOVE_ANNOTATION, Node, ObjKey, TypeInfo
+from metal3_pivot.graph import BLOCK_MOVE_ANNOTATION, BMH_GROUP, Node, ObjKey, TypeInfo
 from metal3_pivot.kube import NAMESPACE, VALIDATING_WEBHOOKS, Kube
 from metal3_pivot.lock import DEFAULT_DURATION, Holder, MoveLock, read_lock
 from metal3_pivot.plan import (
-    BMH_GROUP,
     BMH_STATUS,
     DELETE_FOR_MOVE,
     STRIP_PATCH,

@@ -34,7 +34,16 @@ from typing import Any
 
 from metal3_pivot.discovery import ClusterView, unpack_managed_fields
 from metal3_pivot.errors import PivotError
-from metal3_pivot.graph import CAPI_GROUP, CLUSTERCTL_LABEL, Node, ObjKey, kind_counts, levels, stuck_in_cycles
+from metal3_pivot.graph import (
+    BMH_GROUP,
+    CAPI_GROUP,
+    CLUSTERCTL_LABEL,
+    Node,
+    ObjKey,
+    kind_counts,
+    levels,
+    stuck_in_cycles,
+)
 
 Obj = dict[str, Any]
 
@@ -43,7 +52,6 @@ SOURCE_VERSION = "metal3-pivot.io/source-resource-version"
 PAUSED_BY = "metal3-pivot.io/paused"
 DELETE_FOR_MOVE = f"{CLUSTERCTL_LABEL}/delete-for-move"
 CLUSTERCLASS_PAUSED = "cluster.x-k8s.io/paused"
-BMH_GROUP = "metal3.io"
 BMH_PAUSED = "baremetalhost.metal3.io/paused"
 BMH_STATUS = "baremetalhost.metal3.io/status"
 OUR_PAUSE_VALUE = "metal3-pivot"

@@ -18,10 +18,9 @@ from metal3_pivot import apiversion
 from metal3_pivot.discovery import packed_overcount
 from metal3_pivot.errors import PREFLIGHT_ERRORS, PreflightError
 from metal3_pivot.findings import Code, Finding
-from metal3_pivot.graph import CAPI_GROUP, Node
+from metal3_pivot.graph import BMH_GROUP, CAPI_GROUP, Node
 from metal3_pivot.inventory import version_key
 from metal3_pivot.plan import (
-    BMH_GROUP,
     BMH_STATUS,
     CLUSTERCLASS_PAUSED,
     DELETE_FOR_MOVE,

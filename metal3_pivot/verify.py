@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 from metal3_pivot.discovery import ClusterView, discover
 from metal3_pivot.findings import Code, Finding
-from metal3_pivot.graph import CAPI_GROUP, Node, kind_counts
+from metal3_pivot.graph import BMH_GROUP, CAPI_GROUP, Node, kind_counts
 from metal3_pivot.kube import DEPLOYMENTS, Kube
-from metal3_pivot.plan import BMH_GROUP, BMH_PAUSED, OUR_PAUSE_VALUE, PAUSED_BY, related
+from metal3_pivot.plan import BMH_PAUSED, OUR_PAUSE_VALUE, PAUSED_BY, related
 
 
 def location_of(counts: Mapping[str, Mapping[str, int]]) -> str:

@@ -281,7 +281,7 @@ def test_what_check_writes_is_what_the_policy_pack_reads(monkeypatch: pytest.Mon
                           preflight=[Finding(Code.OWNER_CHAIN, "Secret metal3/x", "its owner is gone")],
                           providers={"ephemeral": [ProviderEntry("cluster-api", "CoreProvider", "v1.14.2")],
                                      "target": []})
-    monkeypatch.setattr(object_location, "inspect", lambda _inputs: state)
+    monkeypatch.setattr(object_location, "inspect", lambda _inputs, **_: state)
     news = {**LocationInputs("target", LIVE_KUBECONFIG, LIVE_KUBECONFIG, ["metal3"]).to_props(),
             **dict.fromkeys(LocationState.prop_keys())}
     result = object_location.ObjectLocationProvider().check({}, news)
@@ -309,7 +309,7 @@ def test_objectlocation_check_takes_the_preflights_reading_once_and_only_while_f
 
     readings: list[str] = []
 
-    def inspect(inputs: LocationInputs) -> LocationState:
+    def inspect(inputs: LocationInputs, **_: bool) -> LocationState:
         readings.append(inputs.location)
         return LocationState(actual="ephemeral", digest=f"sha256:{len(readings)}")
 
