@@ -48,6 +48,10 @@ class ClusterView:
     #: objects are created at); empty for a backup folder
     versions: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        """Short, as Graph's (which says why)."""
+        return f"ClusterView({self.name!r}, {self.graph!r})"
+
 
 def pack_managed_fields(obj: Obj) -> Obj:
     """Hold each `Update` managedFields entry's fieldsV1 as its compact JSON text instead of a tree.
