@@ -49,15 +49,10 @@ declared = dict(location=config.location, ephemeral_kubeconfig=ephemeral_kubecon
                 timeout=config.move_timeout, concurrency=config.concurrency,
                 target_providers_managed=config.providers.install)
 
-# the pre-flight first: in an update, when it refuses the declared move, nothing below is registered, so
-# nothing changes (the SDK registers a resource only after its dependencies); the installs and Ironic are
-# kept by a destroy (`deleted_with`). A preview writes nothing, so there the installs' and Ironic's diffs
-# run beside the gate's reading instead of after it (docs/pulumi-layer.md, "Preview"); the gate still fails
-# the preview when it refuses. `up` runs this program twice, its preview and then its update, so its update
-# keeps the order. Without the gate, `deleted_with` goes too: the SDK would await the anchor all the same.
+# the pre-flight first: when it refuses the declared move, nothing below is registered, so nothing changes
+# (the SDK registers a resource only after its dependencies); the installs and Ironic are kept by a destroy
 preflight = MovePreflight("preflight", **declared)
-gate: list[pulumi.Resource] = [] if pulumi.runtime.is_dry_run() else [preflight]
-guarded = pulumi.ResourceOptions(depends_on=gate, transforms=[deleted_with(preflight)] if gate else [])
+guarded = pulumi.ResourceOptions(depends_on=[preflight], transforms=[deleted_with(preflight)])
 
 # move.yml: `clusterctl init` the target, install BMO's CRDs there (labelled) before anything moves;
 # move.yml / move_back.yml: Ironic (+ BMO) leaves the source and starts on the destination before the move
@@ -70,7 +65,7 @@ try:
     if config.ironic.install:
         movers_wait_for.append(Ironic("ironic", (ephemeral if config.location == "ephemeral" else target).provider,
                                       config.ironic, config.location, opts=pulumi.ResourceOptions.merge(
-                                          guarded, pulumi.ResourceOptions(depends_on=[*gate, *installs]))))
+                                          guarded, pulumi.ResourceOptions(depends_on=[preflight, *installs]))))
 except (ManifestError, VariableError) as err:
     # a components file that does not parse, a clusterctl variable with no value, pinned modules missing:
     # the message says what to do
