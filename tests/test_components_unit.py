@@ -432,3 +432,58 @@ def test_a_pending_end_of_a_move_goes_through_the_state_and_an_ordinary_move_is_
     assert LocationState.from_props({"pending": props["pending"]}).pending == owed.pending
     plain = LocationState(pending=PendingMove("ephemeral", "target", {"Cluster": 1})).to_props()["pending"]
     assert plain == {"from": "ephemeral", "to": "target", "objects": {"Cluster": 1}}
+
+
+SAMPLES: list[dict[str, Any]] = [
+    {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bmc", "namespace": "metal3"}, "type": "Opaque",
+     "data": {"username": "YWRtaW4="}, "stringData": {"password": "p"}},
+    {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ironic", "namespace": "metal3",
+                                                           "labels": {"app": "ironic"}}, "data": {"A": "1"}},
+    {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bmo", "namespace": "metal3"},
+     "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "bmo"}}, "template": {
+         "metadata": {"labels": {"app": "bmo"}}, "spec": {"containers": [{"name": "manager", "image": "bmo:v1",
+                                                                          "ports": [{"containerPort": 9443}]}]}}}},
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "r"},
+     "rules": [{"apiGroups": ["metal3.io"], "resources": ["baremetalhosts"], "verbs": ["get"]}]},
+    {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+     "metadata": {"name": "w"}, "webhooks": [{"name": "v.metal3.io", "admissionReviewVersions": ["v1"],
+                                             "sideEffects": "None", "clientConfig": {"service": {
+                                                 "name": "s", "namespace": "metal3", "path": "/v"}}}]},
+    {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+     "metadata": {"name": "providers.clusterctl.cluster.x-k8s.io"},
+     "spec": {"group": "clusterctl.cluster.x-k8s.io", "scope": "Namespaced",
+              "names": {"kind": "Provider", "plural": "providers"},
+              "versions": [{"name": "v1alpha3", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                  "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}},
+]
+
+
+@pulumi.runtime.test
+def test_built_in_objects_register_as_the_typed_classes_would(mocks: Mocks) -> Any:
+    """KubeObject (components/objects.py) stands in for pulumi-kubernetes' typed classes, whose imports cost
+    ~0.7 s of every CLI run: the same type token and the same properties reach the engine, so a stack made
+    with the typed classes has no diff under it (measured on a real stack too: docs/performance.md)."""
+    import pulumi_kubernetes as k8s
+
+    from components.objects import BUILT_IN, KubeObject
+
+    typed = {"Secret": k8s.core.v1.Secret, "ConfigMap": k8s.core.v1.ConfigMap, "Deployment": k8s.apps.v1.Deployment,
+             "ClusterRole": k8s.rbac.v1.ClusterRole,
+             "ValidatingWebhookConfiguration": k8s.admissionregistration.v1.ValidatingWebhookConfiguration,
+             "CustomResourceDefinition": k8s.apiextensions.v1.CustomResourceDefinition}
+    made = []
+    for obj in SAMPLES:
+        assert (obj["apiVersion"], obj["kind"]) in BUILT_IN
+        fields = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
+        snake = {"stringData": "string_data"}
+        made.append(typed[obj["kind"]](f"typed-{obj['kind']}", metadata=obj["metadata"],
+                                       **{snake.get(k, k): v for k, v in fields.items()}))
+        made.append(KubeObject(f"ours-{obj['kind']}", obj, pulumi.ResourceOptions()))
+
+    def verify(_: Any) -> None:
+        by_name = {r.name: r for r in mocks.resources}
+        for obj in SAMPLES:
+            theirs, ours = by_name[f"typed-{obj['kind']}"], by_name[f"ours-{obj['kind']}"]
+            assert ours.typ == theirs.typ
+            assert dict(ours.inputs) == dict(theirs.inputs), obj["kind"]
+    return pulumi.Output.all(*[r.urn for r in made]).apply(verify)
