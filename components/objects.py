@@ -46,6 +46,7 @@ class KubeObject(pulumi.CustomResource):
 
     def __init__(self, name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> None:
         props: dict[str, Any] = {k: v for k, v in obj.items() if k != "status"}
+        # the plugin version, from where every typed class takes it (a private module of the SDK)
         defaults = k8s_utilities.get_resource_opts_defaults()
         if (obj["apiVersion"], obj["kind"]) == ("v1", "Secret"):
             props.update({f: pulumi.Output.secret(props[f]) for f in SECRET_FIELDS if props.get(f) is not None})

@@ -170,8 +170,8 @@ async def discover(kube: Kube, namespaces: Sequence[str], *, light: bool = False
 
     `light`: every kind but CONTENT_READ as its metadata alone (names, UIDs, owners, labels, annotations):
     enough to say where the objects are, which of them move, and what the end of a move still owes
-    (`placement`, `unfinished`), not to copy them or plan a move. A no-change preview needs no more, and at
-    1,000 hosts the whole objects are most of what its reading costs (docs/performance.md)."""
+    (`placement`, `unfinished`), not to copy them or plan a move. A no-change preview needs no more; at
+    1,000 hosts it reads a quarter fewer bytes (managedFields are metadata too; docs/performance.md)."""
     with no_cyclic_gc():
         return await _discover(kube, namespaces, light)
 
