@@ -313,7 +313,7 @@ def check_location(news: dict[str, Any], *, share: bool = False, reuse: bool = F
     if failures or any(_unknown(v) for v in news.values()):
         return CheckResult(news, failures)
     try:
-        same_place = bool(olds) and LocationInputs.read(olds or {}, "location") == inputs.location
+        same_place = LocationInputs.read(olds, "location") == inputs.location if olds else False
         state = _shared_inspect(inputs, share=share, reuse=reuse, light_first=same_place)
     except PivotError as err:
         return CheckResult(news, [CheckFailure(LOCATION, str(err))])

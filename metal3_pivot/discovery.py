@@ -190,7 +190,7 @@ async def _discover(kube: Kube, namespaces: Sequence[str], light: bool = False) 
             return []  # cluster-scoped kinds are listed once
         where = ns if info.rt.namespaced else None
         if light and (info.rt.group, info.rt.kind) not in CONTENT_READ:
-            return [(info, _as_kind(info, o)) async for o in kube.iter_list(info.rt, where, metadata_only=True)]
+            return [(info, o) async for o in kube.iter_list(info.rt, where, metadata_only=True)]
         # packed page by page: a whole kind unpacked at once is the peak the packing is there to avoid
         return [(info, pack_managed_fields(o)) async for o in kube.iter_list(info.rt, where)]
 
@@ -206,12 +206,6 @@ async def _discover(kube: Kube, namespaces: Sequence[str], light: bool = False) 
     graph = build_graph(objects)
     mark_should_not_delete(graph, namespaces, users)
     return ClusterView(kube.name, types, served, providers, existing, graph, versions)
-
-
-def _as_kind(info: TypeInfo, item: Obj) -> Obj:
-    """An item of a metadata-only list as the object it stands for: its own kind, its metadata alone
-    (the items come as PartialObjectMetadata; the graph keys objects by group and kind)."""
-    return {"apiVersion": info.rt.api_version, "kind": info.rt.kind, "metadata": item["metadata"]}
 
 
 def _class_ref(cluster: Obj) -> tuple[str, str] | None:

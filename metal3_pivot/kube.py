@@ -319,7 +319,8 @@ class Kube:
     async def iter_list(self, rt: ResourceType, namespace: str | None = None, *,
                         label_selector: str | None = None, chunk: int = 500,
                         metadata_only: bool = False) -> AsyncIterator[Obj]:
-        """`metadata_only`: each item is its metadata alone (kind PartialObjectMetadata)."""
+        """`metadata_only`: each item is its metadata alone, under its own apiVersion and kind (the API server
+        sends each as a PartialObjectMetadata; the graph keys objects by group and kind)."""
         params: dict[str, str] = {"limit": str(chunk)}
         if label_selector:
             params["labelSelector"] = label_selector
@@ -329,8 +330,11 @@ class Kube:
             if page is None:
                 return
             for item in page.get("items") or []:
-                item.setdefault("apiVersion", rt.api_version)
-                item.setdefault("kind", rt.kind)
+                if metadata_only:
+                    item["apiVersion"], item["kind"] = rt.api_version, rt.kind
+                else:
+                    item.setdefault("apiVersion", rt.api_version)
+                    item.setdefault("kind", rt.kind)
                 yield item
             token = (page.get("metadata") or {}).get("continue")
             if not token:
