@@ -91,6 +91,9 @@ class MoveOptions:
     progress: Progress = _quiet
     holder: str = "metal3-pivot CLI"           # who moves, as the move lock shows it to other movers
     lock_duration: float = DEFAULT_DURATION    # seconds a killed mover's lock outlives it (other hosts)
+    #: the caller read both clusters, ran the pre-flight and read the lock itself, seconds before (the Pulumi
+    #: layer's `check`, just before its update): the move goes straight to the lock and reads under it (`run`)
+    checked_by_caller: bool = False
 
 
 @dataclass
@@ -181,36 +184,41 @@ class Mover:
             report.phases[name] = round(report.phases.get(name, 0.0) + now - phase_start, 3)
             phase_start = now
 
-        # read-only first: a move refused by the pre-flight or the lock changes nothing, not even a Lease
-        plan = await self.discover()
-        phase("discover")
-        preflight.check(plan, self.opts.namespaces)
-        for kube in (self.src, self.dst):
-            held = await read_lock(kube)
-            if held is not None:
-                raise LockHeldError(held.refusal(kube.name))
-        phase("preflight")
-        report.moved = plan.counts()
-        self._say_stuck(plan)
-        if not plan.work and not unfinished(plan.source, plan.target) and not kept_paused(plan):
-            self.say(self._nothing_to_move(plan))
-            report.moved = {}
-            report.seconds = time.monotonic() - t0
-            return report
-        if self.opts.dry_run:
-            self.say(f"would move {len(plan.moving)} objects ({len(plan.to_create)} to create, "
-                     f"{len(plan.already_in_target)} already in {self.dst.name})")
-            report.seconds = time.monotonic() - t0
-            return report
+        if not self.opts.checked_by_caller or self.opts.dry_run:
+            # read-only first: a move refused by the pre-flight or the lock changes nothing, not even a Lease
+            plan = await self.discover()
+            phase("discover")
+            preflight.check(plan, self.opts.namespaces)
+            for kube in (self.src, self.dst):
+                held = await read_lock(kube)
+                if held is not None:
+                    raise LockHeldError(held.refusal(kube.name))
+            phase("preflight")
+            report.moved = plan.counts()
+            self._say_stuck(plan)
+            if not plan.work and not unfinished(plan.source, plan.target) and not kept_paused(plan):
+                self.say(self._nothing_to_move(plan))
+                report.moved = {}
+                report.seconds = time.monotonic() - t0
+                return report
+            if self.opts.dry_run:
+                self.say(f"would move {len(plan.moving)} objects ({len(plan.to_create)} to create, "
+                         f"{len(plan.already_in_target)} already in {self.dst.name})")
+                report.seconds = time.monotonic() - t0
+                return report
+            # the first plan goes before the second is read: held across the re-discovery, two copies of the
+            # source were the engine's peak memory (71 against 46 MiB at 300 hosts, docs/performance.md)
+            del plan
+        # else the caller's own reading just said the same as this first one would (the Pulumi layer's check,
+        # seconds before its update: 3-4 s of both clusters' reading at 1,000 hosts, docs/performance.md). What
+        # changes: a pre-flight that refuses only now does so under the lock, whose Lease is then deleted, and
+        # a move someone else finished meanwhile is found done under it (its end is written again, a no-op)
         holder = Holder.me(self.opts.holder, f"{self.src.name} ({self.src.server}) -> {self.dst.name} "
                                              f"({self.dst.server})")
         self.lock = MoveLock([self.src, self.dst], holder, duration=self.opts.lock_duration, progress=self.say)
         writes0 = self.src.writes + self.dst.writes
         by_method0 = self.src.writes_by_method + self.dst.writes_by_method
         by_resource0 = self.src.writes_by_resource + self.dst.writes_by_resource
-        # the first plan goes before the second is read: held across the re-discovery, two copies of the source
-        # were the engine's peak memory (71 against 46 MiB at 300 hosts, docs/performance.md)
-        del plan
         async with self.lock:
             phase("lock")
             for reading in range(1, READINGS + 1):
@@ -219,6 +227,8 @@ class Mover:
                 preflight.check(plan, self.opts.namespaces)
                 if reading == 1:
                     report.moved = plan.counts()
+                    if self.opts.checked_by_caller:
+                        self._say_stuck(plan)
                 phase("rediscover")
                 self.say(f"discovered {len(plan.moving)} objects to move ({len(plan.to_create)} to create, "
                          f"{len(plan.already_in_target)} already in {self.dst.name})")

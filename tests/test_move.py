@@ -7,13 +7,16 @@ invariants with metal3_pivot.verify plus direct comparisons against the original
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 
 import pytest
 
-from metal3_pivot import BMH_STATUS
+from metal3_pivot import BMH_STATUS, PreflightError
 from metal3_pivot.graph import ObjKey
+from metal3_pivot.kube import LEASE
+from metal3_pivot.lock import LOCK_NAME, LOCK_NAMESPACE
 from tests.kit.move import (
     OTHER_NS,
     TOPOLOGY,
@@ -22,6 +25,7 @@ from tests.kit.move import (
     check,
     cli_move_args,
     engine_cli,
+    kube,
     move,
     resource_versions,
     seed_pair,
@@ -123,7 +127,6 @@ def test_the_end_of_a_move_writes_what_a_read_of_the_target_would_say(fresh_clus
     Held here against the read it skips, taken on the real target just before those writes, in both
     directions, with an object whose marks go in annotations (a bare HardwareData sets no field but its
     name). A run that finds an earlier run's copy reads the target, as before."""
-    import asyncio
 
     from lab.cluster import kube_for
     from lab.data.seed_objects import BMO
@@ -207,7 +210,6 @@ def assert_light_reading_agrees(dst, src, ns: str) -> None:
     move, in the same places, and the end owes the same; here with a host copy whose provisioning status is
     gone (what a run killed between a host's create and its status leaves), which only the host's content
     shows."""
-    import asyncio
 
     from lab.cluster import kube_for
     from metal3_pivot.discovery import discover
@@ -253,7 +255,6 @@ def _editing_mover(edit, **opts):   # type: ignore[no-untyped-def]
 
 
 def _run(mover_type, src, dst, said: list[str], **opts):   # type: ignore[no-untyped-def]
-    import asyncio
 
     from lab.cluster import kube_for
     from metal3_pivot.mover import MoveOptions
@@ -275,7 +276,6 @@ def test_an_object_edited_in_the_source_during_a_move_reaches_the_target_with_it
     deletes the object at its new version. Deleted unconditionally (as clusterctl deletes), the edit was lost.
     A change to an object's status alone (which a copy does not hold: CAPI writes a Paused condition on every
     object of a Cluster just paused) costs no new reading: the object is deleted at its new version."""
-    import asyncio
 
     from lab.cluster import kube_for
 
@@ -341,7 +341,6 @@ def test_a_host_whose_status_changes_before_the_pause_reaches_the_target_with_th
     ns = TOPOLOGY.namespace
     seeded = snapshot(eph)
     host = next(k for k, o in seeded.items() if k.kind == "BareMetalHost" and (o.get("status") or {}).get("poweredOn"))
-    import asyncio
 
     from lab.cluster import kube_for
     from metal3_pivot.mover import Mover
@@ -438,3 +437,44 @@ def test_an_object_created_in_the_source_during_a_move_under_a_moving_owner_reac
     assert mover.readings == 2
     assert any(f"1 objects appeared in ephemeral after the move read it, owned by objects it moves (Secret {ns}/"
                f"{born.name})" in line for line in said), said
+
+
+def test_a_move_its_caller_checked_reads_both_clusters_only_under_the_lock(fresh_clusters) -> None:
+    """The Pulumi layer's update runs the Mover seconds after its own `check` read both clusters, ran the
+    pre-flight and read the lock (MoveOptions.checked_by_caller): the Mover skips its read-only first reading.
+    It must still refuse what the pre-flight refuses by then, under the lock, writing nothing and leaving no
+    Lease; and move everything as a move that reads twice does."""
+    clusters = fresh_clusters()
+    eph, tgt = clusters["ephemeral"], clusters["target"]
+    seed_pair(clusters)
+    original = snapshot(eph)
+    types = bundle_types()
+    cluster_rt = next(r for r in types.values() if (r.group, r.kind) == ("cluster.x-k8s.io", "Cluster"))
+    name = next(k.name for k in original if k.kind == "Cluster")
+
+    async def pause(paused: bool | None) -> None:
+        async with kube(eph) as k:
+            await k.patch(cluster_rt, name, TOPOLOGY.namespace, {"spec": {"paused": paused}})
+
+    async def leases() -> list[object]:
+        found = []
+        for c in (eph, tgt):
+            async with kube(c) as k:
+                found.append(await k.get(LEASE, LOCK_NAME, LOCK_NAMESPACE))
+        return found
+
+    # paused by someone else after the caller's check passed: refused under the lock, nothing written
+    asyncio.run(pause(True))
+    before = {c.name: resource_versions(c) for c in (eph, tgt)}
+    with pytest.raises(PreflightError, match="not by metal3-pivot"):
+        move(eph, tgt, checked_by_caller=True)
+    assert {c.name: resource_versions(c) for c in (eph, tgt)} == before
+    assert asyncio.run(leases()) == [None, None]
+
+    asyncio.run(pause(None))
+    report = move(eph, tgt, checked_by_caller=True)
+    assert "discover" not in report.phases and "preflight" not in report.phases, report.phases
+    assert report.phases.get("rediscover") is not None and sum(report.moved.values()) == len(original)
+    assert set(snapshot(tgt)) == set(original) and snapshot(eph) == {}
+    assert check(eph, tgt, expect="target").ok
+    assert asyncio.run(leases()) == [None, None]
