@@ -180,10 +180,11 @@ def run_size(hosts: int, previews: int, base: Path) -> dict[str, Any]:
         preview_parts = where_it_went(logs / "preview.log", logged)
         say(f"{hosts} hosts: a no-change preview with the engine's log, {logged:.1f} s: {_parts(preview_parts)}")
         say(f"{hosts} hosts: the bare engine move there and back (the baseline)")
-        bare_fwd = engine_move(eph, tgt, CONCURRENCY, "bare forward")["seconds"]
+        bare = {"forward": engine_move(eph, tgt, CONCURRENCY, "bare forward")}
         settle_after_move(tgt, topo)
-        bare_back = engine_move(tgt, eph, CONCURRENCY, "bare back")["seconds"]
+        bare["back"] = engine_move(tgt, eph, CONCURRENCY, "bare back")
         settle_after_move(eph, topo)
+        bare_fwd, bare_back = bare["forward"]["seconds"], bare["back"]["seconds"]
         say(f"{hosts} hosts: bare engine move {bare_fwd:.1f} s forward, {bare_back:.1f} s back")
         project.set_location("target")
         pivot_preview = project.run("preview")
@@ -205,6 +206,8 @@ def run_size(hosts: int, previews: int, base: Path) -> dict[str, Any]:
         return {"hosts": hosts, "objects": objects, "install_s": install, "previews_s": times,
                 "preview_median_s": statistics.median(times), "pivot_preview_s": pivot_preview,
                 "bare_forward_s": bare_fwd, "bare_back_s": bare_back,
+                "bare_phases_s": {way: m["phases"] for way, m in bare.items()},
+                "phases_forward_s": fwd.get("phases"), "phases_back_s": back.get("phases"),
                 "up_forward_s": up_fwd, "engine_forward_s": fwd_s, "moved_forward": fwd.get("moved"),
                 "overhead_forward": (up_fwd - bare_fwd) / bare_fwd,
                 "overhead_forward_vs_engine_in_up": (up_fwd - fwd_s) / fwd_s if fwd_s else None,

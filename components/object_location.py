@@ -379,7 +379,7 @@ class ObjectLocationProvider(ResourceProvider):
             raise MoveStoppedError(f"the move from {src} to {dst} stopped: {err}. Nothing is lost: run `pulumi up` "
                                    f"again to finish it (log: {progress.path})") from None
         return {"moved": sum(report.moved.values()), "from": src, "to": dst, "seconds": round(report.seconds, 1),
-                "log": str(progress.path)}
+                "phases": {k: round(v, 1) for k, v in report.phases.items()}, "log": str(progress.path)}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         moved = self._move(props, "create")
