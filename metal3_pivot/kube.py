@@ -205,10 +205,17 @@ class Kube:
         self.server = config.cluster.server
         if config.user is None:
             raise KubeconfigError(f"{name}: the kubeconfig context names no user")
+        u = config.user
+        if bool(u.client_cert or u.client_cert_data) != bool(u.client_key or u.client_key_data):
+            has, lacks = (("certificate", "key") if u.client_cert or u.client_cert_data
+                          else ("key", "certificate"))
+            raise KubeconfigError(f"{name}: the kubeconfig's user has a client {has} but no client {lacks} "
+                                  f"(client-{lacks}-data or client-{lacks}): add it, or use the kubeconfig the "
+                                  "cluster's installer wrote")
         try:
             verify = verify_cluster(config.cluster, config.user, config.abs_file, trust_env=False)
             auth = user_auth(config.user)
-        except (ConfigError, OSError, ValueError) as err:
+        except (ConfigError, OSError, ValueError, TypeError) as err:
             raise KubeconfigError(f"{name}: credentials in the kubeconfig are unusable: {err}") from None
         self._transport = ApiTransport(verify, max_connections=concurrency)
         # httpx in front only where it authenticates (tokens, exec plugins, basic): its request building costs

@@ -64,6 +64,12 @@ def test_malformed_kubeconfig(lab, tmp_path) -> None:
     not_kc = tmp_path / "list"
     not_kc.write_text("- just\n- a list\n")
     refused(lab, move_args(not_kc, lab["target"].kubeconfig), 2, "is not a kubeconfig")
+    # a client certificate without its key: said so, not a TypeError from deep in the TLS set-up
+    keyless = tmp_path / "keyless"
+    keyless.write_text(lab["target"].kubeconfig.read_text().replace("client-key-data", "other-key-data"))
+    err = refused(lab, move_args(lab["ephemeral"].kubeconfig, keyless), 2,
+                  "has a client certificate but no client key (client-key-data or client-key)")
+    assert "other-key-data" not in err
 
 
 def test_unknown_context(lab) -> None:
