@@ -12,7 +12,7 @@ from components.clusters import EphemeralCluster, TargetCluster
 from components.config import ConfigError, load, probe
 from components.ironic import Ironic
 from components.manifests import ManifestError
-from components.move_preflight import MovePreflight
+from components.move_preflight import MovePreflight, start_reading
 from components.object_location import ObjectLocation
 from components.objects import deleted_with
 from components.providers import ProviderInstall
@@ -29,6 +29,14 @@ objects_module.SKIP_AWAIT.update(value=config.skip_await, deployments=config.awa
 try:
     ephemeral_kubeconfig = config.ephemeral.kubeconfig_text(root, "ephemeral")
     target_kubeconfig = config.target.kubeconfig_text(root, "target")
+    # what ObjectLocation and its pre-flight both take
+    declared = dict(location=config.location, ephemeral_kubeconfig=ephemeral_kubeconfig,
+                    target_kubeconfig=target_kubeconfig, namespaces=config.namespaces,
+                    ephemeral_context=config.ephemeral.context, target_context=config.target.context,
+                    timeout=config.move_timeout, concurrency=config.concurrency,
+                    target_providers_managed=config.providers.install)
+    # the gate's reading of both clusters starts now, beside the rest of the program and the plugins' start
+    reading = start_reading(**declared)
     probe("ephemeral", ephemeral_kubeconfig, config.ephemeral.context)
     probe("target", target_kubeconfig, config.target.context)
     # controllers that run there already, created by something else: the operator chooses, nothing is adopted
@@ -42,16 +50,9 @@ if taken:
 ephemeral = EphemeralCluster("ephemeral", ephemeral_kubeconfig, config.ephemeral.context)
 target = TargetCluster("target", target_kubeconfig, config.target.context)
 
-# what ObjectLocation and its pre-flight both take
-declared = dict(location=config.location, ephemeral_kubeconfig=ephemeral_kubeconfig,
-                target_kubeconfig=target_kubeconfig, namespaces=config.namespaces,
-                ephemeral_context=config.ephemeral.context, target_context=config.target.context,
-                timeout=config.move_timeout, concurrency=config.concurrency,
-                target_providers_managed=config.providers.install)
-
 # the pre-flight first: when it refuses the declared move, nothing below is registered, so nothing changes
 # (the SDK registers a resource only after its dependencies); the installs and Ironic are kept by a destroy
-preflight = MovePreflight("preflight", **declared)
+preflight = MovePreflight("preflight", reading=reading, **declared)
 guarded = pulumi.ResourceOptions(depends_on=[preflight], transforms=[deleted_with(preflight)])
 
 # move.yml: `clusterctl init` the target, install BMO's CRDs there (labelled) before anything moves;

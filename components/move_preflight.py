@@ -11,6 +11,10 @@ either cluster. Its findings are also where the policy pack's `owner-chain` and 
 resource policies look: the engine runs resource policies on a resource whose `check` failed (measured:
 tests/test_policies_preview.py), so a preview with the pack still names them.
 
+Its `check` takes the reading of both clusters that the program started as soon as it knew the
+clusters (`start_reading`, components/gate_reading.py): the `reading` input names it. That reading ran
+while the program declared the rest of the stack and the engine started its plugins, instead of after.
+
 It owns nothing: `diff` never reports a change, `create` records only where the objects were declared,
 `delete` forgets. It is also the anchor of `deleted_with` for the installs and Ironic (docs/pulumi-layer.md,
 "Destroy"): deleting the whole stack deletes it, and Pulumi then skips the Kubernetes deletes.
@@ -23,7 +27,9 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider
 
-from components.object_location import check_location, declared_props
+from components import gate_reading
+from components.object_location import READING, check_location, declared_props
+from metal3_pivot import LocationInputs
 
 #: the type token: `pulumi-python:dynamic/metal3:MovePreflight` (policies find it by this)
 MODULE, NAME = "metal3", "MovePreflight"
@@ -47,9 +53,20 @@ class MovePreflightProvider(ResourceProvider):
         """Nothing to delete: the resource only checks."""
 
 
+def start_reading(*, location: str, ephemeral_kubeconfig: str, target_kubeconfig: str, namespaces: list[str],
+                  ephemeral_context: str | None = None, target_context: str | None = None, **_: Any) -> str:
+    """Start the gate's reading of both clusters now (the program's side of components/gate_reading.py);
+    the token goes to MovePreflight as `reading`. Takes ObjectLocation's keyword arguments."""
+    return gate_reading.start(LocationInputs(
+        location=location, ephemeral_kubeconfig=ephemeral_kubeconfig, target_kubeconfig=target_kubeconfig,
+        namespaces=namespaces, ephemeral_context=ephemeral_context or "", target_context=target_context or ""))
+
+
 class MovePreflight(pulumi.dynamic.Resource, module=MODULE, name=NAME):
     """Passes only when the declared move is allowed now; everything that changes a cluster depends on it."""
 
-    def __init__(self, name: str, *, opts: pulumi.ResourceOptions | None = None, **declared: Any) -> None:
-        """`declared`: the same keyword arguments as ObjectLocation (`declared_props`)."""
-        super().__init__(MovePreflightProvider(), name, declared_props(**declared), opts)
+    def __init__(self, name: str, *, opts: pulumi.ResourceOptions | None = None, reading: str = "",
+                 **declared: Any) -> None:
+        """`declared`: the same keyword arguments as ObjectLocation (`declared_props`); `reading`: the token
+        `start_reading` gave (none: the check reads both clusters itself)."""
+        super().__init__(MovePreflightProvider(), name, {**declared_props(**declared), READING: reading}, opts)

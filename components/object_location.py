@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import hashlib
-import json
-import os
 import re
 import sys
 import threading
@@ -45,31 +42,24 @@ from pulumi.dynamic import (
 )
 from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc
 
+from components.gate_reading import cache_dir, client, digest, inspect, reading_key, take
 from metal3_pivot import (
     LOCATIONS,
     ClusterView,
     Code,
     Finding,
-    Kube,
     LocationInputs,
     LocationState,
     LockHeldError,
     MoveOptions,
     Mover,
     MoveReport,
-    PendingMove,
     PivotError,
     PreflightError,
-    ProviderEntry,
     discover,
-    findings,
     load_kubeconfig,
-    make_plan,
-    no_cyclic_gc,
     placement,
     prop_key,
-    read_lock,
-    unfinished,
 )
 
 #: problems that an update may legitimately fix first (the stack installs the target's providers)
@@ -81,6 +71,8 @@ FIXED_BY_STACK = {Code.MISSING_CRD, Code.STORAGE_VERSION, Code.PROVIDER_VERSION}
 MOVE_INPUTS = ("location", "namespaces", "ephemeral_context", "target_context", "ephemeral_kubeconfig",
                "target_kubeconfig")
 LOCATION = prop_key("location")
+#: MovePreflight's extra input: the token of the reading its program started (components/gate_reading.py)
+READING = "reading"
 
 
 class MoveRefusedError(Exception):
@@ -96,8 +88,7 @@ UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
 
 def _log_dir() -> Path:
-    base = os.environ.get("METAL3_PIVOT_CACHE") or os.path.join(os.path.expanduser("~/.cache"), "metal3-pivot")
-    path = Path(base) / "logs" / "moves"
+    path = cache_dir() / "logs" / "moves"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -146,75 +137,11 @@ def _engine() -> engine_pb2_grpc.EngineStub | None:
     return engine_pb2_grpc.EngineStub(grpc.insecure_channel(address))
 
 
-def _kube(inputs: LocationInputs, side: str, concurrency: int = 32) -> Kube:
-    return Kube(load_kubeconfig(inputs.kubeconfig(side), inputs.context(side), label=f"{side} kubeconfig"),
-                name=side, concurrency=concurrency)
-
-
 async def _views(inputs: LocationInputs, *, light: bool = False) -> tuple[ClusterView, ClusterView]:
-    async with _kube(inputs, "ephemeral") as e, _kube(inputs, "target") as t:
+    async with client(inputs, "ephemeral") as e, client(inputs, "target") as t:
         ev, tv = await asyncio.gather(discover(e, inputs.namespaces, light=light),
                                       discover(t, inputs.namespaces, light=light))
     return ev, tv
-
-
-async def _views_and_locks(inputs: LocationInputs, *, light: bool = False
-                           ) -> tuple[ClusterView, ClusterView, list[str]]:
-    """Both views, and the moves in progress by other movers as the lock shows them (read-only), over one
-    connection per cluster."""
-    ns = inputs.namespaces
-    async with _kube(inputs, "ephemeral") as e, _kube(inputs, "target") as t:
-        ev, tv, el, tl = await asyncio.gather(discover(e, ns, light=light), discover(t, ns, light=light),
-                                              read_lock(e), read_lock(t))
-    return ev, tv, [state.refusal(name) for name, state in zip(LOCATIONS, (el, tl), strict=True) if state is not None]
-
-
-def _digest(e: ClusterView, t: ClusterView) -> str:
-    """Stable across moves (no UIDs): changes only when the set of objects changes."""
-    keys = sorted(str(k) for k in {**e.graph.move_nodes(), **t.graph.move_nodes()})
-    return "sha256:" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
-
-
-def inspect(inputs: LocationInputs, *, light_first: bool = False) -> LocationState:
-    """Where the objects are, what an update would move, and the pre-flight findings for that move.
-
-    `light_first`: the declared location is the one the stack last recorded, so the objects are most likely
-    where they go already; then both clusters are read light first (`discover(light=True)`: metadata, and
-    the few kinds whose content that answer needs), which says so from a quarter fewer bytes (~0.6 s of a
-    no-change preview at 1,000 hosts, docs/performance.md: a metadata list still carries every item's
-    managedFields), and whole only when a move turns out to be due, since the plan and the pre-flight's
-    findings need every object as it is."""
-    if light_first:
-        e, t, locks = asyncio.run(_views_and_locks(inputs, light=True))
-        if placement(e, t) in ("none", inputs.location):
-            return _state(inputs, e, t, locks)
-    return _state(inputs, *asyncio.run(_views_and_locks(inputs)))
-
-
-def _state(inputs: LocationInputs, e: ClusterView, t: ClusterView, locks: list[str]) -> LocationState:
-    """`inspect`'s answer from the views (light ones only where the objects are where they go)."""
-    actual = placement(e, t)
-    desired = inputs.location
-    views = {"ephemeral": e, "target": t}
-    state = LocationState(actual=actual, digest=_digest(e, t),
-                          providers={side: _providers(v) for side, v in views.items()})
-    if actual == "none":
-        return state
-    src = "target" if desired == "ephemeral" else "ephemeral"
-    if actual == desired:
-        # every object where it goes, but a move stopped after its last delete may still owe the target its
-        # end (unpauses, host statuses): the update runs the Mover, which finishes it
-        owed = unfinished(views[src], views[desired])
-        if not owed:
-            return state
-        state.pending = PendingMove(src, desired, {}, owed.counts())
-    else:
-        with no_cyclic_gc():   # the plan and the size checks allocate per object, as discovery does
-            plan = make_plan(views[src], views[desired])
-            state.pending = PendingMove(src, desired, plan.counts())
-            state.preflight = findings(plan, inputs.namespaces)
-    state.preflight += [Finding(Code.MOVE_IN_PROGRESS, "move lock", why) for why in locks]
-    return state
 
 
 def _outputs(props: dict[str, Any], moved: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -226,16 +153,11 @@ def _outputs(props: dict[str, Any], moved: dict[str, Any] | None = None) -> dict
     actual = placement(e, t)
     state = LocationState.from_props(props)
     state.objects = (e if actual == "ephemeral" else t).graph.kind_counts()
-    state.digest = _digest(e, t)
+    state.digest = digest(e, t)
     state.pending, state.preflight = None, []
     if moved is not None:
         state.last_move = moved
     return {**props, **state.to_props(), "location": actual if actual != "none" else inputs.location}
-
-
-def _providers(view: ClusterView) -> list[ProviderEntry]:
-    """clusterctl's inventory of a cluster: what the target-initialised policy compares."""
-    return sorted((ProviderEntry.of(p) for p in view.providers), key=lambda p: p.name)
 
 
 def _unknown(value: Any) -> bool:
@@ -258,14 +180,8 @@ _READINGS: dict[str, tuple[float, LocationState]] = {}
 _READINGS_LOCK = threading.Lock()
 
 
-def _reading_key(inputs: LocationInputs) -> str:
-    """What a reading depends on: the clusters, the scope and the direction (not the move's tuning)."""
-    what = [inputs.location, inputs.namespaces, inputs.kubeconfig("ephemeral"), inputs.kubeconfig("target"),
-            inputs.context("ephemeral"), inputs.context("target")]
-    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _shared_inspect(inputs: LocationInputs, *, share: bool, reuse: bool, light_first: bool = False) -> LocationState:
+def _shared_inspect(inputs: LocationInputs, *, share: bool, reuse: bool, light_first: bool = False,
+                    started: str = "") -> LocationState:
     """`inspect`, once for the two checks of one preview or up.
 
     MovePreflight's check and ObjectLocation's run in the same dynamic-provider process with the same
@@ -273,21 +189,24 @@ def _shared_inspect(inputs: LocationInputs, *, share: bool, reuse: bool, light_f
     clusters whole: at 1,000 hosts that was 1.8-2.5 s each, a third of a no-change preview
     (docs/performance.md). So MovePreflight's reading (`share`) is kept and ObjectLocation's check
     (`reuse`) takes it once, when it is at most REUSE_SECONDS old. MovePreflight, the gate before the
-    installs and the Ironic handover, always reads fresh. What ObjectLocation's check computes only shows
+    installs and the Ironic handover, reads fresh: its own reading, or the one this run's program
+    `started` for it (components/gate_reading.py: of the same inputs, at most FRESH_SECONDS after it
+    ended, made while the engine started its plugins). What ObjectLocation's check computes only shows
     what an update would do and refuses early: the move itself reads both clusters again and runs the
     pre-flight under the move lock (`_move`, the engine's Mover), so a reading a few seconds old never
     decides a write. In an `up` whose installs take longer than REUSE_SECONDS, ObjectLocation reads fresh."""
-    key = _reading_key(inputs)
+    key = reading_key(inputs)
     if reuse:
         with _READINGS_LOCK:
             kept = _READINGS.pop(key, None)
         if kept is not None and time.monotonic() - kept[0] <= REUSE_SECONDS:
             return kept[1]            # a copy kept for this one use: popped, no one else holds it
-    state = inspect(inputs, light_first=light_first)
+    taken = take(started, inputs) if share and started else None
+    state, age = taken if taken is not None else (inspect(inputs, light_first=light_first), 0.0)
     if share:
         with _READINGS_LOCK:
             _READINGS.clear()  # one reading at a time: never an old one for other inputs
-            _READINGS[key] = (time.monotonic(), copy.deepcopy(state))
+            _READINGS[key] = (time.monotonic() - age, copy.deepcopy(state))
     return state
 
 
@@ -297,7 +216,7 @@ def check_location(news: dict[str, Any], *, share: bool = False, reuse: bool = F
     inputs, run the engine's pre-flight on the live clusters, return its state as computed inputs and
     its refusals as CheckFailures. MovePreflight `share`s its reading, ObjectLocation may `reuse` it
     (`_shared_inspect`). `olds`: the inputs the state holds; the same location declared again reads light
-    first (`inspect`)."""
+    first (`inspect`). MovePreflight's `reading` input names the reading its program started."""
     failures: list[CheckFailure] = []
     inputs = LocationInputs.from_props(news)
     if inputs.location not in LOCATIONS:
@@ -317,7 +236,8 @@ def check_location(news: dict[str, Any], *, share: bool = False, reuse: bool = F
         return CheckResult(news, failures)
     try:
         same_place = LocationInputs.read(olds, "location") == inputs.location if olds else False
-        state = _shared_inspect(inputs, share=share, reuse=reuse, light_first=same_place)
+        state = _shared_inspect(inputs, share=share, reuse=reuse, light_first=same_place,
+                                started=str(news.get(READING) or "") if share else "")
     except PivotError as err:
         return CheckResult(news, [CheckFailure(LOCATION, str(err))])
     failures += [CheckFailure(LOCATION, f"move refused by the pre-flight: {p}") for p in refusals(inputs, state)]
@@ -368,7 +288,7 @@ class ObjectLocationProvider(ResourceProvider):
                            concurrency=inputs.concurrency, holder=inputs.holder, checked_by_caller=True)
 
         async def run() -> MoveReport:
-            async with _kube(inputs, src, opts.concurrency) as s, _kube(inputs, dst, opts.concurrency) as d:
+            async with client(inputs, src, opts.concurrency) as s, client(inputs, dst, opts.concurrency) as d:
                 return await Mover(s, d, opts).run()
 
         try:
