@@ -239,16 +239,34 @@ def _sweep(where: Path) -> None:
                 path.unlink()
 
 
+def _clusters_key(inputs: LocationInputs) -> str:
+    """The clusters and the scope, not the direction: where the last reading of them found the objects."""
+    return reading_key(LocationInputs("", inputs.ephemeral_kubeconfig, inputs.target_kubeconfig,
+                                      inputs.namespaces, inputs.ephemeral_context, inputs.target_context))
+
+
 def _read(token: str, props: dict[str, Any]) -> None:
     """The reader process: inspect, then write the state (or nothing on an error: the check reads itself
-    and reports it in its own words) where `take` looks, atomically, readable by this user only."""
+    and reports it in its own words) where `take` looks, atomically, readable by this user only.
+
+    Light first only when the last reading of these clusters found the objects where they are declared
+    now (or there is none): the check's own rule (light when the state's location is the declared one),
+    which the program cannot apply, since it does not see the state. A light reading that finds a move
+    due is followed by a whole one; before a pivot's or a move back's gate that was 1-2 s more of waiting
+    at 1,000 hosts (docs/performance.md)."""
     inputs = LocationInputs.from_props(props)
+    where = _readings_dir()
+    last = where / f"placement-{_clusters_key(inputs)}"
     try:
-        state = inspect(inputs, light_first=True)
+        seen = last.read_text()
+    except OSError:
+        seen = ""
+    try:
+        state = inspect(inputs, light_first=seen in ("", "none", inputs.location))
     except PivotError:
         return
+    last.write_text(state.actual or "")
     body = {"key": reading_key(inputs), "ended": time.time(), "state": state.to_props()}
-    where = _readings_dir()
     tmp = where / f"{token}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:

@@ -45,7 +45,8 @@ def test_the_gate_takes_the_reading_its_program_started_and_only_that(fresh_clus
     own = gate_reading.inspect(inputs)
     assert own.pending is not None and sum(own.pending.objects.values()) > 50
     assert state == own and 0 <= age <= gate_reading.FRESH_SECONDS
-    assert not list(readings.iterdir())                              # taken once: nothing left behind
+    # taken once: nothing left behind but where the objects were found (the next reader's light-or-whole)
+    assert [(p.name.split("-")[0], p.read_text()) for p in readings.iterdir()] == [("placement", "ephemeral")]
     assert gate_reading.take(token, inputs) is None
 
     # through MovePreflight's check: the same computed inputs as a check that reads itself
