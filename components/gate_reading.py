@@ -245,6 +245,13 @@ def _clusters_key(inputs: LocationInputs) -> str:
                                       inputs.namespaces, inputs.ephemeral_context, inputs.target_context))
 
 
+def remember_placement(inputs: LocationInputs, actual: str) -> None:
+    """Where a reading of these clusters found the objects, for the next reader's light-or-whole choice;
+    written by the reader and by ObjectLocation after a move (which changes it)."""
+    with contextlib.suppress(OSError):
+        (_readings_dir() / f"placement-{_clusters_key(inputs)}").write_text(actual)
+
+
 def _read(token: str, props: dict[str, Any]) -> None:
     """The reader process: inspect, then write the state (or nothing on an error: the check reads itself
     and reports it in its own words) where `take` looks, atomically, readable by this user only.
@@ -256,16 +263,15 @@ def _read(token: str, props: dict[str, Any]) -> None:
     at 1,000 hosts (docs/performance.md)."""
     inputs = LocationInputs.from_props(props)
     where = _readings_dir()
-    last = where / f"placement-{_clusters_key(inputs)}"
     try:
-        seen = last.read_text()
+        seen = (where / f"placement-{_clusters_key(inputs)}").read_text()
     except OSError:
         seen = ""
     try:
         state = inspect(inputs, light_first=seen in ("", "none", inputs.location))
     except PivotError:
         return
-    last.write_text(state.actual or "")
+    remember_placement(inputs, state.actual or "")
     body = {"key": reading_key(inputs), "ended": time.time(), "state": state.to_props()}
     tmp = where / f"{token}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -42,7 +42,7 @@ from pulumi.dynamic import (
 )
 from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc
 
-from components.gate_reading import cache_dir, client, digest, inspect, reading_key, take
+from components.gate_reading import cache_dir, client, digest, inspect, reading_key, remember_placement, take
 from metal3_pivot import (
     LOCATIONS,
     ClusterView,
@@ -151,6 +151,7 @@ def _outputs(props: dict[str, Any], moved: dict[str, Any] | None = None) -> dict
     inputs = LocationInputs.from_props(props)
     e, t = asyncio.run(_views(inputs, light=True))
     actual = placement(e, t)
+    remember_placement(inputs, actual)     # after a move, the next gate's reader reads whole at once
     state = LocationState.from_props(props)
     state.objects = (e if actual == "ephemeral" else t).graph.kind_counts()
     state.digest = digest(e, t)
