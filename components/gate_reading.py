@@ -58,7 +58,8 @@ from metal3_pivot import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-#: how long after its end a started reading may still serve the gate (as ObjectLocation's REUSE_SECONDS)
+#: how long after its end a reading of both clusters may still serve a check (the gate's started reading,
+#: and MovePreflight's for ObjectLocation: components/object_location.py's REUSE_SECONDS)
 FRESH_SECONDS = 15.0
 #: the longest the gate waits for a reader that is still alive (a reading at 5,000 hosts takes ~30 s)
 WAIT_SECONDS = 300.0
@@ -71,8 +72,6 @@ _TOKEN = re.compile(r"[0-9a-f]{32}")
 #: with what the gate waits for), 6.3 s with it niced (docs/performance.md)
 _NICE_READER = ("import os, runpy; os.nice(10); "
                 "runpy.run_module('components.gate_reading', run_name='__main__', alter_sys=True)")
-#: the readers this program started, reaped as they end (a zombie would look alive to the gate)
-_READERS: list[subprocess.Popen[bytes]] = []
 
 
 def cache_dir() -> Path:
@@ -185,7 +184,7 @@ def start(inputs: LocationInputs) -> str:
             proc.stdin.write(json.dumps(inputs.to_props()).encode())
     except OSError:
         return ""
-    _READERS.append(proc)
+    # reaped as it ends: a zombie would look alive to the gate's `take`
     threading.Thread(target=proc.wait, daemon=True, name=f"gate-reader-{proc.pid}").start()
     return token
 
@@ -239,17 +238,18 @@ def _sweep(where: Path) -> None:
                 path.unlink()
 
 
-def _clusters_key(inputs: LocationInputs) -> str:
-    """The clusters and the scope, not the direction: where the last reading of them found the objects."""
-    return reading_key(LocationInputs("", inputs.ephemeral_kubeconfig, inputs.target_kubeconfig,
-                                      inputs.namespaces, inputs.ephemeral_context, inputs.target_context))
+def _placement_file(inputs: LocationInputs) -> Path:
+    """Where the last reading of these clusters and scope (in either direction) found the objects."""
+    clusters = reading_key(LocationInputs("", inputs.ephemeral_kubeconfig, inputs.target_kubeconfig,
+                                          inputs.namespaces, inputs.ephemeral_context, inputs.target_context))
+    return _readings_dir() / f"placement-{clusters}"
 
 
 def remember_placement(inputs: LocationInputs, actual: str) -> None:
     """Where a reading of these clusters found the objects, for the next reader's light-or-whole choice;
     written by the reader and by ObjectLocation after a move (which changes it)."""
     with contextlib.suppress(OSError):
-        (_readings_dir() / f"placement-{_clusters_key(inputs)}").write_text(actual)
+        _placement_file(inputs).write_text(actual)
 
 
 def _read(token: str, props: dict[str, Any]) -> None:
@@ -262,9 +262,8 @@ def _read(token: str, props: dict[str, Any]) -> None:
     due is followed by a whole one; before a pivot's or a move back's gate that was 1-2 s more of waiting
     at 1,000 hosts (docs/performance.md)."""
     inputs = LocationInputs.from_props(props)
-    where = _readings_dir()
     try:
-        seen = (where / f"placement-{_clusters_key(inputs)}").read_text()
+        seen = _placement_file(inputs).read_text()
     except OSError:
         seen = ""
     try:
@@ -273,6 +272,7 @@ def _read(token: str, props: dict[str, Any]) -> None:
         return
     remember_placement(inputs, state.actual or "")
     body = {"key": reading_key(inputs), "ended": time.time(), "state": state.to_props()}
+    where = _readings_dir()
     tmp = where / f"{token}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:

@@ -42,7 +42,16 @@ from pulumi.dynamic import (
 )
 from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc
 
-from components.gate_reading import cache_dir, client, digest, inspect, reading_key, remember_placement, take
+from components.gate_reading import (
+    FRESH_SECONDS,
+    cache_dir,
+    client,
+    digest,
+    inspect,
+    reading_key,
+    remember_placement,
+    take,
+)
 from metal3_pivot import (
     LOCATIONS,
     ClusterView,
@@ -176,7 +185,7 @@ def refusals(inputs: LocationInputs, state: LocationState) -> list[Finding]:
 
 
 #: how long MovePreflight's reading of both clusters serves ObjectLocation's check (see `_shared_inspect`)
-REUSE_SECONDS = 15.0
+REUSE_SECONDS = FRESH_SECONDS
 _READINGS: dict[str, tuple[float, LocationState]] = {}
 _READINGS_LOCK = threading.Lock()
 

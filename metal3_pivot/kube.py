@@ -215,7 +215,7 @@ class Kube:
         try:
             verify = verify_cluster(config.cluster, config.user, config.abs_file, trust_env=False)
             auth = user_auth(config.user)
-        except (ConfigError, OSError, ValueError, TypeError) as err:
+        except (ConfigError, OSError, ValueError) as err:
             raise KubeconfigError(f"{name}: credentials in the kubeconfig are unusable: {err}") from None
         self._transport = ApiTransport(verify, max_connections=concurrency)
         # httpx in front only where it authenticates (tokens, exec plugins, basic): its request building costs
