@@ -2,3 +2,17 @@
 
 Thin on purpose: the move itself lives in the engine (metal3_pivot), which never imports Pulumi.
 """
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """The project's per-user cache outside the checkout: `$METAL3_PIVOT_CACHE`, else
+    `$XDG_CACHE_HOME/metal3-pivot` (`~/.cache/metal3-pivot`), the same rule as the tool builds'
+    (tools/toolchain.py), so one variable moves all of it."""
+    base = os.environ.get("METAL3_PIVOT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "metal3-pivot")
+    return Path(base)

@@ -9,8 +9,13 @@ preview paid for reading and diffing them too.
 
 Here the state keeps, per CRD, its name and the digest of exactly what is applied (schema, labels,
 conversion webhook and its caBundle); `pulumi preview --diff` shows which CRDs change by name. The
-objects themselves travel as one compressed input, marked secret only so that the display shows
-`[secret]` instead of a quarter megabyte of base64 (it holds no secret: the CRDs are the releases').
+objects themselves do not travel in the state at all: the program packs them (compressed JSON) into a
+content-addressed file in the project's cache (`<cache>/crdsets/<sha256>`, `stash`) and the input
+`manifests` is that file's digest, which the provider reads back (`fetch`). Why: packed inline, the CRDs
+were still 430 KB of the 1.2 MB state, written again at every step of every update (the Ironic handover
+alone is ~100 checkpoints). Only `create` and `update` need the objects, and both run in the same
+`pulumi up` as the program that wrote the file, on the same machine; `read` (refresh) uses the digests,
+and `delete` deletes nothing. A missing or altered file is a `CrdSetError` naming it, before any write.
 
 Semantics kept from the per-object install:
 - server-side apply, forced (the stack owns what it declares, as pulumi-kubernetes' upsert did; CRDs that
@@ -32,8 +37,11 @@ import asyncio
 import base64
 import hashlib
 import json
+import os
+import tempfile
 import time
 import zlib
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -47,6 +55,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from components import cache_dir
 from metal3_pivot import CRD, Kube, load_kubeconfig
 
 Obj = dict[str, Any]
@@ -56,6 +65,9 @@ MANAGER = "metal3-pivot-install"
 #: how long one update waits for every applied CRD to be Established (the API server does it by itself,
 #: in well under a second; minutes mean something is wrong with the cluster)
 ESTABLISHED_TIMEOUT = 120.0
+#: a stashed set not declared again for this long is swept when another is stashed: a program declares
+#: its set (and so touches its file) in every run, before the provider reads it in the same run
+STASH_KEEP_SECONDS = 24 * 3600.0
 
 MODULE, NAME = "metal3", "CrdSet"
 TYPE = f"pulumi-python:dynamic/{MODULE}:{NAME}"
@@ -82,12 +94,67 @@ def unpack(packed: str) -> list[Obj]:
     return out
 
 
+def _stash_dir() -> Path:
+    return cache_dir() / "crdsets"
+
+
+def stash(packed: str) -> str:
+    """Writes packed CRDs where the provider will find them; returns their reference, `sha256:<hex>`.
+
+    Written once per content (atomically: a temporary file renamed), touched when declared again, so that
+    the sweep of sets nobody declared for a day never takes one a run is about to apply."""
+    hexdigest = hashlib.sha256(packed.encode()).hexdigest()
+    directory = _stash_dir()
+    path = directory / hexdigest
+    if path.exists():
+        os.utime(path)
+    else:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".stash-")
+        with os.fdopen(fd, "w") as f:
+            f.write(packed)
+        os.replace(tmp, path)
+        _sweep(directory, keep=path)
+    return f"sha256:{hexdigest}"
+
+
+def _sweep(directory: Path, keep: Path) -> None:
+    cutoff = time.time() - STASH_KEEP_SECONDS
+    for old in directory.iterdir():
+        try:
+            if old != keep and old.stat().st_mtime < cutoff:
+                old.unlink()
+        except FileNotFoundError:      # another run swept it first
+            pass
+
+
+def fetch(reference: str) -> list[Obj]:
+    """The CRDs a `stash` reference names, checked against it."""
+    prefix, _, hexdigest = reference.partition(":")
+    if prefix != "sha256" or len(hexdigest) != 64:
+        raise CrdSetError(f"CrdSet: `manifests` is {reference[:40]!r}, not a reference to stashed CRDs "
+                          "(sha256:<hex>); the program writes them: run `pulumi up` again")
+    path = _stash_dir() / hexdigest
+    try:
+        packed = path.read_text()
+    except FileNotFoundError:
+        raise CrdSetError(f"CrdSet: the CRDs to apply are not at {path}; the program stashes them there in "
+                          "the same run before the provider applies them: run `pulumi up` again on the "
+                          "machine that runs the program (and check METAL3_PIVOT_CACHE is the same for both)") from None
+    if hashlib.sha256(packed.encode()).hexdigest() != hexdigest:
+        raise CrdSetError(f"CrdSet: {path} does not match its name (changed since the program wrote it); "
+                          "delete it and run `pulumi up` again")
+    return unpack(packed)
+
+
 def declared(crds: list[Obj]) -> dict[str, Any]:
     """The set's declared properties for these CRDs (resolved): `names`, `digests` of what is applied, and
-    the packed objects in name order (so the order they come in changes nothing)."""
+    the reference to the packed objects in name order (so the order they come in changes nothing), which
+    this stashes."""
     crds = sorted(crds, key=lambda c: str(c["metadata"]["name"]))
     return {"names": [str(c["metadata"]["name"]) for c in crds],
-            "digests": {str(c["metadata"]["name"]): digest(_applied(c)) for c in crds}, "manifests": pack(crds)}
+            "digests": {str(c["metadata"]["name"]): digest(_applied(c)) for c in crds},
+            "manifests": stash(pack(crds))}
 
 
 def _applied(crd: Obj) -> Obj:
@@ -130,7 +197,7 @@ def _kube(props: dict[str, Any]) -> Kube:
 
 
 def _outputs(props: dict[str, Any], present: dict[str, str] | None = None) -> dict[str, Any]:
-    """Outputs: the declared identity, never the packed objects (the inputs keep them once)."""
+    """Outputs: the declared identity, never the objects (the inputs name them once)."""
     digests = dict(props.get("digests") or {}) if present is None else present
     return {"cluster": props["cluster"], "context": props.get("context"), "kubeconfig": props["kubeconfig"],
             "names": sorted(digests), "digests": digests}
@@ -151,7 +218,7 @@ class CrdSetProvider(ResourceProvider):
         return DiffResult(changes=bool(changed), replaces=[], stables=[], delete_before_replace=False)
 
     def _apply(self, props: dict[str, Any]) -> dict[str, Any]:
-        crds = [_applied(c) for c in unpack(props["manifests"])]
+        crds = [_applied(c) for c in fetch(str(props["manifests"]))]
 
         async def run() -> None:
             async with _kube(props) as kube:
@@ -195,7 +262,7 @@ class CrdSet(pulumi.dynamic.Resource, module=MODULE, name=NAME):
             "cluster": cluster, "context": context, "kubeconfig": pulumi.Output.secret(kubeconfig),
             "names": sorted(str(c["metadata"]["name"]) for c in crds),
             "digests": resolved.apply(lambda d: d["digests"]),
-            "manifests": pulumi.Output.secret(resolved.apply(lambda d: d["manifests"])),
+            "manifests": resolved.apply(lambda d: d["manifests"]),
         }
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["kubeconfig"]))
         super().__init__(CrdSetProvider(), name, props, opts)

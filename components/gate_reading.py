@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from components import cache_dir
 from metal3_pivot import (
     LOCATIONS,
     ClusterView,
@@ -72,12 +73,6 @@ _TOKEN = re.compile(r"[0-9a-f]{32}")
 #: with what the gate waits for), 6.3 s with it niced (docs/performance.md)
 _NICE_READER = ("import os, runpy; os.nice(10); "
                 "runpy.run_module('components.gate_reading', run_name='__main__', alter_sys=True)")
-
-
-def cache_dir() -> Path:
-    """The project's cache outside the checkout (METAL3_PIVOT_CACHE, else ~/.cache/metal3-pivot)."""
-    base = os.environ.get("METAL3_PIVOT_CACHE") or os.path.join(os.path.expanduser("~/.cache"), "metal3-pivot")
-    return Path(base)
 
 
 def _readings_dir() -> Path:

@@ -42,9 +42,9 @@ from pulumi.dynamic import (
 )
 from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc
 
+from components import cache_dir
 from components.gate_reading import (
     FRESH_SECONDS,
-    cache_dir,
     client,
     digest,
     inspect,

@@ -37,6 +37,7 @@ from typing import TextIO
 
 from pulumi import automation as auto
 
+from components import cache_dir
 from lab import audit
 from lab.cluster import LocalCluster, free_port
 from lab.data import crds, live_metadata
@@ -161,7 +162,7 @@ def secrets_audit(lab: Lab, since: float, backup: Path) -> audit.AuditReport:
     needles = {**audit.kubeconfig_needles(eph, "ephemeral kubeconfig"),
                **audit.kubeconfig_needles(tgt, "target kubeconfig"),
                **audit.password_needles(live_objects(lab.topology, lab.rack))}
-    moves = Path(os.environ.get("METAL3_PIVOT_CACHE") or Path.home() / ".cache" / "metal3-pivot") / "logs" / "moves"
+    moves = cache_dir() / "logs" / "moves"
     files = [*audit.files_under(ROOT / ".state"), *audit.files_under(moves, since=since),
              *audit.files_under(lab.base, suffixes=(".log",))]
     return audit.audit(files, needles, [backup])

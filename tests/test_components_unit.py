@@ -109,8 +109,7 @@ def test_no_object_is_declared_by_two_components_on_the_cluster_ironic_shares(mo
         declared: dict[tuple[str, str, str], list[str]] = {}
         for r in mocks.resources:
             if r.typ == crdset.TYPE:        # the CRDs: one CrdSet (components/crdset.py)
-                objs = crdset.unpack(r.inputs["manifests"]["value"] if "value" in r.inputs["manifests"]
-                                     else r.inputs["manifests"])
+                objs = crdset.fetch(r.inputs["manifests"])
                 for obj in objs:
                     declared.setdefault(("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition", "",
                                          obj["metadata"]["name"]), []).append(r.name)

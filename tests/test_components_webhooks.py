@@ -73,7 +73,7 @@ def declared_crds(by_type: dict[str, list[pulumi.runtime.MockResourceArgs]]) -> 
     """The CRDs an install declares: what its one CrdSet applies (components/crdset.py), each matching the
     digest the set shows in the state and the preview, and clusterctl's inventory CRD on its own."""
     (crds,) = by_type[crdset.TYPE]
-    objs = crdset.unpack(_plain(crds.inputs["manifests"]))
+    objs = crdset.fetch(crds.inputs["manifests"])
     assert crds.inputs["digests"] == {c["metadata"]["name"]: crdset.digest(c) for c in objs}
     assert crds.inputs["names"] == sorted(c["metadata"]["name"] for c in objs)
     alone = [r.inputs for r in by_type["kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"]]

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from components import manifests
-from components.crdset import CRD, CrdSetProvider, _applied, declared, digest, pack, unpack
+from components.crdset import CRD, CrdSetError, CrdSetProvider, _applied, declared, digest, fetch, pack, unpack
 from lab.cluster import LocalCluster, kube_for
 
 Obj = dict[str, Any]
@@ -36,6 +36,27 @@ def test_packing_is_lossless_and_small() -> None:
     assert unpack(packed) == crds
     raw = sum(len(repr(c)) for c in crds)
     assert len(packed) < raw / 5, (len(packed), raw)
+
+
+@pytest.mark.unit
+def test_the_state_names_the_objects_and_the_provider_reads_them_back(tmp_path, monkeypatch) -> None:
+    """The state keeps a reference, not the 430 KB of packed CRDs; the provider gets exactly what the
+    program declared, or a CrdSetError naming the file, before anything is applied."""
+    monkeypatch.setenv("METAL3_PIVOT_CACHE", str(tmp_path))
+    crds = release_crds()
+    props = declared(crds)
+    assert len(props["manifests"]) == len("sha256:") + 64
+    assert fetch(props["manifests"]) == sorted(crds, key=lambda c: c["metadata"]["name"])
+    assert declared(list(reversed(crds)))["manifests"] == props["manifests"]      # one file per content
+    (stashed,) = (tmp_path / "crdsets").iterdir()
+    stashed.write_text(pack(crds[:1]))
+    with pytest.raises(CrdSetError, match="does not match its name"):
+        fetch(props["manifests"])
+    stashed.unlink()
+    with pytest.raises(CrdSetError, match=str(stashed)):
+        CrdSetProvider().create({"cluster": "target", "context": None, "kubeconfig": "k", **props})
+    with pytest.raises(CrdSetError, match="not a reference"):
+        fetch(pack(crds[:1]))
 
 
 @pytest.mark.unit

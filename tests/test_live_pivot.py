@@ -13,7 +13,6 @@ processes every 20 ms throughout: never two Ironics.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from components import manifests
+from components import cache_dir, manifests
 from components.config import IronicConfig
 from components.ironic import ironic_objects
 from lab.cluster import LocalCluster, free_port
@@ -68,8 +67,7 @@ def stack(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> PulumiProject:
 
 
 def move_logs() -> Path:
-    base = os.environ.get("METAL3_PIVOT_CACHE") or str(Path.home() / ".cache" / "metal3-pivot")
-    return Path(base) / "logs" / "moves"
+    return cache_dir() / "logs" / "moves"
 
 
 def eph(lab: Lab) -> LocalCluster:
