@@ -6,12 +6,43 @@ The engine passes its flags first and its own address last; we accept and ignore
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import signal
 import sys
+import types
 from pathlib import Path
 from types import FrameType
 
-from langhost.host import serve
+
+def import_protos_alone() -> None:
+    """Loads the SDK's gRPC stubs without the SDK: what `pulumi.runtime.proto` imports for us is ~0.15 s
+    of `pulumi/__init__` (the whole SDK), paid at each of the engine's two starts of the host per CLI run,
+    on its critical path. The packages `pulumi` and `pulumi.runtime` stand in as empty namespaces while the
+    stubs load (they import each other relatively), then go, so nothing later in this process meets them;
+    if a future SDK's stubs need more of it, the plain import runs instead."""
+    spec = importlib.util.find_spec("pulumi")
+    if "pulumi" in sys.modules or spec is None or not spec.submodule_search_locations:
+        return
+    base = next(iter(spec.submodule_search_locations))
+    stand_ins = {"pulumi": base, "pulumi.runtime": os.path.join(base, "runtime")}
+    for name, path in stand_ins.items():
+        module = types.ModuleType(name)
+        module.__path__ = [path]
+        sys.modules[name] = module
+    try:
+        import pulumi.runtime.proto  # noqa: F401
+    except ImportError:
+        for name in [n for n in sys.modules if n == "pulumi" or n.startswith("pulumi.")]:
+            del sys.modules[name]
+    finally:
+        for name in stand_ins:
+            sys.modules.pop(name, None)
+
+
+import_protos_alone()
+
+from langhost.host import serve  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

@@ -30,21 +30,31 @@ EXIT_ALREADY_REPORTED = 32
 
 HOST_VERSION = "3.272.0"  # the SDK we were written against; shown by `pulumi about`
 
-# Runs inside the *program's* virtualenv: lists installed distributions that carry a resource plugin.
+# Runs inside the *program's* virtualenv: the resource plugins its packages carry. A package declares one
+# with `pulumi-plugin.json` at its root (`"resource": true`, and usually its name and version); found
+# there directly rather than through every distribution's file list, which took ~0.1 s of each CLI run.
+# A plugin file without name or version takes them from the distribution that installed the package.
 _LIST_PLUGINS = r"""
-import importlib.metadata as md, json
+import glob, json, os, sys
 out = []
-for dist in md.distributions():
-    for f in dist.files or []:
-        if f.name == "pulumi-plugin.json":
-            try:
-                meta = json.loads(f.read_text())
-            except Exception:
-                continue
-            if meta.get("resource"):
-                out.append({"name": meta.get("name") or dist.metadata["Name"],
-                            "version": meta.get("version") or dist.version,
-                            "server": meta.get("server", "")})
+for base in dict.fromkeys(p for p in sys.path if p and os.path.isdir(p)):
+    for path in sorted(glob.glob(os.path.join(base, "*", "pulumi-plugin.json"))):
+        try:
+            with open(path) as f:
+                meta = json.load(f)
+        except Exception:
+            continue
+        if not meta.get("resource"):
+            continue
+        name, version = meta.get("name"), meta.get("version")
+        if not (name and version):
+            import importlib.metadata as md
+            package = os.path.basename(os.path.dirname(path))
+            dists = md.packages_distributions().get(package) or [package]
+            dist = md.distribution(dists[0])
+            name = name or dist.metadata["Name"]
+            version = version or dist.version
+        out.append({"name": name, "version": version, "server": meta.get("server", "")})
 print(json.dumps(out))
 """
 
