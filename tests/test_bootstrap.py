@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.kit.env import ROOT
 
 
@@ -63,3 +65,21 @@ def test_the_ironic_virtualenv_is_pinned_whole() -> None:
                 if line and not line.startswith("#"))
     assert pins["ironic"] == spec["ironic"] and pins["sushy-tools"] == spec["sushy-tools"]
     assert len(pins) > 100  # the whole resolved set, not only the two top-level pins
+
+
+@pytest.mark.unit
+def test_a_machine_with_everything_cached_needs_no_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The language host's files and the CRD modules come from Go's module cache: without Go on PATH they
+    are found there (module paths spelled as the cache spells them), and what is not there is a clear
+    error naming the module, not a traceback about a missing `go` binary."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import toolchain
+
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.setenv("GOMODCACHE", str(tmp_path / "mod"))
+    folder = tmp_path / "mod" / "github.com" / "!burnt!sushi" / "toml@v1.3.2"
+    folder.mkdir(parents=True)
+    assert toolchain.module_dir("github.com/BurntSushi/toml", "v1.3.2") == folder
+    with pytest.raises(toolchain.GoMissingError, match=r"sdk/v3@v3.274.1 is not in the Go module cache"):
+        toolchain.module_dir("github.com/pulumi/pulumi/sdk/v3", "v3.274.1")

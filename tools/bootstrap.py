@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from toolchain import GO_DIR, ROOT, cache_root, go_env, load_versions, module_dir
+from toolchain import GO_DIR, ROOT, GoMissingError, cache_root, go_env, go_or_cached, load_versions, module_dir
 
 BIN = ROOT / ".tools" / "bin"
 VENV = ROOT / ".venv"
@@ -357,12 +357,13 @@ def install_language_host() -> str:
     that runs it with the project's virtualenv. The exec script and the dynamic-provider plugin ship in
     the pulumi SDK module and must sit beside the host, so they are copied from there."""
     official = on_path("pulumi-language-python")
+    # found before anything is removed: a bootstrap that cannot find the SDK leaves the host it had
+    sdk = None if official else module_dir("github.com/pulumi/pulumi/sdk/v3", load_versions()["pulumi"]["version"])
     for name in ("pulumi-language-python", "pulumi-language-python-exec", "pulumi-resource-pulumi-python"):
         if (BIN / name).is_symlink() or (BIN / name).exists():
             (BIN / name).unlink()
-    if official is not None:
+    if official is not None or sdk is None:
         return f"official {official}"
-    sdk = module_dir("github.com/pulumi/pulumi/sdk/v3", load_versions()["pulumi"]["version"])
     BIN.mkdir(parents=True, exist_ok=True)
     for name, rel in (("pulumi-language-python-exec", "python/cmd/pulumi-language-python-exec"),
                       ("pulumi-resource-pulumi-python", "python/dist/pulumi-resource-pulumi-python")):
@@ -401,6 +402,10 @@ def ensure_crd_modules() -> None:
     env = go_env() | {"GOFLAGS": "-mod=mod"}
     found = {}
     for key, spec in load_versions()["crds"].items():
+        cached = go_or_cached(spec["module"], spec["version"])
+        if cached is not None:
+            found[key] = {"dir": str(cached), "version": spec["version"]}
+            continue
         ref = f"{spec['module']}@{spec['version']}"
         rc = subprocess.run(["go", "mod", "download", "-json", ref], cwd=GO_DIR / "crds", env=env,
                             capture_output=True, text=True)
@@ -517,7 +522,7 @@ def main() -> int:
             ensure_crd_modules()
         if (args.tests and not args.only) or (args.only and "postgresql" in args.only):
             say(f"postgresql: {ensure_postgres()}")
-    except BootstrapError as err:
+    except (BootstrapError, GoMissingError) as err:
         print(f"bootstrap: ERROR: {err}\nbootstrap: what to do: fix the cause above and run "
               "`python3 tools/bootstrap.py` again; finished tools are kept.", file=sys.stderr)
         return 1

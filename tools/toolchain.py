@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -38,8 +39,42 @@ def go_env() -> dict[str, str]:
     return env
 
 
+def _escaped(path: str) -> str:
+    """A module path or version as the module cache spells it: each capital letter as `!` + lower case."""
+    return "".join(f"!{c.lower()}" if c.isupper() else c for c in path)
+
+
+def cached_module_dir(module: str, version: str) -> Path | None:
+    """The module's folder if Go already extracted it into the module cache (`$GOMODCACHE`, else the first
+    `$GOPATH` entry's pkg/mod, else ~/go/pkg/mod), else None. Go extracts a module whole or not at all
+    (into a temporary folder it renames) and verified it against its checksum then."""
+    base = os.environ.get("GOMODCACHE") or os.path.join(
+        (os.environ.get("GOPATH") or os.path.expanduser("~/go")).split(os.pathsep)[0], "pkg", "mod")
+    folder = Path(base) / f"{_escaped(module)}@{_escaped(version)}"
+    return folder if folder.is_dir() else None
+
+
+class GoMissingError(RuntimeError):
+    """A module is needed that the module cache does not hold, and there is no Go to download it."""
+
+
+def go_or_cached(module: str, version: str) -> Path | None:
+    """Without Go on PATH, the cached folder (a warm machine needs no toolchain), or GoMissingError;
+    with Go, None: the caller downloads, which also verifies the cache against its go.sum."""
+    if shutil.which("go") is not None:
+        return None
+    cached = cached_module_dir(module, version)
+    if cached is None:
+        raise GoMissingError(f"{module}@{version} is not in the Go module cache and Go is not on PATH: "
+                             "install Go >= 1.26 (or put it on PATH) and run `python3 tools/bootstrap.py` again")
+    return cached
+
+
 def module_dir(module: str, version: str) -> Path:
     """Download (or find in the module cache) one module version and return its folder."""
+    cached = go_or_cached(module, version)
+    if cached is not None:
+        return cached
     env = go_env() | {"GONOSUMDB": "github.com/metal3-io", "GOFLAGS": "-mod=mod"}
     out = subprocess.run(["go", "mod", "download", "-json", f"{module}@{version}"], env=env,
                          cwd="/", text=True, capture_output=True)
