@@ -13,7 +13,7 @@ objects themselves do not travel in the state at all: the program packs them (co
 content-addressed file in the project's cache (`<cache>/crdsets/<sha256>`, `stash`) and the input
 `manifests` is that file's digest, which the provider reads back (`fetch`). Why: packed inline, the CRDs
 were still 430 KB of the 1.2 MB state, written again at every step of every update (the Ironic handover
-alone is ~100 checkpoints). Only `create` and `update` need the objects, and both run in the same
+alone is ~70 checkpoints). Only `create` and `update` need the objects, and both run in the same
 `pulumi up` as the program that wrote the file, on the same machine; `read` (refresh) uses the digests,
 and `delete` deletes nothing. A missing or altered file is a `CrdSetError` naming it, before any write.
 
@@ -106,15 +106,19 @@ def stash(packed: str) -> str:
     hexdigest = hashlib.sha256(packed.encode()).hexdigest()
     directory = _stash_dir()
     path = directory / hexdigest
-    if path.exists():
-        os.utime(path)
-    else:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".stash-")
-        with os.fdopen(fd, "w") as f:
-            f.write(packed)
-        os.replace(tmp, path)
-        _sweep(directory, keep=path)
+    try:
+        if path.exists():
+            os.utime(path)
+        else:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".stash-")
+            with os.fdopen(fd, "w") as f:
+                f.write(packed)
+            os.replace(tmp, path)
+            _sweep(directory, keep=path)
+    except OSError as err:
+        raise CrdSetError(f"CrdSet: cannot write the CRDs to apply to {path} ({err.strerror}): set "
+                          "METAL3_PIVOT_CACHE to a folder this user can write") from None
     return f"sha256:{hexdigest}"
 
 

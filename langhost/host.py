@@ -50,8 +50,10 @@ for base in dict.fromkeys(p for p in sys.path if p and os.path.isdir(p)):
         if not (name and version):
             import importlib.metadata as md
             package = os.path.basename(os.path.dirname(path))
-            dists = md.packages_distributions().get(package) or [package]
-            dist = md.distribution(dists[0])
+            try:
+                dist = md.distribution((md.packages_distributions().get(package) or [package])[0])
+            except md.PackageNotFoundError:
+                continue        # a stray plugin file no installed distribution owns
             name = name or dist.metadata["Name"]
             version = version or dist.version
         out.append({"name": name, "version": version, "server": meta.get("server", "")})

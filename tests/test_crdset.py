@@ -57,6 +57,10 @@ def test_the_state_names_the_objects_and_the_provider_reads_them_back(tmp_path, 
         CrdSetProvider().create({"cluster": "target", "context": None, "kubeconfig": "k", **props})
     with pytest.raises(CrdSetError, match="not a reference"):
         fetch(pack(crds[:1]))
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("METAL3_PIVOT_CACHE", str(tmp_path / "a-file"))       # no folder can be made there
+    with pytest.raises(CrdSetError, match="METAL3_PIVOT_CACHE to a folder"):
+        declared(crds)
 
 
 @pytest.mark.unit

@@ -14,15 +14,14 @@ import asyncio
 import base64
 import gzip
 import re
-import threading
 from pathlib import Path
 
 import pytest
 
 from lab.cli import seed_cluster
-from lab.cluster import LocalCluster, kube_for
-from metal3_pivot.kube import ResourceType
+from lab.cluster import LocalCluster
 from tests.kit.env import PROGRAM
+from tests.kit.ironic import IronicWatcher, ironic_on
 from tests.kit.move import (
     TOPOLOGY,
     canonical_snapshot,
@@ -36,46 +35,6 @@ from tests.kit.move import (
 from tests.kit.pulumi_cli import PulumiProject
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.cluster]
-
-DEPLOYMENTS = ResourceType("apps", "v1", "Deployment", "deployments")
-
-
-class IronicWatcher(threading.Thread):
-    """Polls both clusters for Ironic Deployments and records the most it ever saw at once."""
-
-    def __init__(self, clusters: list[LocalCluster]) -> None:
-        super().__init__(daemon=True)
-        self.clusters = clusters
-        self.stop_event = threading.Event()
-        self.max_seen = 0
-        self.samples = 0
-
-    def run(self) -> None:
-        async def poll() -> None:
-            kubes = [kube_for(c) for c in self.clusters]
-            try:
-                while not self.stop_event.is_set():
-                    counts = await asyncio.gather(*(k.list(DEPLOYMENTS, "baremetal-operator-system") for k in kubes))
-                    seen = sum(1 for items in counts for d in items if d["metadata"]["name"] == "ironic")
-                    self.max_seen = max(self.max_seen, seen)
-                    self.samples += 1
-                    await asyncio.sleep(0.05)
-            finally:
-                for k in kubes:
-                    await k.close()
-        asyncio.run(poll())
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.join(10)
-
-
-def ironic_on(cluster: LocalCluster) -> bool:
-    async def go() -> bool:
-        async with kube_for(cluster) as k:
-            return await k.get(DEPLOYMENTS, "ironic", "baremetal-operator-system") is not None
-    return asyncio.run(go())
-
 
 @pytest.mark.timeout(1800)        # one long scenario: ~11 min alone, up to 19 beside the live tests
 def test_pivot_and_move_back_with_pulumi_up(fresh_clusters, postgres, tmp_path: Path) -> None:

@@ -1,0 +1,94 @@
+"""A `pulumi up` whose CLI dies inside the Ironic handover is finished by the next `pulumi up`.
+
+Why this case: Pulumi's engine has a race in exactly that stretch (docs/pulumi-layer.md, "Destroy": a
+delete step of a resource with `deleted_with` reads a map the step generator writes), and it once killed
+the CLI in a clean-clone run. The CLI gone, what is left is what any crash leaves: pending operations in
+the state, the old Ironic deleted (delete before create), the new one maybe not made yet, the objects not
+moved. The next plain `up` must make Ironic where it goes, never run two, and go on to the move.
+
+The real pulumi CLI, our program, real clusters; the CLI is SIGKILLed (as the Go runtime's fatal error
+ends it, without any clean-up) as soon as the ephemeral cluster's Ironic Deployment is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.cli import seed_cluster
+from lab.cluster import LocalCluster, kube_for
+from metal3_pivot.kube import DEPLOYMENTS
+from tests.kit.env import PROGRAM
+from tests.kit.ironic import IronicWatcher, ironic_on
+from tests.kit.move import TOPOLOGY, canonical_snapshot, check, snapshot
+from tests.kit.pulumi_cli import PulumiProject
+
+pytestmark = [pytest.mark.pulumi, pytest.mark.cluster]
+
+IRONIC_NS = "baremetal-operator-system"
+
+
+def _wait_until_ironic_leaves(cluster: LocalCluster, proc_alive: object, timeout: float = 300) -> bool:
+    """True once the cluster has no Ironic Deployment (polled every 10 ms); False if the `up` ended first."""
+    async def go() -> bool:
+        async with kube_for(cluster) as k:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if await k.get(DEPLOYMENTS, "ironic", IRONIC_NS) is None:
+                    return True
+                if not proc_alive():  # type: ignore[operator]
+                    return False
+                await asyncio.sleep(0.01)
+        return False
+    return asyncio.run(go())
+
+
+def test_an_up_killed_inside_the_ironic_handover_is_finished_by_the_next_up(fresh_clusters, tmp_path: Path) -> None:
+    eph = fresh_clusters(("ephemeral",))["ephemeral"]
+    tgt = fresh_clusters(("target",), with_crds=False)["target"]
+    asyncio.run(seed_cluster(eph, TOPOLOGY))
+    original = canonical_snapshot(eph)
+
+    p = PulumiProject.create(tmp_path / "proj", "metal3-pivot", PROGRAM)
+    p.set_config("location", "ephemeral")
+    p.set_kubeconfigs(eph.kubeconfig, tgt.kubeconfig)
+    p.set_config("skipAwait", "true")
+    p.run("config", "set", "--path", "protect", "false", check=True)
+    p.run("up", "--yes", "--skip-preview", check=True)
+    assert ironic_on(eph) and not ironic_on(tgt)
+
+    p.set_config("location", "target")
+    watcher = IronicWatcher([eph, tgt])
+    watcher.start()
+    try:
+        proc = p.start("up", "--yes", "--skip-preview")
+        left = _wait_until_ironic_leaves(eph, lambda: proc.poll() is None)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        killed = p.finish(proc)
+        assert left, f"the up ended before the ephemeral Ironic went:\n{killed.output[-3000:]}"
+        assert killed.returncode == -signal.SIGKILL, killed.output[-3000:]
+        assert snapshot(tgt) == {}, "killed in the handover, yet objects reached the target"
+
+        # what the crash left: Pulumi's lock on the stack (only a CLI that ends releases it), which a
+        # plain `up` names with its remedy; `pulumi cancel` removes it, and then `up` finishes the
+        # handover and the move
+        time.sleep(1)      # the orphaned plugins notice the engine is gone
+        locked = p.run("up", "--yes", "--skip-preview")
+        assert locked.returncode != 0 and "pulumi cancel" in locked.output, locked.output[-3000:]
+        p.run("cancel", "--yes", check=True)
+        finished = p.run("up", "--yes", "--skip-preview")
+        assert finished.returncode == 0, finished.output[-4000:]
+        print(finished.output[-3000:])
+    finally:
+        watcher.stop()
+    assert watcher.max_seen <= 1, f"two Ironics at once ({watcher.samples} samples)"
+    assert ironic_on(tgt) and not ironic_on(eph)
+    assert check(eph, tgt, expect="target").ok
+    assert canonical_snapshot(tgt) == original and snapshot(eph) == {}
+    p.run("up", "--yes", "--expect-no-changes", check=True)
