@@ -84,7 +84,6 @@ def test_an_up_killed_inside_the_ironic_handover_is_finished_by_the_next_up(fres
         p.run("cancel", "--yes", check=True)
         finished = p.run("up", "--yes", "--skip-preview")
         assert finished.returncode == 0, finished.output[-4000:]
-        print(finished.output[-3000:])
     finally:
         watcher.stop()
     assert watcher.max_seen <= 1, f"two Ironics at once ({watcher.samples} samples)"
