@@ -34,7 +34,8 @@ _HEAVY_FIXTURES = {"cluster_pair", "fresh_clusters", "postgres"}
 #: below is the 2026-12-01 14:39 run's, longest first, every file over 130 s).
 LONG_FILES_FIRST = ("test_live_pivot.py", "test_demo.py", "test_parity_rules.py", "test_pulumi_pivot.py",
                     "test_live_ironic.py", "test_concurrency.py", "test_pulumi_types.py", "test_move_resume.py",
-                    "test_backup_interop.py", "test_policies_preview.py", "test_pulumi_safety.py")
+                    "test_backup_interop.py", "test_policies_preview.py", "test_pulumi_safety.py",
+                    "test_pulumi_handover_kill.py")
 
 _file_seconds: dict[str, float] = {}
 
