@@ -6,13 +6,17 @@ the CLI in a clean-clone run. The CLI gone, what is left is what any crash leave
 the state, the old Ironic deleted (delete before create), the new one maybe not made yet, the objects not
 moved. The next plain `up` must make Ironic where it goes, never run two, and go on to the move.
 
-The real pulumi CLI, our program, real clusters; the CLI is SIGKILLed (as the Go runtime's fatal error
-ends it, without any clean-up) as soon as the ephemeral cluster's Ironic Deployment is gone.
+The real pulumi CLI, our program, real clusters. As soon as the ephemeral cluster's Ironic Deployment is
+gone, the CLI and every process it started (language host, program, providers) are SIGKILLed at once, as
+a lost machine or an OOM kill of the group would end them: nothing finishes or cleans up. (The CLI's own
+crash leaves its plugins running, orphaned, and one of them may still finish the call it was making;
+killing the whole tree is the harder case for the next `up`, and leaves no process behind the test.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -31,6 +35,23 @@ from tests.kit.pulumi_cli import PulumiProject
 pytestmark = [pytest.mark.pulumi, pytest.mark.cluster]
 
 IRONIC_NS = "baremetal-operator-system"
+
+
+def _tree(pid: int) -> list[int]:
+    """The process and all its descendants, from /proc (parents before children)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(children.get(current, []))
+    return out
 
 
 def _wait_until_ironic_leaves(cluster: LocalCluster, proc_alive: object, timeout: float = 300) -> bool:
@@ -68,8 +89,9 @@ def test_an_up_killed_inside_the_ironic_handover_is_finished_by_the_next_up(fres
     try:
         proc = p.start("up", "--yes", "--skip-preview")
         left = _wait_until_ironic_leaves(eph, lambda: proc.poll() is None)
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
+        for pid in _tree(proc.pid) if proc.poll() is None else []:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         killed = p.finish(proc)
         assert left, f"the up ended before the ephemeral Ironic went:\n{killed.output[-3000:]}"
         assert killed.returncode == -signal.SIGKILL, killed.output[-3000:]
@@ -78,7 +100,6 @@ def test_an_up_killed_inside_the_ironic_handover_is_finished_by_the_next_up(fres
         # what the crash left: Pulumi's lock on the stack (only a CLI that ends releases it), which a
         # plain `up` names with its remedy; `pulumi cancel` removes it, and then `up` finishes the
         # handover and the move
-        time.sleep(1)      # the orphaned plugins notice the engine is gone
         locked = p.run("up", "--yes", "--skip-preview")
         assert locked.returncode != 0 and "pulumi cancel" in locked.output, locked.output[-3000:]
         p.run("cancel", "--yes", check=True)
