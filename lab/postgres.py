@@ -77,7 +77,7 @@ class LocalPostgres:
     def _as_server_user(self, cmd: list[str]) -> list[str]:
         if os.geteuid() != 0:
             return cmd
-        return ["runuser", "-u", "postgres", "--", *cmd]
+        return [_runuser(), "-u", "postgres", "--", *cmd]
 
     def _run(self, cmd: list[str], what: str) -> str:
         proc = subprocess.run(self._as_server_user(cmd), capture_output=True, text=True, timeout=120)
@@ -139,3 +139,12 @@ def server_processes(base: Path) -> list[int]:
         if "postgres" in cmd and needle in cmd:
             found.append(int(proc.name))
     return found
+
+
+def _runuser() -> str:
+    """util-linux's runuser lives in /usr/sbin, which a minimal PATH (`env -i`, some CI runners) lacks."""
+    for candidate in (shutil.which("runuser"), "/usr/sbin/runuser", "/sbin/runuser"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise PostgresUnavailable("runuser (util-linux) is needed to run PostgreSQL's server as the `postgres` user "
+                              "when the tests run as root: install util-linux")
