@@ -5,7 +5,9 @@ Thin on purpose: the move itself lives in the engine (metal3_pivot), which never
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from pathlib import Path
 
 
@@ -16,3 +18,13 @@ def cache_dir() -> Path:
     base = os.environ.get("METAL3_PIVOT_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "metal3-pivot")
     return Path(base)
+
+
+def sweep(directory: Path, older_than: float) -> None:
+    """Best effort: removes the files in `directory` not modified for `older_than` seconds (another run
+    may sweep the same folder at the same time; a file it cannot remove is left for the next sweep)."""
+    cutoff = time.time() - older_than
+    for path in directory.iterdir():
+        with contextlib.suppress(OSError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()

@@ -55,7 +55,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from components import cache_dir
+from components import cache_dir, sweep
 from metal3_pivot import CRD, Kube, load_kubeconfig
 
 Obj = dict[str, Any]
@@ -115,21 +115,11 @@ def stash(packed: str) -> str:
             with os.fdopen(fd, "w") as f:
                 f.write(packed)
             os.replace(tmp, path)
-            _sweep(directory, keep=path)
+            sweep(directory, STASH_KEEP_SECONDS)
     except OSError as err:
         raise CrdSetError(f"CrdSet: cannot write the CRDs to apply to {path} ({err.strerror}): set "
                           "METAL3_PIVOT_CACHE to a folder this user can write") from None
     return f"sha256:{hexdigest}"
-
-
-def _sweep(directory: Path, keep: Path) -> None:
-    cutoff = time.time() - STASH_KEEP_SECONDS
-    for old in directory.iterdir():
-        try:
-            if old != keep and old.stat().st_mtime < cutoff:
-                old.unlink()
-        except FileNotFoundError:      # another run swept it first
-            pass
 
 
 def fetch(reference: str) -> list[Obj]:

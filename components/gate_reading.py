@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from components import cache_dir
+from components import cache_dir, sweep
 from metal3_pivot import (
     LOCATIONS,
     ClusterView,
@@ -167,7 +167,7 @@ def start(inputs: LocationInputs) -> str:
     reading for MovePreflight's `check` (`take`). "" when it could not start (the check then reads itself)."""
     try:
         where = _readings_dir()
-        _sweep(where)
+        sweep(where, SWEEP_SECONDS)     # readings no `check` took (the program failed before its gate)
         token = secrets.token_hex(16)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_CONFIG")}  # no stack secrets
         proc = subprocess.Popen([sys.executable, "-c", _NICE_READER, token], stdin=subprocess.PIPE,
@@ -222,15 +222,6 @@ def _alive(pid_file: Path) -> bool:
     with contextlib.suppress(OSError):   # a zombie answers kill(0): not alive for us
         return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
     return True
-
-
-def _sweep(where: Path) -> None:
-    """Readings no `check` took (the program failed before its gate): gone after SWEEP_SECONDS."""
-    now = time.time()
-    for path in where.iterdir():
-        with contextlib.suppress(OSError):
-            if now - path.stat().st_mtime > SWEEP_SECONDS:
-                path.unlink()
 
 
 def _placement_file(inputs: LocationInputs) -> Path:

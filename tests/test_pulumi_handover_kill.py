@@ -27,10 +27,9 @@ import pytest
 from lab.cli import seed_cluster
 from lab.cluster import LocalCluster, kube_for
 from metal3_pivot.kube import DEPLOYMENTS
-from tests.kit.env import PROGRAM
 from tests.kit.ironic import IronicWatcher, ironic_on
 from tests.kit.move import TOPOLOGY, canonical_snapshot, check, snapshot
-from tests.kit.pulumi_cli import PulumiProject
+from tests.kit.pulumi_cli import pivot_stack
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.cluster]
 
@@ -75,11 +74,7 @@ def test_an_up_killed_inside_the_ironic_handover_is_finished_by_the_next_up(fres
     asyncio.run(seed_cluster(eph, TOPOLOGY))
     original = canonical_snapshot(eph)
 
-    p = PulumiProject.create(tmp_path / "proj", "metal3-pivot", PROGRAM)
-    p.set_config("location", "ephemeral")
-    p.set_kubeconfigs(eph.kubeconfig, tgt.kubeconfig)
-    p.set_config("skipAwait", "true")
-    p.run("config", "set", "--path", "protect", "false", check=True)
+    p = pivot_stack(tmp_path / "proj", eph.kubeconfig, tgt.kubeconfig)
     p.run("up", "--yes", "--skip-preview", check=True)
     assert ironic_on(eph) and not ironic_on(tgt)
 

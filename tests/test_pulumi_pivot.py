@@ -32,7 +32,7 @@ from tests.kit.move import (
     settle,
     snapshot,
 )
-from tests.kit.pulumi_cli import PulumiProject
+from tests.kit.pulumi_cli import PulumiProject, pivot_stack
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.cluster]
 
@@ -45,11 +45,7 @@ def test_pivot_and_move_back_with_pulumi_up(fresh_clusters, postgres, tmp_path: 
     original = canonical_snapshot(eph)
     bmc_password = _bmc_password(eph)
 
-    p = PulumiProject.create(tmp_path / "proj", "metal3-pivot", PROGRAM, stack="pivot", backend=postgres.url)
-    p.set_config("location", "ephemeral")
-    p.set_kubeconfigs(eph.kubeconfig, tgt.kubeconfig)
-    p.set_config("skipAwait", "true")
-    p.run("config", "set", "--path", "protect", "false", check=True)
+    p = pivot_stack(tmp_path / "proj", eph.kubeconfig, tgt.kubeconfig, stack="pivot", backend=postgres.url)
 
     # 1. install: providers on the target, Ironic on the ephemeral cluster; nothing moves
     p.run("up", "--yes", check=True, timeout=900)      # ~190 s alone: 120 resources, a 6 MB state per checkpoint

@@ -19,7 +19,7 @@ from lab.cli import seed_cluster
 from lab.cluster import LocalCluster, kube_for
 from lab.seams import seam_env
 from metal3_pivot import Code, discover, load_kubeconfig
-from tests.kit.env import PROGRAM, ROOT
+from tests.kit.env import ROOT
 from tests.kit.move import (
     TOPOLOGY,
     broken_owner_chain,
@@ -29,7 +29,7 @@ from tests.kit.move import (
     resource_versions,
     snapshot,
 )
-from tests.kit.pulumi_cli import PulumiProject
+from tests.kit.pulumi_cli import pivot_stack
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.cluster]
 
@@ -56,11 +56,7 @@ def test_a_refused_move_changes_nothing_a_failed_one_rolls_back_and_a_stopped_en
     asyncio.run(seed_cluster(eph, TOPOLOGY))
     original = canonical_snapshot(eph)
 
-    p = PulumiProject.create(tmp_path / "proj", "metal3-pivot", PROGRAM)
-    p.set_config("location", "ephemeral")
-    p.set_kubeconfigs(eph.kubeconfig, tgt.kubeconfig)
-    p.set_config("skipAwait", "true")
-    p.run("config", "set", "--path", "protect", "false", check=True)
+    p = pivot_stack(tmp_path / "proj", eph.kubeconfig, tgt.kubeconfig)
     p.run("up", "--yes", "--skip-preview", check=True)
     assert IRONIC in deployments(eph) and IRONIC not in deployments(tgt)
 

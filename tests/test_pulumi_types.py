@@ -26,7 +26,7 @@ from lab.cluster import kube_for
 from lab.seams import seam_env
 from tests.kit.env import PROGRAM, ROOT
 from tests.kit.move import check, resource_versions, seed_pair
-from tests.kit.pulumi_cli import PulumiProject
+from tests.kit.pulumi_cli import PulumiProject, pivot_stack
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.cluster]
 
@@ -142,11 +142,7 @@ def test_a_stack_with_one_resource_per_crd_moves_to_the_crdset_and_keeps_every_c
     applies the same CRDs over them, and the next preview has nothing to do."""
     eph = fresh_clusters(("ephemeral",))["ephemeral"]
     tgt = fresh_clusters(("target",), with_crds=False)["target"]     # a bare target: the stack installs it
-    p = PulumiProject.create(tmp_path / "proj", "metal3-pivot", PER_CRD_PROGRAM)
-    p.set_config("location", "ephemeral")
-    p.set_kubeconfigs(eph.kubeconfig, tgt.kubeconfig)
-    p.set_config("skipAwait", "true")
-    p.run("config", "set", "--path", "protect", "false", check=True)
+    p = pivot_stack(tmp_path / "proj", eph.kubeconfig, tgt.kubeconfig, program=PER_CRD_PROGRAM)
     p.run("config", "set", "--path", "ironic.install", "false", check=True)
     p.run("up", "--yes", "--skip-preview", check=True, timeout=900)
     old = [name for name, typ in resources(p).items() if typ == CRD_TYPE]

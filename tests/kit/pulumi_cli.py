@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.kit.env import ROOT, tool_env
+from tests.kit.env import PROGRAM, ROOT, tool_env
 
 PASSPHRASE = "metal3-pivot-test-passphrase"
 
@@ -106,3 +106,16 @@ class PulumiProject:
                 with contextlib.suppress(OSError):
                     parts.append(f.read_text(errors="replace"))
         return "\n".join(parts)
+
+
+def pivot_stack(directory: Path, ephemeral: Path, target: Path, *, program: str = PROGRAM, stack: str = "dev",
+                backend: str = "") -> PulumiProject:
+    """The stack as the pivot tests start it, given both clusters' kubeconfigs: the objects declared in
+    the ephemeral cluster, no waiting on Deployments (no kubelet runs their pods here), and `protect` off so
+    that a test may destroy it or take ObjectLocation out."""
+    project = PulumiProject.create(directory, "metal3-pivot", program, stack=stack, backend=backend)
+    project.set_config("location", "ephemeral")
+    project.set_kubeconfigs(ephemeral, target)
+    project.set_config("skipAwait", "true")
+    project.run("config", "set", "--path", "protect", "false", check=True)
+    return project
