@@ -44,6 +44,7 @@ from metal3_pivot.plan import (
     Plan,
     annotation_marks,
     carried_bmh_status,
+    copy_is_current,
     copy_manager,
     copy_marks,
     finish_of_copies,
@@ -570,15 +571,18 @@ class Mover:
         """A copy made by an earlier, interrupted run from a source object that has changed since (someone
         edited it while the move was stopped) is rewritten from the source: the change must not be lost.
         Returns what was rewritten (with its managedFields restored where the move restores them)."""
+        api_versions = {k: str(n.obj.get("apiVersion", "")) for k, n in plan.source.graph.nodes.items()}
         stale = []
         for key in plan.already_in_target:
             src, dst = plan.moving[key], plan.target.graph.nodes[key]
             recorded = copy_marks(dst.obj).get(src.uid)
-            if (recorded and recorded != str(src.obj["metadata"].get("resourceVersion"))
-                    and DELETE_FOR_MOVE not in src.annotations):
+            if not recorded or recorded == str(src.obj["metadata"].get("resourceVersion")):
+                continue
+            # marked for deletion by a run of ours, the object has a new version by our own patch: stale only
+            # if something else changed too (an edit between that patch and the DELETE)
+            if DELETE_FOR_MOVE not in src.annotations or not copy_is_current(src, dst.obj, uid_map, by_source_uid,
+                                                                             api_versions):
                 stale.append((src, dst))
-
-        api_versions = {k: str(n.obj.get("apiVersion", "")) for k, n in plan.source.graph.nodes.items()}
 
         async def rewrite(pair: tuple[Node, Node]) -> None:
             src, dst = pair
@@ -589,6 +593,11 @@ class Mover:
                                      "deleted from the source: run again")
                 obj = target_copy(src, uid_map, by_source_uid, api_versions)
                 obj["metadata"]["resourceVersion"] = copy_obj["metadata"]["resourceVersion"]
+                if DELETE_FOR_MOVE in src.annotations:
+                    # our patch took the source's finalizers off; the copy holds the original's
+                    obj["metadata"].pop("finalizers", None)
+                    if copy_obj["metadata"].get("finalizers"):
+                        obj["metadata"]["finalizers"] = copy_obj["metadata"]["finalizers"]
                 manager = copy_manager(src)
                 if manager is not None:
                     # the copy's record of its source, renamed to the source's new version: one record, current

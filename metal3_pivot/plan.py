@@ -238,6 +238,20 @@ def same_copy(copied: Obj, now: Obj) -> bool:
     return copied_content(now, finalizers=finalizers) == copied_content(copied, finalizers=finalizers)
 
 
+def copy_is_current(node: Node, copy_obj: Obj, uid_map: dict[ObjKey, str], by_source_uid: dict[str, ObjKey],
+                    api_versions: dict[ObjKey, str]) -> bool:
+    """Whether the copy `copy_obj` in the target holds what `node`, the source object now, would give it,
+    the finalizers aside. For a source object that carries the delete-for-move patch: the patch moved its
+    resourceVersion past the one its copy records, so the version cannot tell an edit made after the patch
+    (a person, a controller that had not seen the pause) from the patch itself; the content can. The
+    finalizers are not compared: the patch took the source's off, and the copy holds the original's."""
+    try:
+        now = target_copy(node, uid_map, by_source_uid, api_versions)
+    except PivotError:          # an owner without a copy: nothing to compare with, the version decides
+        return True
+    return copied_content(now, finalizers=False) == copied_content(copy_obj, finalizers=False)
+
+
 def annotation_marks(node: Node) -> dict[str, str]:
     """SOURCE_UID / SOURCE_VERSION of a copy of `node`, for a copy whose marks go in annotations."""
     return {SOURCE_UID: node.uid, SOURCE_VERSION: str(node.obj["metadata"].get("resourceVersion", ""))}

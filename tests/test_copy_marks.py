@@ -16,6 +16,7 @@ from metal3_pivot.plan import (
     SOURCE_UID,
     SOURCE_VERSION,
     copy_annotations,
+    copy_is_current,
     copy_manager,
     copy_marks,
     managed_fields_patch,
@@ -173,3 +174,19 @@ def test_a_stale_copys_record_is_renamed_to_the_new_version_not_added_to() -> No
     assert copy_marks({"metadata": {"managedFields": entries}}) == {SRC: "4800"}
     assert copy["metadata"]["managedFields"][0]["manager"].endswith("@4711")   # the view is left as read
     assert remarked_managed_fields(copy, "another", "x") is None
+
+
+def test_a_source_marked_for_deletion_is_current_in_its_copy_unless_edited_after_the_mark() -> None:
+    """The delete-for-move patch moves the source's version and takes its finalizers off; the copy holds the
+    original's finalizers. Only an edit besides that patch makes the copy stale (tests/test_move.py holds
+    the same on real clusters)."""
+    original = host(finalizers=["metal3.io/baremetalhost"], labels={"rack": "a"})
+    copy_obj = target_copy(original, {}, {})
+    copy_obj["metadata"].update(uid=DST, resourceVersion="12", managedFields=[{"manager": copy_manager(original)}])
+    def marked(version: str, rack: str = "a", online: bool = True) -> Node:
+        return node(BMH, {"apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost", "spec": {"online": online},
+                          "metadata": {"name": "h", "labels": {"rack": rack}, "annotations": {DELETE_FOR_MOVE: ""}}},
+                    version=version)
+    assert copy_is_current(marked("4712"), copy_obj, {}, {}, {})
+    assert not copy_is_current(marked("4713", rack="b"), copy_obj, {}, {}, {})
+    assert not copy_is_current(marked("4713", online=False), copy_obj, {}, {}, {})

@@ -53,6 +53,8 @@ def test_sigkill_at_every_phase_then_rerun_converges(fresh_clusters) -> None:
         tried += 1
         rerun = engine_cli(*cli_move_args(src, dst))
         assert rerun.returncode == 0, (k, rerun.stderr[-3000:])
+        # objects the killed run marked for deletion carry a version of our patch's: not an edit to copy again
+        assert "since an earlier run copied them" not in rerun.stderr, (k, rerun.stderr[-3000:])
         report = check(eph, tgt, expect=dst.name)
         assert report.ok, (k, [str(v) for v in report.violations])
         assert {key: canonical(o) for key, o in snapshot(dst).items()} == original, k
@@ -176,6 +178,60 @@ def test_a_source_object_edited_while_the_move_was_stopped_is_copied_again(fresh
     assert check(eph, tgt, expect="target").ok
     # the rewritten copy records its source once, at the version it was copied again from
     assert copy_marks(moved[secret]) == {rotated["metadata"]["uid"]: rotated["metadata"]["resourceVersion"]}
+
+
+def test_a_run_that_finds_its_own_delete_for_move_marks_copies_nothing_again(fresh_clusters) -> None:
+    """A run killed in its delete phase leaves source objects marked delete-for-move, their finalizers off, at
+    a version their copies do not record. The next run takes that for its own patch (the copy compared with
+    what the source would give it now, the finalizers aside: plan.copy_is_current): no copy is written again,
+    and the copies keep the originals' finalizers. A kill leaves only the few marks in flight; here every
+    object of every kind is marked as the delete phase marks it, so the comparison meets each kind as the
+    API server returns it."""
+    import asyncio
+
+    from lab.data.seed import type_index
+    from metal3_pivot import DELETE_FOR_MOVE
+    from tests.kit.move import bundle_types, canonical_snapshot, kube
+
+    clusters = fresh_clusters()
+    eph, tgt = clusters["ephemeral"], clusters["target"]
+    seed_pair(clusters)
+    first = move(eph, tgt)
+    settle(tgt)
+    move(tgt, eph)
+    settle(eph)
+    index = type_index(bundle_types())
+    held = [k for k in snapshot(eph) if k.kind in ("Machine", "BareMetalHost")]
+
+    async def finalize() -> None:        # as the live controllers leave them (the lab seed has none)
+        async with kube(eph) as k:
+            for key in held:
+                await k.patch(index[(key.group, key.kind)], key.name, key.namespace,
+                              {"metadata": {"finalizers": [f"{key.kind.lower()}.example/held"]}})
+    asyncio.run(finalize())
+    original = canonical_snapshot(eph)
+    hosts = sum(1 for k in original if k.kind == "BareMetalHost")
+    end_of_creates = first.paused + 1 + first.created + hosts       # pause, namespace, creates, host statuses
+    killed = engine_cli(*cli_move_args(eph, tgt), env_extra=seam_env(kill_after=end_of_creates))
+    assert killed.returncode == -signal.SIGKILL
+
+    copies = snapshot(tgt)
+    assert set(copies) == set(original), "every copy should exist before the marks"
+
+    async def mark_all() -> None:         # _delete_one's patch, on every object
+        async with kube(eph) as k:
+            for key in original:
+                await k.patch(index[(key.group, key.kind)], key.name, key.namespace,
+                              {"metadata": {"annotations": {DELETE_FOR_MOVE: ""}, "finalizers": None}})
+    asyncio.run(mark_all())
+
+    rerun = engine_cli(*cli_move_args(eph, tgt))
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "since an earlier run copied them" not in rerun.stderr, rerun.stderr[-3000:]
+    assert snapshot(eph) == {} and check(eph, tgt, expect="target").ok
+    moved = canonical_snapshot(tgt)
+    assert moved == original
+    assert all(moved[k]["metadata"].get("finalizers") for k in held)
 
 
 def test_a_host_copy_left_without_its_status_gets_it_before_the_unpause(fresh_clusters) -> None:
