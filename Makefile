@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # in the order tests/conftest.py sets (the longest first), not by their number of tests
 PYTEST_WORKERS ?= -n 2 --dist loadfile --no-loadscope-reorder
 
-.PHONY: bootstrap demo test unit lint bench bench-pulumi clusters-down clean
+.PHONY: bootstrap demo test unit lint bench bench-pulumi bench-live clusters-down clean
 
 bootstrap:
 	python3 tools/bootstrap.py
@@ -36,6 +36,10 @@ bench: bootstrap
 # what the Pulumi layer adds: no-change previews, the pivot's `pulumi up` against the engine's own move
 bench-pulumi: bootstrap
 	python -m benchmarks.pulumi_bench $(BENCH_ARGS)
+
+# the live pivot, ours against clusterctl + move.yml's handover by hand, on one live lab (issue 17, goal 5)
+bench-live: bootstrap
+	python -m benchmarks.live_bench $(BENCH_ARGS)
 
 # needs only the virtualenv (no Go toolchain): ruff, the import contracts, mypy --strict
 lint:

@@ -50,7 +50,6 @@ import yaml
 
 from benchmarks.move_bench import engine_move, machine_speed, say, settle_after_move, speed_line, topology_for
 from lab.cli import seed_cluster, start_clusters
-from lab.cluster import LocalCluster
 from lab.data.seed_objects import Topology, build
 from tools.preview_config import preview_config
 
@@ -64,7 +63,9 @@ PASSPHRASE = "metal3-pivot-bench"
 class Project:
     """A throw-away Pulumi project that runs this repository's program against two local clusters."""
 
-    def __init__(self, directory: Path, ephemeral: LocalCluster, target: LocalCluster) -> None:
+    def __init__(self, directory: Path, ephemeral: Path, target: Path, *, await_deployments: bool = False) -> None:
+        """`ephemeral` and `target` are the clusters' kubeconfigs; `await_deployments` only where something
+        runs the Deployments (the live lab's node agents)."""
         self.directory = directory
         directory.mkdir(parents=True)
         (directory / "state").mkdir()
@@ -76,8 +77,9 @@ class Project:
                     "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE, "PULUMI_SKIP_UPDATE_CHECK": "true",
                     "PATH": f"{ROOT / '.tools' / 'bin'}{os.pathsep}{ROOT / '.venv' / 'bin'}{os.pathsep}"
                             f"{os.environ.get('PATH', '')}"}
-        self.config = preview_config(ROOT / "stacks" / "Pulumi.local.yaml", ephemeral.kubeconfig, target.kubeconfig)
-        self.config["config"].update({"metal3-pivot:protect": "false", "metal3-pivot:awaitDeployments": "false"})
+        self.config = preview_config(ROOT / "stacks" / "Pulumi.local.yaml", ephemeral, target)
+        self.config["config"].update({"metal3-pivot:protect": "false",
+                                      "metal3-pivot:awaitDeployments": str(await_deployments).lower()})
         self.run("stack", "init", STACK)
         self.set_location("ephemeral")
 
@@ -167,7 +169,7 @@ def run_size(hosts: int, previews: int, base: Path) -> dict[str, Any]:
     try:
         say(f"{hosts} hosts: seeding {objects} objects")
         asyncio.run(seed_cluster(eph, topo, concurrency=64))
-        project = Project(base / f"h{hosts}" / "project", eph, tgt)
+        project = Project(base / f"h{hosts}" / "project", eph.kubeconfig, tgt.kubeconfig)
         say(f"{hosts} hosts: install (`pulumi up --skip-preview` on the bare target)")
         install = project.run("up", "--yes", "--skip-preview")
         times = []

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -212,6 +213,40 @@ class Lab:
                                     f"{cluster.directory / 'plane'}")
             time.sleep(1)
 
+    # -- the reference run: move.yml's handover by hand, then `clusterctl move` ---------------------------
+    def handover_by_hand(self, source: LocalCluster, dest: LocalCluster, env: dict[str, str] | None = None) -> None:
+        """metal3-dev-env's move.yml around `clusterctl move`: Ironic and BMO deleted from `source` (and
+        gone), BMO's webhook with them (its kustomize delete takes the whole install), then deployed on
+        `dest`, webhook and cert-manager's Secret included, and awaited `Available`."""
+        kubectl = ["kubectl", "--kubeconfig", str(source.kubeconfig)]
+        for args in (["delete", "validatingwebhookconfiguration",
+                      "baremetal-operator-validating-webhook-configuration", "--ignore-not-found"],
+                     ["-n", IronicConfig().namespace, "delete", "deployment", "ironic",
+                      "baremetal-operator-controller-manager", "--wait=true", "--cascade=foreground"]):
+            proc = subprocess.run([*kubectl, *args], capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                raise WorkflowError(f"`kubectl {' '.join(args)}` on {source.name} failed: {proc.stderr[-2000:]}")
+        install_webhooks(dest, (manifests.BMO,))
+        kubectl_apply(dest, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": IronicConfig().namespace}},
+                             *ironic_objects(IronicConfig())], env=env)
+        self.wait_deployments(dest)
+
+    def clusterctl_move(self, source: LocalCluster, dest: LocalCluster, home: Path,
+                        env: dict[str, str] | None = None) -> float:
+        """`clusterctl move` of the lab's namespace with its own HOME (clusterctl writes its config and
+        logs there); returns its seconds."""
+        home.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        proc = subprocess.run(["clusterctl", "move", "--kubeconfig", str(source.kubeconfig), "--to-kubeconfig",
+                               str(dest.kubeconfig), "-n", self.namespace], capture_output=True, text=True,
+                              env={**(env if env is not None else os.environ), "HOME": str(home),
+                                   "XDG_CONFIG_HOME": str(home / ".config"),
+                                   "CLUSTERCTL_DISABLE_VERSIONCHECK": "true"}, timeout=600)
+        if proc.returncode != 0:
+            raise WorkflowError(f"clusterctl move from {source.name} to {dest.name} failed "
+                                f"(exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        return time.monotonic() - t0
+
     # -- teardown ----------------------------------------------------------------------------------------
     def stop(self) -> None:
         """Agents first (their controllers and Ironic with them), then the clusters, then the rack."""
@@ -246,11 +281,11 @@ def install_webhooks(cluster: LocalCluster, specs: tuple[manifests.ProviderSpec,
     return asyncio.run(go())
 
 
-def kubectl_apply(cluster: LocalCluster, objs: list[Obj]) -> None:
+def kubectl_apply(cluster: LocalCluster, objs: list[Obj], env: dict[str, str] | None = None) -> None:
     """`kubectl apply --server-side` of `objs` (Namespaces first), as an operator or clusterctl would."""
     ordered = sorted(objs, key=lambda o: (o["kind"] != "Namespace", o["kind"] != "CustomResourceDefinition"))
     text = yaml.safe_dump_all(ordered)
     proc = subprocess.run(["kubectl", "--kubeconfig", str(cluster.kubeconfig), "apply", "--server-side",
-                           "--force-conflicts", "-f", "-"], input=text, text=True, capture_output=True)
+                           "--force-conflicts", "-f", "-"], input=text, text=True, capture_output=True, env=env)
     if proc.returncode != 0:
         raise WorkflowError(f"kubectl apply to {cluster.name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")

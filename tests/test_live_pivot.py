@@ -22,15 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from components import cache_dir, manifests
+from components import cache_dir
 from components.config import IronicConfig
-from components.ironic import ironic_objects
 from lab.cluster import LocalCluster, free_port
 from lab.data.topology import LiveTopology
 from lab.plane.checks import CLUSTERS, Check, IronicWatch, ironic_dirs, read
 from lab.plane.endpoints import ENDPOINT_SLICES, SERVICE_NAME
 from lab.seams import seam_env
-from lab.workflow import Lab, install_webhooks, kubectl_apply
+from lab.workflow import Lab
 from metal3_pivot import CONFIGMAP, DEPLOYMENTS, VALIDATING_WEBHOOKS, Kube, ResourceType, load_kubeconfig
 from tests.kit.env import SESSION_DIR, tool_env
 from tests.kit.live import live_stack
@@ -209,32 +208,6 @@ def test_a_pivot_killed_at_five_points_is_finished_by_the_next_up(lab: Lab, stac
     assert len(watch.seen) == 2                 # the ephemeral cluster's Ironic and the target's, in turns
 
 
-def handover(lab: Lab, source: LocalCluster, dest: LocalCluster) -> None:
-    """metal3-dev-env's move.yml around `clusterctl move`: Ironic and BMO deleted from the source (and
-    gone), BMO's webhook with them (its kustomize delete takes the whole install), then deployed on the
-    destination, webhook and cert-manager's Secret included."""
-    subprocess.run(["kubectl", "--kubeconfig", str(source.kubeconfig), "delete", "validatingwebhookconfiguration",
-                    "baremetal-operator-validating-webhook-configuration", "--ignore-not-found"],
-                   check=True, capture_output=True, env=tool_env())
-    subprocess.run(["kubectl", "--kubeconfig", str(source.kubeconfig), "-n", IRONIC_NS, "delete", "deployment",
-                    "ironic", "baremetal-operator-controller-manager", "--wait=true", "--cascade=foreground"],
-                   check=True, capture_output=True, env=tool_env())
-    install_webhooks(dest, (manifests.BMO,))
-    kubectl_apply(dest, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": IRONIC_NS}},
-                         *ironic_objects(IronicConfig())])
-    lab.wait_deployments(dest)
-
-
-def clusterctl_move(source: LocalCluster, dest: LocalCluster, lab: Lab, home: Path) -> float:
-    home.mkdir(parents=True, exist_ok=True)
-    t0 = time.monotonic()
-    proc = subprocess.run(["clusterctl", "move", "--kubeconfig", str(source.kubeconfig), "--to-kubeconfig",
-                           str(dest.kubeconfig), "-n", lab.namespace], capture_output=True, text=True,
-                          env=tool_env(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config")), timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return time.monotonic() - t0
-
-
 @pytest.mark.timeout(1800)
 def test_the_reference_run_with_clusterctl_move_passes_the_same_checks(
         lab: Lab, stack: PulumiProject, tmp_path: Path) -> None:
@@ -247,8 +220,8 @@ def test_the_reference_run_with_clusterctl_move_passes_the_same_checks(
         for source, dest, what in (first, second):
             mark = lab.checkpoint()
             t0 = time.monotonic()
-            handover(lab, source, dest)
-            moved = clusterctl_move(source, dest, lab, tmp_path / "home")
+            lab.handover_by_hand(source, dest, env=tool_env())
+            moved = lab.clusterctl_move(source, dest, tmp_path / "home", env=tool_env())
             result, waited = lab.verify(dest, mark)
             assert_checks(result, f"{dest.name} after {what}")
             FIGURES[f"{what}: handover + clusterctl move"] = time.monotonic() - t0 - waited
