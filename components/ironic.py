@@ -77,10 +77,12 @@ def adopted(obj: dict[str, Any]) -> dict[str, Any]:
 class Ironic(pulumi.ComponentResource):
     """Ironic and BMO on one cluster. BMO's webhook goes with it: its serving certificate (issued once,
     kept across handovers: components/webhook_cert.py), the Secret before BMO's Deployment, the
-    ValidatingWebhookConfiguration (BareMetalHosts, failurePolicy Fail) after it. In a handover Pulumi
-    deletes in reverse dependency order, so the old cluster's webhook goes before its BMO stops (a gone
-    BMO's webhook would refuse every later write of a BareMetalHost there, the move's included), and the
-    new cluster's is declared once the new BMO is available, before the hosts arrive."""
+    ValidatingWebhookConfiguration (BareMetalHosts, failurePolicy Fail) after it. In a handover the
+    configuration is replaced last: its registration waits for BMO's Deployment (`depends_on`), so the old
+    cluster's goes only once the new BMO is available. Between the old BMO's exit and then (~7 s in the
+    sixteenth session's log) a BareMetalHost write on the old cluster is refused: in the workflow only its CAPM3
+    writes them then, and retries; the move, whose writes must not be refused, starts after the
+    replacement (ObjectLocation depends on this component), when the new cluster's webhook is served."""
 
     def __init__(self, name: str, provider: k8s.Provider, config: IronicConfig, location: str,
                  opts: pulumi.ResourceOptions | None = None) -> None:
