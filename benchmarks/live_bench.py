@@ -10,7 +10,8 @@ stack's settings, Deployments awaited: the lab's node agents run them) installs 
 target. Then, per round, in turns on the same lab:
 - **ours**: `pulumi up --yes --skip-preview` with `location: target` (the Ironic handover and the move),
   then with `location: ephemeral`; each `up` logged at `-v=7` and split where it went (pulumi_bench's
-  `where_it_went`: to the gate, the gate, the installs and the handover, the move, around it, the exit);
+  `where_it_went`: to the gate, the gate, the installs and the handover, the move, around it, the exit)
+  and its handover timed step by step (`handover_timeline`);
 - **clusterctl**: metal3-dev-env's move.yml by hand: Ironic and BMO deleted from the source, deployed on
   the destination and awaited `Available`, then `clusterctl move`; there and back.
 Every move is timed from its start until the destination's controllers report everything reconciled
@@ -26,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.move_bench import machine_speed, say, speed_line
-from benchmarks.pulumi_bench import Project, where_it_went
+from benchmarks.pulumi_bench import Project, log_time, where_it_went
 from lab.cluster import LocalCluster, free_port
 from lab.data.topology import LiveTopology
 from lab.plane.checks import Check, IronicWatch
@@ -43,6 +45,47 @@ from lab.workflow import Lab
 ROOT = Path(__file__).resolve().parent.parent
 DIRECTIONS = (("pivot", "target"), ("move back", "ephemeral"))
 OURS, CLUSTERCTL = "ours (`pulumi up`)", "clusterctl + handover by hand"
+
+
+_STEP = re.compile(r"Provider\[[^\]]+\]\.(?P<op>Delete|Create|Update)\((?:[\w-]+,)?(?P<urn>urn:[^)]*?)\):? "
+                   r"(?P<what>executing|success)")
+#: the handover's resources that set its pace, by the end of their resource name (Ironic's children)
+PACERS = {"ironic": "deployment-baremetal-operator-system-ironic",
+          "bmo": "deployment-baremetal-operator-system-baremetal-operator-controller-manager",
+          "webhook": "validatingwebhookconfiguration-baremetal-operator-validating-webhook-configuration"}
+
+
+_PHASES = {("Delete", "executing"): "delete", ("Delete", "success"): "gone", ("Create", "executing"): "create",
+           ("Create", "success"): "ready", ("Update", "executing"): "start", ("Update", "success"): "end"}
+
+
+def handover_timeline(log: Path) -> dict[str, float]:
+    """When the Ironic handover's slow steps ran, in seconds from its first delete (an `up` logged at
+    `-v=7`): each Deployment's delete (the old process's exit, awaited) and create (the new one's start to
+    `Available`), the webhook configuration's replacement, and the move's start. It shows what the split
+    cannot: whether the two Deployments' replacements ran side by side or one waited for an engine worker
+    (docs/performance.md, "Sixteenth session"). Empty when the log has no handover."""
+    marks: dict[str, float] = {}
+    start: float | None = None
+    for line in log.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        m = _STEP.match(str(entry.get("msg", "")))
+        t = log_time(entry)
+        if m is None or t is None:
+            continue
+        urn = m["urn"]
+        if "metal3:ironic:Ironic$" in urn and m["op"] == "Delete" and start is None:
+            start = t
+        name = urn.rsplit("::", 1)[-1].split(",")[0]       # a Delete's URN is followed by the object's id
+        key = next((k for k, end in PACERS.items() if name.endswith(end)), "move" if name == "objects" else None)
+        if key is not None:
+            marks.setdefault(f"{key} {_PHASES[m['op'], m['what']]}", t)
+    if start is None:
+        return {}
+    return {k: round(v - start, 2) for k, v in sorted(marks.items(), key=lambda kv: kv[1])}
 
 
 class Timeline:
@@ -68,7 +111,8 @@ def ours(project: Project, location: str, log: Path) -> dict[str, Any]:
     project.set_location(location)
     up = project.run("up", "--yes", "--skip-preview", log=log)
     engine = project.last_move().get("seconds")
-    return {"up_s": up, "move_s": engine, "split": where_it_went(log, up, engine) if engine else {}}
+    return {"up_s": up, "move_s": engine, "split": where_it_went(log, up, engine) if engine else {},
+            "handover": handover_timeline(log)}
 
 
 def reference(lab: Lab, source: LocalCluster, dest: LocalCluster, home: Path) -> dict[str, Any]:
@@ -117,6 +161,12 @@ def table(rows: list[dict[str, Any]]) -> str:
         if r["split"]:
             parts = ", ".join(f"{k} {v:.1f}" for k, v in r["split"].items())
             out.append(f"- round {r['round']}, {r['tool']}, {r['what']}: {parts}")
+    out.append("")
+    out.append("the handover inside each `up`, s from its first delete:")
+    for r in rows:
+        if r.get("handover"):
+            marks = ", ".join(f"{k} {v:.1f}" for k, v in r["handover"].items())
+            out.append(f"- round {r['round']}, {r['what']}: {marks}")
     return "\n".join(out)
 
 

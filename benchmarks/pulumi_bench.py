@@ -115,6 +115,14 @@ class Project:
         return dict(loc.get("outputs", {}).get("lastMove") or {})
 
 
+def log_time(entry: dict[str, Any]) -> float | None:
+    """An engine log line's time (it writes nanoseconds and a Z), as a Unix timestamp."""
+    stamp, _, frac = str(entry.get("time", "")).rstrip("Z").partition(".")
+    if not stamp:
+        return None
+    return datetime.fromisoformat(stamp + "+00:00").timestamp() + float("0." + (frac or "0"))
+
+
 _CALL = re.compile(r"Provider\[[^\]]+\]\.(?P<op>Check|Update|Create)\((?:[\w-]+,)?urn:[^)]*"
                    r"::(?P<name>preflight|objects)(?:,[\w-]+)?\):? (?P<what>executing|success)")
 
@@ -138,10 +146,9 @@ def where_it_went(log: Path, total_s: float, engine_s: float | None = None) -> d
             entry = json.loads(line)
         except ValueError:
             continue
-        stamp, _, frac = str(entry.get("time", "")).rstrip("Z").partition(".")
-        if not stamp:
+        t = log_time(entry)
+        if t is None:
             continue
-        t = datetime.fromisoformat(stamp + "+00:00").timestamp() + float("0." + (frac or "0"))
         first = t if first is None else first
         m = _CALL.match(str(entry.get("msg", "")))
         if m:

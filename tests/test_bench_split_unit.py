@@ -1,7 +1,8 @@
-"""`make bench-pulumi` splits a CLI run by the engine's own log. The split reads lines whose wording is
-Pulumi's, not ours: these are the shapes pulumi v3.274.1 writes at `-v=7` (Check and Update copied from a
-real log, Create from the same release's provider_plugin.go). When the pinned pulumi changes, compare its
-formats with these lines: a split that finds nothing prints "(not found in the engine's log)"."""
+"""`make bench-pulumi` splits a CLI run by the engine's own log, and `make bench-live` times the Ironic
+handover inside one. Both read lines whose wording is Pulumi's, not ours: these are the shapes pulumi
+v3.274.1 writes at `-v=7` (Check, Update and Delete copied from real logs, Create from the same release's
+provider_plugin.go). When the pinned pulumi changes, compare its formats with these lines: a split that
+finds nothing prints "(not found in the engine's log)"."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.live_bench import handover_timeline
 from benchmarks.pulumi_bench import where_it_went
 
 pytestmark = pytest.mark.unit
@@ -95,3 +97,35 @@ def test_the_cpu_meter_says_what_the_host_took_and_what_waited_on_io() -> None:
     assert cpu["create"]["steal"] == 0.15 and cpu["create"]["iowait"] == 0.05 and cpu["create"]["engine"] == 5.0
     assert cpu["delete"]["steal"] == 0.0 and cpu["delete"]["iowait"] == 0.0
     assert "| create | 10.0 |" in cpu_table("t", cpu) and "| 15% | 5% |" in cpu_table("t", cpu)
+
+
+# `make bench-live`'s timeline of the Ironic handover inside an `up`, from the same -v=7 lines (copied from
+# the 2026-12-03 10:05 run's pivot: a Delete's URN is followed by the object's id)
+IRONIC = ("urn:pulumi:bench::metal3-pivot::metal3:ironic:Ironic$kubernetes:apps/v1:Deployment"
+          "::ironic-deployment-baremetal-operator-system-ironic")
+BMO = ("urn:pulumi:bench::metal3-pivot::metal3:ironic:Ironic$kubernetes:apps/v1:Deployment"
+       "::ironic-deployment-baremetal-operator-system-baremetal-operator-controller-manager")
+NS = "urn:pulumi:bench::metal3-pivot::metal3:ironic:Ironic$kubernetes:core/v1:Namespace::ironic-namespace-x"
+
+
+def test_the_handover_timeline_says_when_each_deployment_went_and_came(tmp_path: Path) -> None:
+    log = _log(tmp_path, [
+        (1.0, f"Provider[0x3b6d].Check({PF}) executing (#oldInputs=17,#newInputs=12)"),
+        (2.0, f"Provider[0x20f4].Delete({NS},baremetal-operator-system) executing (#inputs=3, #outputs=4)"),
+        (3.0, f"Provider[0x20f4].Delete({IRONIC},baremetal-operator-system/ironic) executing (#inputs=4, #outputs=8)"),
+        (5.0, f"Provider[0x20f4].Delete({BMO},baremetal-operator-system/baremetal-operator-controller-manager) "
+              "executing (#inputs=4, #outputs=8)"),
+        (6.5, f"Provider[0x20f4].Delete({IRONIC},baremetal-operator-system/ironic) success"),
+        (6.7, f"Provider[0x20f4].Create({IRONIC}) executing (#props=4)"),
+        (13.0, f"Provider[0x20f4].Create({IRONIC}) success: id=baremetal-operator-system/ironic; #outs=8"),
+        (15.0, f"Provider[0x20f4].Update(object-location,{OL}) executing (#oldInputs=17,#oldOutputs=19,#newInputs=17)"),
+        (19.0, f"Provider[0x20f4].Update(object-location,{OL}) success; #outs=19"),
+    ])
+    assert handover_timeline(log) == {"ironic delete": 1.0, "bmo delete": 3.0, "ironic gone": 4.5,
+                                      "ironic create": 4.7, "ironic ready": 11.0, "move start": 13.0,
+                                      "move end": 17.0}
+
+
+def test_an_up_without_a_handover_has_no_timeline(tmp_path: Path) -> None:
+    log = _log(tmp_path, [(15.0, f"Provider[0x20f4].Update(object-location,{OL}) executing (#oldInputs=17)")])
+    assert handover_timeline(log) == {}
