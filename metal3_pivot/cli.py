@@ -13,7 +13,8 @@ Exit codes: 0 done; 1 other error; 2 bad input or move refused by the pre-flight
 3 a cluster unreachable; 4 the API server refused a request; 5 deadline passed, or objects still
 blocked the move when its wait ran out (the source may be paused: run again to finish); 6 verify found
 violations; 7 another move holds the move lock (nothing changed; wait, then run again); 8 this move
-lost its lock to another mover (stopped before its next write: let that one finish, or run again); 9
+lost its lock to another mover, or its caller abandoned it (stopped before its next write: let that one
+finish, or run again); 9
 objects kept changing in the source while the move ran, after it read them again (nothing lost; the
 source may be paused: stop the writer, then run again).
 Progress goes to stderr, results to stdout.

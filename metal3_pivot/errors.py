@@ -94,6 +94,15 @@ class LockLostError(PivotError):
     exit_code = 8
 
 
+class MoveAbandonedError(PivotError):
+    """Whoever asked for this move is gone (the `pulumi` CLI that started the provider died: killed, or
+    Pulumi's own crash): stopped before the next write and the lock released, rather than writing on
+    with nobody to report to while the operator's next run is refused by our lock. Like LockLostError,
+    this run may have written; the next run finishes the move."""
+
+    exit_code = 8
+
+
 class SourceChangedError(PivotError):
     """Objects of the move changed in the source after the move read them (a controller still running, a
     person): their copies would miss the change, which the source's delete would then lose. Found by the

@@ -29,11 +29,18 @@ import datetime as dt
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from metal3_pivot.errors import ConflictError, LockHeldError, LockLostError, NotFoundError, PivotError
+from metal3_pivot.errors import (
+    ConflictError,
+    LockHeldError,
+    LockLostError,
+    MoveAbandonedError,
+    NotFoundError,
+    PivotError,
+)
 from metal3_pivot.kube import LEASE, NAMESPACE, Kube
 
 Obj = dict[str, Any]
@@ -204,8 +211,11 @@ class MoveLock:
     """Held for the whole of a move, in both clusters; use as `async with MoveLock(...)`."""
 
     def __init__(self, kubes: Sequence[Kube], holder: Holder, *, duration: float = DEFAULT_DURATION,
-                 progress: Any = None) -> None:
+                 progress: Any = None, abandoned: Callable[[], str | None] | None = None) -> None:
         self.kubes = list(kubes)
+        #: the caller's word that nobody waits for this move any more (MoveOptions.abandoned), asked before
+        #: every write like the lock's own state
+        self.abandoned = abandoned
         self.holder = holder
         self.duration = max(3.0, duration)
         self.say = progress or (lambda _msg: None)
@@ -227,6 +237,9 @@ class MoveLock:
         so we stop before the Lease can expire in anybody's eyes)."""
         if self.lost:
             raise LockLostError(self.lost)
+        if self.abandoned is not None and (why := self.abandoned()):
+            raise MoveAbandonedError(f"{why}: stopped before the next write and released the move lock. Nothing "
+                                     "is lost: run the move again to finish it")
         now = time.monotonic()
         for name, at in self.renewed.items():
             if now - at > self.duration * 2 / 3:

@@ -95,6 +95,10 @@ class MoveOptions:
     #: the caller read both clusters, ran the pre-flight and read the lock itself, seconds before (the Pulumi
     #: layer's `check`, just before its update): the move goes straight to the lock and reads under it (`run`)
     checked_by_caller: bool = False
+    #: asked before every write while the lock is held: a reason to stop (e.g. "the pulumi CLI that started
+    #: this move is gone") or None. Must be cheap: it runs once per request. The Pulumi layer's provider
+    #: outlives a killed CLI, and a move nobody waits for should not hold the lock against the next run
+    abandoned: Callable[[], str | None] | None = None
 
 
 @dataclass
@@ -216,7 +220,8 @@ class Mover:
         # a move someone else finished meanwhile is found done under it (its end is written again, a no-op)
         holder = Holder.me(self.opts.holder, f"{self.src.name} ({self.src.server}) -> {self.dst.name} "
                                              f"({self.dst.server})")
-        self.lock = MoveLock([self.src, self.dst], holder, duration=self.opts.lock_duration, progress=self.say)
+        self.lock = MoveLock([self.src, self.dst], holder, duration=self.opts.lock_duration, progress=self.say,
+                             abandoned=self.opts.abandoned)
         writes0 = self.src.writes + self.dst.writes
         by_method0 = self.src.writes_by_method + self.dst.writes_by_method
         by_resource0 = self.src.writes_by_resource + self.dst.writes_by_resource
@@ -424,7 +429,8 @@ class Mover:
         report.moved = plan.counts()
         if not self.opts.dry_run:
             holder = Holder.me(self.opts.holder, f"directory {directory} -> {self.dst.name} ({self.dst.server})")
-            self.lock = MoveLock([self.dst], holder, duration=self.opts.lock_duration, progress=self.say)
+            self.lock = MoveLock([self.dst], holder, duration=self.opts.lock_duration, progress=self.say,
+                                 abandoned=self.opts.abandoned)
             async with self.lock:
                 plan = make_plan(view, await discover(self.dst, sorted(view.namespaces)))
                 preflight.check(plan, (), preflight.RESTORE_RULES)
@@ -448,7 +454,8 @@ class Mover:
             self.say(f"would write {len(plan.moving)} objects to {directory}")
             return 0
         holder = Holder.me(self.opts.holder, f"{self.src.name} ({self.src.server}) -> directory {directory}")
-        self.lock = MoveLock([self.src], holder, duration=self.opts.lock_duration, progress=self.say)
+        self.lock = MoveLock([self.src], holder, duration=self.opts.lock_duration, progress=self.say,
+                             abandoned=self.opts.abandoned)
         async with self.lock:
             plan = make_plan(await discover(self.src, ns), backup.empty_view())
             preflight.check(plan, ns, preflight.BACKUP_RULES)

@@ -22,7 +22,7 @@ def test_exit_codes_tell_a_held_lock_from_a_lost_one_and_a_late_block_from_a_ref
     assert errors.BlockMoveTimeoutError.exit_code == errors.MoveTimeoutError.exit_code
     documented = " ".join((cli.__doc__ or "").split())
     for cls in (errors.InputError, errors.UnreachableClusterError, errors.ApiError, errors.MoveTimeoutError,
-                errors.LockHeldError, errors.LockLostError, errors.SourceChangedError):
+                errors.LockHeldError, errors.LockLostError, errors.MoveAbandonedError, errors.SourceChangedError):
         assert f" {cls.exit_code} " in documented, cls
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from metal3_pivot.errors import LockLostError
+from metal3_pivot.errors import LockLostError, MoveAbandonedError
 from metal3_pivot.lock import LEASE_PATH, Holder, LeaseState, MoveLock, micro_time, pid_namespace, process_start
 
 pytestmark = pytest.mark.unit
@@ -110,3 +110,15 @@ def test_a_lost_lock_refuses_every_write_but_its_own_lease() -> None:
     with pytest.raises(LockLostError, match="taken over"):
         lock._guard("PATCH", "/apis/metal3.io/v1alpha1/namespaces/metal3/baremetalhosts/h0/status")
     lock._guard("PUT", LEASE_PATH)
+
+
+def test_an_abandoned_move_stops_before_its_next_write_but_may_release_its_lease() -> None:
+    """MoveOptions.abandoned (the Pulumi layer's provider whose CLI died): asked before every write."""
+    reason: list[str] = []
+    lock = MoveLock([], Holder.me("pulumi stack dev", "a -> b"), duration=60,
+                    abandoned=lambda: reason[0] if reason else None)
+    lock._guard("POST", "/api/v1/namespaces/metal3/secrets")             # still wanted: through
+    reason.append("the pulumi engine that asked for this move (127.0.0.1:4) is gone")
+    with pytest.raises(MoveAbandonedError, match=r"\(127.0.0.1:4\) is gone: stopped before the next write"):
+        lock._guard("DELETE", "/apis/cluster.x-k8s.io/v1beta2/namespaces/metal3/machines/m0")
+    lock._guard("DELETE", LEASE_PATH)
