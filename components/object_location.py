@@ -21,8 +21,8 @@ is MovePreflight's last reading, for ObjectLocation's check (`_READINGS`, taken 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
-import re
 import sys
 import threading
 import time
@@ -42,7 +42,7 @@ from pulumi.dynamic import (
 )
 from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc
 
-from components import cache_dir
+from components import cache_dir, engine_watch
 from components.gate_reading import (
     FRESH_SECONDS,
     client,
@@ -63,6 +63,7 @@ from metal3_pivot import (
     MoveOptions,
     Mover,
     MoveReport,
+    PendingMove,
     PivotError,
     PreflightError,
     discover,
@@ -70,6 +71,9 @@ from metal3_pivot import (
     placement,
     prop_key,
 )
+
+#: in a provider plugin, notice a dead CLI (components/engine_watch.py); nothing happens elsewhere
+engine_watch.start()
 
 #: problems that an update may legitimately fix first (the stack installs the target's providers)
 FIXED_BY_STACK = {Code.MISSING_CRD, Code.STORAGE_VERSION, Code.PROVIDER_VERSION}
@@ -108,7 +112,7 @@ class _Progress:
     On the resource: a log message to the engine carrying ObjectLocation's URN, so the resource's row shows
     the latest step while it updates, and the milestones (discovered, moved) stay under it in the
     diagnostics. The SDK's dynamic provider passes neither the URN nor an engine client to `update`; the
-    URN comes as an input (`urn`), the engine's address is the first argument the pulumi engine starts
+    URN comes as an input (`urn`), the engine's address is the last argument the pulumi engine starts
     every provider plugin with. Without either (an old state, a unit test), the lines go to stderr, which
     the CLI shows under the stack instead of under the resource."""
 
@@ -134,14 +138,15 @@ class _Progress:
                 return
             except grpc.RpcError:
                 self.engine = None        # the engine went away: keep the lines, on stderr
-        print(f"metal3-pivot: {msg}", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):   # the CLI gone, its end of the pipe is closed: the file has the line
+            print(f"metal3-pivot: {msg}", file=sys.stderr, flush=True)
 
 
 def _engine() -> engine_pb2_grpc.EngineStub | None:
-    """A client of the pulumi engine that started this provider (its address is the plugin's first
+    """A client of the pulumi engine that started this provider (its address is the plugin's last
     argument), or None when this process is not such a plugin."""
-    address = sys.argv[1] if len(sys.argv) > 1 else ""
-    if not re.fullmatch(r"[\w.\-]+:\d+", address):
+    address = engine_watch.engine_address()
+    if address is None:
         return None
     return engine_pb2_grpc.EngineStub(grpc.insecure_channel(address))
 
@@ -271,7 +276,8 @@ def declared_props(*, location: pulumi.Input[str], ephemeral_kubeconfig: pulumi.
 
 class ObjectLocationProvider(ResourceProvider):
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        return check_location(news, reuse=True, olds=olds)
+        with engine_watch.call():
+            return check_location(news, reuse=True, olds=olds)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         old, new = LocationInputs.from_props(olds), LocationInputs.from_props(news)
@@ -290,12 +296,18 @@ class ObjectLocationProvider(ResourceProvider):
         pending = LocationState.from_props(props).pending
         if pending is None:
             return {"moved": 0, "from": None, "to": inputs.location, "seconds": 0.0}
+        with engine_watch.call() as watch:
+            return self._move_watched(inputs, pending, action, watch)
+
+    def _move_watched(self, inputs: LocationInputs, pending: PendingMove, action: str,
+                      watch: engine_watch.EngineWatch | None) -> dict[str, Any]:
         progress = _Progress(action, inputs.urn)
         src, dst = pending.source, pending.target
         # `check` read both clusters, ran the pre-flight and read the lock seconds ago, in this same `up`: the
         # Mover goes straight to the lock and reads under it (MoveOptions.checked_by_caller)
         opts = MoveOptions(namespaces=inputs.namespaces, progress=progress, timeout=inputs.timeout,
-                           concurrency=inputs.concurrency, holder=inputs.holder, checked_by_caller=True)
+                           concurrency=inputs.concurrency, holder=inputs.holder, checked_by_caller=True,
+                           abandoned=watch.abandoned if watch is not None else None)
 
         async def run() -> MoveReport:
             async with client(inputs, src, opts.concurrency) as s, client(inputs, dst, opts.concurrency) as d:
@@ -306,6 +318,7 @@ class ObjectLocationProvider(ResourceProvider):
         except (PreflightError, LockHeldError) as err:
             raise MoveRefusedError(f"{err} (details: {progress.path})") from None
         except PivotError as err:
+            progress(f"stopped: {err}")
             raise MoveStoppedError(f"the move from {src} to {dst} stopped: {err}. Nothing is lost: run `pulumi up` "
                                    f"again to finish it (log: {progress.path})") from None
         return {"moved": sum(report.moved.values()), "from": src, "to": dst, "seconds": round(report.seconds, 1),

@@ -39,6 +39,11 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from components import engine_watch
+
+#: in a provider plugin, notice a dead CLI (components/engine_watch.py); nothing happens elsewhere
+engine_watch.start()
+
 #: cert-manager's defaults for a Certificate that sets neither `duration` nor `renewBefore`
 DURATION = dt.timedelta(days=90)
 RENEW_BEFORE = dt.timedelta(days=30)

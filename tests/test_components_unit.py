@@ -489,3 +489,29 @@ def test_built_in_objects_register_as_the_typed_classes_would(mocks: Mocks) -> A
             assert ours.typ == theirs.typ
             assert dict(ours.inputs) == dict(theirs.inputs), obj["kind"]
     return pulumi.Output.all(*[r.urn for r in made]).apply(verify)
+
+
+def test_the_provider_notices_its_engine_is_gone_and_exits_only_between_calls() -> None:
+    """The ObjectLocation provider outlives a CLI that dies alone (components/engine_watch.py):
+    its move must stop and the process go, but never in the middle of a call (the lock's release runs in it)."""
+    import socket
+    import threading
+    import time
+
+    from components.engine_watch import EngineWatch
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    exited = threading.Event()
+    watch = EngineWatch(f"127.0.0.1:{port}", period=0.05, exit=lambda _code: exited.set())
+    with watch.held():
+        time.sleep(0.3)
+        assert watch.abandoned() is None                    # the engine answers: the move goes on
+        server.close()
+        deadline = time.monotonic() + 5
+        while watch.abandoned() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert watch.abandoned() == f"the pulumi engine that asked for this move (127.0.0.1:{port}) is gone"
+        time.sleep(0.3)
+        assert not exited.is_set(), "exited while a call was running"
+    assert exited.wait(5), "did not exit once the call was over"
