@@ -42,7 +42,7 @@ def import_protos_alone() -> None:
 
 import_protos_alone()
 
-from langhost.host import serve  # noqa: E402
+from langhost.host import serve, stop_when_engine_gone  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
     if not exec_script.exists():
         print(f"pulumi-language-python: {exec_script} is missing; run python3 tools/bootstrap.py", file=sys.stderr)
         return 1
-    server = serve(engine, exec_script)
+    server, host = serve(engine, exec_script)
 
     def shutdown(signum: int, frame: FrameType | None) -> None:
         # the engine stops its plugins with SIGINT/SIGTERM when it is done: a normal, quiet exit
@@ -71,6 +71,8 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGINT, shutdown)
     signal.signal(signal.SIGTERM, shutdown)
+    if engine:
+        stop_when_engine_gone(server, host)
     server.wait_for_termination()
     return 0
 

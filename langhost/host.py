@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -107,6 +110,32 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):  # type: ignore[m
     def __init__(self, engine_address: str, exec_script: Path) -> None:
         self.engine_address = engine_address
         self.exec_script = exec_script
+        self.children: set[subprocess.Popen[Any]] = set()     # programs and policy packs running now
+        self.children_lock = threading.Lock()
+
+    def _track(self, proc: subprocess.Popen[Any]) -> None:
+        with self.children_lock:
+            self.children.add(proc)
+
+    def _untrack(self, proc: subprocess.Popen[Any]) -> None:
+        with self.children_lock:
+            self.children.discard(proc)
+
+    def stop_children(self, grace: float = 5.0) -> None:
+        """Ends the programs and policy packs this host started: SIGTERM (a program to its whole session, which
+        it leads), then SIGKILL after `grace` seconds. For an engine that died alone: a program whose resource
+        monitor is gone does not always end (seen: still running minutes later), and this host's Run waits
+        for it."""
+        with self.children_lock:
+            procs = list(self.children)
+        for proc in procs:
+            _signal(proc, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal(proc, signal.SIGKILL)
 
     # -- identity --------------------------------------------------------------------------------------
     def Handshake(self, request: Any, context: Any) -> Any:
@@ -185,8 +214,13 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):  # type: ignore[m
         env["PULUMI_CONFIG"] = json.dumps(dict(request.config))
         env["PULUMI_CONFIG_SECRET_KEYS"] = json.dumps(list(request.configSecretKeys))
         # own session: the engine's SIGINT to the plugin on shutdown must not hit the program mid-flight
-        # (it ends on its own when the resource monitor goes away)
-        rc = subprocess.run(args, cwd=request.pwd or None, env=env, start_new_session=True).returncode
+        # (it ends on its own when the engine ends normally; stop_children ends it when the engine died)
+        proc = subprocess.Popen(args, cwd=request.pwd or None, env=env, start_new_session=True)
+        self._track(proc)
+        try:
+            rc = proc.wait()
+        finally:
+            self._untrack(proc)
         if rc == 0:
             return language_pb2.RunResponse()
         if rc == EXIT_ALREADY_REPORTED:
@@ -209,6 +243,13 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):  # type: ignore[m
             env[key] = value
         proc = subprocess.Popen([python, "-u", "-m", "pulumi.policy", *request.args, pack_dir],
                                 cwd=request.pwd or None, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._track(proc)
+        try:
+            yield from self._stream(proc)
+        finally:
+            self._untrack(proc)
+
+    def _stream(self, proc: subprocess.Popen[bytes]) -> Iterator[Any]:
         chunks: list[Any] = []
         cond = threading.Condition()
 
@@ -238,12 +279,57 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):  # type: ignore[m
         yield language_pb2.RunPluginResponse(exitcode=proc.wait())
 
 
-def serve(engine_address: str, exec_script: Path) -> grpc.Server:
+def _signal(proc: subprocess.Popen[Any], sig: int) -> None:
+    """To the program's session when it leads one (Run starts it so), else to the process alone."""
+    try:
+        if os.getpgid(proc.pid) == proc.pid:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def serve(engine_address: str, exec_script: Path) -> tuple[grpc.Server, LanguageHost]:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
                          options=[("grpc.max_receive_message_length", 400 * 1024 * 1024)])
-    language_pb2_grpc.add_LanguageRuntimeServicer_to_server(LanguageHost(engine_address, exec_script), server)
+    host = LanguageHost(engine_address, exec_script)
+    language_pb2_grpc.add_LanguageRuntimeServicer_to_server(host, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     print(port, flush=True)
-    return server
+    return server, host
 
+
+
+def engine_answers(address: str) -> bool:
+    """A TCP connect to the engine's gRPC address: refused means nothing listens there any more. Anything else
+    (a timeout on a busy machine) proves nothing and counts as an answer."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return True
+    except ConnectionRefusedError:
+        return False
+    except (OSError, ValueError):
+        return True
+
+
+def stop_when_engine_gone(server: grpc.Server, host: LanguageHost, period: float = 2.0) -> threading.Thread:
+    """Ends the programs this host runs, then stops the server (and so this process), once the engine that
+    started it is gone: two refused connects in a row. Why: a CLI that dies alone (SIGKILL, a fatal error
+    in its Go runtime) never sends the SIGINT that ends its plugins, and this host would serve an empty
+    port forever, beside a program that does not end either; upstream's Go plugins check the engine's
+    health for the same reason (sdk/go/common/util/rpcutil/health.go, every five minutes)."""
+    def watch() -> None:
+        refused = 0
+        while True:
+            time.sleep(period)
+            refused = 0 if engine_answers(host.engine_address) else refused + 1
+            if refused >= 2:
+                host.stop_children()
+                server.stop(grace=None)
+                return
+    thread = threading.Thread(target=watch, name="engine-watch", daemon=True)
+    thread.start()
+    return thread

@@ -87,3 +87,26 @@ def test_the_host_loads_the_grpc_stubs_without_the_sdk_and_leaves_the_sdk_import
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.unit
+def test_the_host_exits_once_its_engine_is_gone(tmp_path: Path) -> None:
+    """A CLI that dies alone never stops its plugins: the host must notice and go (langhost/host.py,
+    stop_when_engine_gone), not serve an empty port forever."""
+    import socket
+    import time
+
+    (tmp_path / "pulumi-language-python-exec").write_text("")
+    engine = socket.create_server(("127.0.0.1", 0))
+    root = Path(__file__).resolve().parent.parent
+    host = subprocess.Popen([sys.executable, "-m", "langhost", "--exec-dir", str(tmp_path),
+                             f"127.0.0.1:{engine.getsockname()[1]}"], cwd=root, stdout=subprocess.PIPE, text=True)
+    try:
+        assert host.stdout is not None and host.stdout.readline().strip().isdigit()   # its port: serving
+        time.sleep(5)
+        assert host.poll() is None, "the host left while its engine still listened"
+        engine.close()
+        assert host.wait(timeout=15) == 0
+    finally:
+        host.kill()
+        host.wait()
