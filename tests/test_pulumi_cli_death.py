@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from lab.cli import seed_cluster
+from lab.plane.spawn import alive, descendants
 from metal3_pivot.lock import LEASE_PATH
 from tests.kit.concurrency import journal_env, lease, wait_for_lease
 from tests.kit.ironic import ironic_on
@@ -41,37 +42,11 @@ pytestmark = [pytest.mark.pulumi, pytest.mark.cluster]
 STOPS_WITHIN = 10.0
 
 
-def _tree(pid: int) -> list[int]:
-    """The process and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        out.append(current)
-        todo.extend(children.get(current, []))
-    return out
-
-
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return ""
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie waiting for its (new) parent to reap it."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _writes(journal: Path, pid: int) -> list[tuple[float, str]]:
@@ -103,8 +78,8 @@ def test_a_cli_that_dies_alone_leaves_no_mover_writing(fresh_clusters, tmp_path:
     left_behind: list[int] = []
     try:
         wait_for_lease(tgt, proc, timeout=300)
-        movers = [pid for pid in _tree(proc.pid) if "pulumi.dynamic" in _cmdline(pid)]
-        assert movers, f"no dynamic provider under the CLI: {[_cmdline(p) for p in _tree(proc.pid)]}"
+        movers = [pid for pid in [proc.pid, *descendants(proc.pid)] if "pulumi.dynamic" in _cmdline(pid)]
+        assert movers, f"no dynamic provider under the CLI: {[_cmdline(p) for p in [proc.pid, *descendants(proc.pid)]]}"
         # a few of the move's own writes (past the lock), so that the kill lands inside the move
         deadline = time.monotonic() + 120
         mover = 0
@@ -114,7 +89,7 @@ def test_a_cli_that_dies_alone_leaves_no_mover_writing(fresh_clusters, tmp_path:
                     mover = pid
             time.sleep(0.05)
         assert mover, "the move wrote nothing within two minutes of taking the lock"
-        tree = {pid: _cmdline(pid) for pid in _tree(proc.pid)}
+        tree = {pid: _cmdline(pid) for pid in [proc.pid, *descendants(proc.pid)]}
         launcher = int(Path(f"/proc/{mover}/stat").read_text().rpartition(")")[2].split()[1])
         os.kill(proc.pid, signal.SIGKILL)              # the CLI alone: its plugins live on
         killed_at = time.time()
@@ -123,11 +98,11 @@ def test_a_cli_that_dies_alone_leaves_no_mover_writing(fresh_clusters, tmp_path:
 
         # the orphaned provider stops writing, gives the lock back and goes
         deadline = time.monotonic() + STOPS_WITHIN + 20
-        while time.monotonic() < deadline and _running(mover):
+        while time.monotonic() < deadline and alive(mover):
             time.sleep(0.1)
-        assert not _running(mover), f"the orphaned provider {mover} outlived its CLI by {STOPS_WITHIN + 20:.0f} s"
+        assert not alive(mover), f"the orphaned provider {mover} outlived its CLI by {STOPS_WITHIN + 20:.0f} s"
         time.sleep(0.5)
-        assert not _running(launcher), f"the provider's launcher {launcher} ({tree.get(launcher)}) outlived it"
+        assert not alive(launcher), f"the provider's launcher {launcher} ({tree.get(launcher)}) outlived it"
         after = [(t - killed_at, w) for t, w in _writes(journal, mover) if t > killed_at and LEASE_PATH not in w]
         assert all(dt < STOPS_WITHIN for dt, _ in after), f"the orphan wrote on: {after[-5:]}"
         last = max((dt for dt, _ in after), default=0.0)
@@ -138,10 +113,10 @@ def test_a_cli_that_dies_alone_leaves_no_mover_writing(fresh_clusters, tmp_path:
         ours = [pid for pid, cmd in tree.items() if "-m langhost" in cmd or "pulumi-language-python-exec" in cmd]
         assert len(ours) == 2 or "-m langhost" not in " ".join(tree.values()), f"not found: {tree}"
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and any(_running(pid) for pid in ours):
+        while time.monotonic() < deadline and any(alive(pid) for pid in ours):
             time.sleep(0.2)
-        assert not [pid for pid in ours if _running(pid)], f"our language host or its program outlived the CLI: {tree}"
-        left_behind = [pid for pid, cmd in tree.items() if pid != proc.pid and _running(pid) and _cmdline(pid) == cmd]
+        assert not [pid for pid in ours if alive(pid)], f"our language host or its program outlived the CLI: {tree}"
+        left_behind = [pid for pid, cmd in tree.items() if pid != proc.pid and alive(pid) and _cmdline(pid) == cmd]
 
         # the next `up`: Pulumi's stack lock is named with its remedy; after `pulumi cancel`, one `up`
         # finishes the move, nobody else holding our lock
@@ -156,7 +131,7 @@ def test_a_cli_that_dies_alone_leaves_no_mover_writing(fresh_clusters, tmp_path:
             proc.kill()
             proc.wait()
         for pid, cmd in tree.items():
-            if pid != proc.pid and _running(pid) and _cmdline(pid) == cmd:    # not a recycled pid
+            if pid != proc.pid and alive(pid) and _cmdline(pid) == cmd:    # not a recycled pid
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
     assert ironic_on(tgt) and not ironic_on(eph)

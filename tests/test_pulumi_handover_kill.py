@@ -26,6 +26,7 @@ import pytest
 
 from lab.cli import seed_cluster
 from lab.cluster import LocalCluster, kube_for
+from lab.plane.spawn import descendants
 from metal3_pivot.kube import DEPLOYMENTS
 from tests.kit.ironic import IronicWatcher, ironic_on
 from tests.kit.move import TOPOLOGY, canonical_snapshot, check, snapshot
@@ -34,23 +35,6 @@ from tests.kit.pulumi_cli import pivot_stack
 pytestmark = [pytest.mark.pulumi, pytest.mark.cluster]
 
 IRONIC_NS = "baremetal-operator-system"
-
-
-def _tree(pid: int) -> list[int]:
-    """The process and all its descendants, from /proc (parents before children)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        out.append(current)
-        todo.extend(children.get(current, []))
-    return out
 
 
 def _wait_until_ironic_leaves(cluster: LocalCluster, proc_alive: object, timeout: float = 300) -> bool:
@@ -84,7 +68,7 @@ def test_an_up_killed_inside_the_ironic_handover_is_finished_by_the_next_up(fres
     try:
         proc = p.start("up", "--yes", "--skip-preview")
         left = _wait_until_ironic_leaves(eph, lambda: proc.poll() is None)
-        for pid in _tree(proc.pid) if proc.poll() is None else []:
+        for pid in [proc.pid, *descendants(proc.pid)] if proc.poll() is None else []:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         killed = p.finish(proc)
