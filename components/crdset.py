@@ -60,10 +60,10 @@ from metal3_pivot import CRD, Kube, load_kubeconfig
 
 Obj = dict[str, Any]
 
-#: the field manager the stack applies CRDs with
 #: in a provider plugin, notice a dead CLI (components/engine_watch.py); nothing happens elsewhere
 engine_watch.start()
 
+#: the field manager the stack applies CRDs with
 MANAGER = "metal3-pivot-install"
 #: how long one update waits for every applied CRD to be Established (the API server does it by itself,
 #: in well under a second; minutes mean something is wrong with the cluster)
