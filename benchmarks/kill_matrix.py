@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from components import file_backend_url
 from lab.cli import seed_cluster, start_clusters
 from lab.cluster import LocalCluster, kube_for
 from lab.data import crds
@@ -134,7 +135,7 @@ class Stack:
     def run(self, *args: str, stdin: str | None = None, kill_after: int | None = None) -> int:
         env = dict(os.environ)
         env["PATH"] = f"{ROOT / '.tools' / 'bin'}{os.pathsep}{ROOT / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"
-        env.update(PULUMI_BACKEND_URL=f"file://{self.dir / 'state'}", PULUMI_CONFIG_PASSPHRASE=PASSPHRASE,
+        env.update(PULUMI_BACKEND_URL=file_backend_url(self.dir / "state"), PULUMI_CONFIG_PASSPHRASE=PASSPHRASE,
                    PULUMI_SKIP_UPDATE_CHECK="true", PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION="true")
         if kill_after:
             env.update(seam_env(kill_after=kill_after))

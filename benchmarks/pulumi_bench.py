@@ -49,6 +49,7 @@ from typing import Any
 import yaml
 
 from benchmarks.move_bench import engine_move, machine_speed, say, settle_after_move, speed_line, topology_for
+from components import file_backend_url
 from lab.cli import seed_cluster, start_clusters
 from lab.data.seed_objects import Topology, build
 from tools.preview_config import preview_config
@@ -73,7 +74,7 @@ class Project:
             f"name: metal3-pivot\nruntime:\n  name: python\n  options:\n    virtualenv: {ROOT / '.venv'}\n")
         (directory / "__main__.py").write_text(
             f"import runpy\nrunpy.run_path({str(ROOT / '__main__.py')!r}, run_name='__main__')\n")
-        self.env = {**os.environ, "PULUMI_BACKEND_URL": f"file://{directory / 'state'}",
+        self.env = {**os.environ, "PULUMI_BACKEND_URL": file_backend_url(directory / "state"),
                     "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE, "PULUMI_SKIP_UPDATE_CHECK": "true",
                     "PATH": f"{ROOT / '.tools' / 'bin'}{os.pathsep}{ROOT / '.venv' / 'bin'}{os.pathsep}"
                             f"{os.environ.get('PATH', '')}"}

@@ -37,7 +37,7 @@ from typing import TextIO
 
 from pulumi import automation as auto
 
-from components import cache_dir
+from components import cache_dir, file_backend_url
 from lab import audit
 from lab.cluster import LocalCluster, free_port
 from lab.data import crds, live_metadata
@@ -62,7 +62,7 @@ def progress(msg: str) -> None:
 
 def pulumi_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.setdefault("PULUMI_BACKEND_URL", f"file://{ROOT / '.state'}")
+    env.setdefault("PULUMI_BACKEND_URL", file_backend_url(ROOT / ".state"))
     env.setdefault("PULUMI_CONFIG_PASSPHRASE", "metal3-pivot-local-demo")
     env.setdefault("PULUMI_SKIP_UPDATE_CHECK", "true")
     return env

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from components import file_backend_url
 from tests.kit.env import PROGRAM, ROOT, tool_env
 
 PASSPHRASE = "metal3-pivot-test-passphrase"
@@ -54,7 +55,7 @@ class PulumiProject:
 
     @property
     def env(self) -> dict[str, str]:
-        return tool_env(PULUMI_BACKEND_URL=self.backend or f"file://{self.directory / 'state'}",
+        return tool_env(PULUMI_BACKEND_URL=self.backend or file_backend_url(self.directory / "state"),
                         PULUMI_CONFIG_PASSPHRASE=PASSPHRASE, **self.env_extra)
 
     def command(self, *args: str) -> list[str]:
