@@ -67,6 +67,21 @@ _PARSED: dict[str, str] = {}
 PARSED_CACHE = RENDER_CACHE / "parsed"
 
 
+def _write_whole(path: Path, text: str) -> None:
+    """Writes a cache file whole or not at all (a temporary file renamed over it). Why: the caches are
+    keyed by content or version and never written again once present, so a process killed in the middle
+    of a plain write would leave a truncated manifest that every later run installs; runs side by side
+    share the folder, hence the pid in the temporary name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        partial.write_text(text)
+        os.replace(partial, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+
+
 def _docs_of(text: str) -> list[Any]:
     """The YAML documents of a text, parsed once per machine. Why: parsing the releases' YAML (several MB of
     CRD schemas, even with libyaml) was a third of the Python program's time in every `pulumi preview`
@@ -81,10 +96,7 @@ def _docs_of(text: str) -> list[Any]:
         except OSError:
             _PARSED[key] = json.dumps(_load_all(text), separators=(",", ":"))
             with contextlib.suppress(OSError):   # a read-only checkout: parse again next time, nothing worse
-                PARSED_CACHE.mkdir(parents=True, exist_ok=True)
-                partial = cached.with_suffix(f".{os.getpid()}.tmp")
-                partial.write_text(_PARSED[key])
-                os.replace(partial, cached)      # whole or absent: runs side by side share the folder
+                _write_whole(cached, _PARSED[key])
     docs: list[Any] = json.loads(_PARSED[key])
     return docs
 
@@ -201,8 +213,7 @@ def rendered(spec: ProviderSpec, variables: Lookup | None = None) -> list[Obj]:
             raise ManifestError("kubectl is not on PATH: run `python3 tools/bootstrap.py`") from None
         if out.returncode != 0:
             raise ManifestError(f"rendering {spec.name} from {folder} failed: {out.stderr.strip()[:500]}")
-        RENDER_CACHE.mkdir(parents=True, exist_ok=True)
-        cache.write_text(out.stdout)
+        _write_whole(cache, out.stdout)
     if variables is None:
         return _docs(cache)
     return _docs_of(substitute(cache.read_text(), variables, where=f"{spec.name} {version(spec)}"))
