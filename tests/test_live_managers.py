@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from lab.cli import start_clusters
 from lab.cluster import LocalCluster, processes_under
 from lab.plane.endpoints import ENDPOINT_SLICES, host_address
 from lab.plane.managers import BINARIES, Plane
+from lab.plane.spawn import alive
 from metal3_pivot.errors import ApiError
 from metal3_pivot.kube import NAMESPACE, SECRET, VALIDATING_WEBHOOKS, Kube, ResourceType, load_kubeconfig
 from tests.kit.env import SESSION_DIR
@@ -169,12 +169,4 @@ def test_stopping_the_plane_leaves_no_process(plane: Plane) -> None:
     assert not run(plane.cluster, lambda kube: kube.list(ENDPOINT_SLICES, "capi-system"))
     assert not processes_under(plane.cluster.directory, BINARIES), "a manager outlived Plane.stop()"
     for pid in pids:
-        assert not _running(pid)
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+        assert not alive(pid)
