@@ -80,8 +80,15 @@ def servers_awaited() -> bool:
 
 
 def await_annotations(obj: dict[str, Any]) -> dict[str, str]:
-    """The pulumi-kubernetes await annotations an object gets from the stack's await settings."""
-    if not SKIP_AWAIT["value"]:
+    """The pulumi-kubernetes await annotations an object gets from the stack's await settings.
+
+    A Namespace never gets `skipAwait`: its deletion is finished by the namespace controller
+    (kube-controller-manager, which the lab runs too; no kubelet needed), and until then the name is taken
+    by a terminating namespace, which the provider's create of the same name takes over as its own while
+    the API server refuses anything created in it. Not waiting once made a move back started ~2 s after a
+    pivot (the ephemeral cluster's Ironic namespace still terminating) fail in the handover, and leave a
+    state every later `up` failed on ("namespaces not found"). Waiting costs ~2 s per handover in the lab."""
+    if not SKIP_AWAIT["value"] or (obj["apiVersion"], obj["kind"]) == ("v1", "Namespace"):
         return {}
     if SKIP_AWAIT["deployments"] and (obj["apiVersion"], obj["kind"]) == ("apps/v1", "Deployment"):
         return {"pulumi.com/waitFor": WAIT_FOR_AVAILABLE}
