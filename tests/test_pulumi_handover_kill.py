@@ -12,6 +12,10 @@ gone, the CLI and every process it started (language host, program, providers) a
 a lost machine or an OOM kill of the group would end them: nothing finishes or cleans up. (The CLI's own
 crash leaves its plugins running, orphaned, and one of them may still finish the call it was making;
 killing the whole tree is the harder case for the next `up`, and leaves no process behind the test.)
+
+Beside it, the handover done twice in a row with no pause between: a move back started right after a
+pivot once found the ephemeral cluster's Ironic namespace still terminating, took it over, and failed, and
+every later `up` with it (components/objects.py, `await_annotations`).
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ import pytest
 from lab.cli import seed_cluster
 from lab.cluster import LocalCluster, kube_for
 from lab.plane.spawn import descendants
-from metal3_pivot.kube import DEPLOYMENTS
+from metal3_pivot.kube import DEPLOYMENTS, NAMESPACE
 from tests.kit.ironic import IronicWatcher, ironic_on
-from tests.kit.move import TOPOLOGY, canonical_snapshot, check, snapshot
+from tests.kit.move import TOPOLOGY, canonical_snapshot, check, settle, snapshot
 from tests.kit.pulumi_cli import pivot_stack
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.cluster]
@@ -94,4 +98,34 @@ def test_an_up_killed_inside_the_ironic_handover_is_finished_by_the_next_up(fres
     assert ironic_on(tgt) and not ironic_on(eph)
     assert check(eph, tgt, expect="target").ok
     assert canonical_snapshot(tgt) == original and snapshot(eph) == {}
+    p.run("up", "--yes", "--expect-no-changes", check=True)
+
+
+def _namespace(cluster: LocalCluster) -> dict[str, object] | None:
+    async def go() -> dict[str, object] | None:
+        async with kube_for(cluster) as k:
+            return await k.get(NAMESPACE, IRONIC_NS)
+    return asyncio.run(go())
+
+
+def test_a_move_back_started_right_after_the_pivot_hands_ironic_back(fresh_clusters, tmp_path: Path) -> None:
+    eph = fresh_clusters(("ephemeral",))["ephemeral"]
+    tgt = fresh_clusters(("target",), with_crds=False)["target"]
+    asyncio.run(seed_cluster(eph, TOPOLOGY))
+    original = canonical_snapshot(eph)
+    p = pivot_stack(tmp_path / "proj", eph.kubeconfig, tgt.kubeconfig)
+    p.run("up", "--yes", "--skip-preview", check=True)
+
+    p.set_config("location", "target")
+    p.run("up", "--yes", "--skip-preview", check=True)
+    # the pivot's `up` ends once the old Ironic namespace is gone, not merely being deleted
+    assert _namespace(eph) is None, "the pivot ended with the ephemeral Ironic namespace still there"
+    settle(tgt)                    # no controllers here: the statuses they would write (about a second)
+
+    p.set_config("location", "ephemeral")
+    back = p.run("up", "--yes", "--skip-preview")
+    assert back.returncode == 0, back.output[-4000:]
+    assert ironic_on(eph) and not ironic_on(tgt)
+    assert check(eph, tgt, expect="ephemeral").ok
+    assert canonical_snapshot(eph) == original and snapshot(tgt) == {}
     p.run("up", "--yes", "--expect-no-changes", check=True)
