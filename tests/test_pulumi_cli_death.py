@@ -17,7 +17,6 @@ when the provider's last write was.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -27,13 +26,12 @@ from pathlib import Path
 
 import pytest
 
-from lab.cli import seed_cluster
 from lab.plane.spawn import alive, descendants
 from metal3_pivot.lock import LEASE_PATH
 from tests.kit.concurrency import journal_env, lease, wait_for_lease
 from tests.kit.ironic import ironic_on
-from tests.kit.move import TOPOLOGY, canonical_snapshot, check, snapshot
-from tests.kit.pulumi_cli import pivot_stack
+from tests.kit.move import canonical_snapshot, check, snapshot
+from tests.kit.pulumi_cli import installed_pivot
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.cluster]
 
@@ -62,13 +60,7 @@ def _writes(journal: Path, pid: int) -> list[tuple[float, str]]:
 
 
 def test_a_cli_that_dies_alone_leaves_no_mover_writing(fresh_clusters, tmp_path: Path) -> None:
-    eph = fresh_clusters(("ephemeral",))["ephemeral"]
-    tgt = fresh_clusters(("target",), with_crds=False)["target"]
-    asyncio.run(seed_cluster(eph, TOPOLOGY))
-    original = canonical_snapshot(eph)
-
-    p = pivot_stack(tmp_path / "proj", eph.kubeconfig, tgt.kubeconfig)
-    p.run("up", "--yes", "--skip-preview", check=True)
+    eph, tgt, original, p = installed_pivot(fresh_clusters, tmp_path / "proj")
     assert ironic_on(eph) and not ironic_on(tgt)
 
     p.set_config("location", "target")

@@ -21,21 +21,18 @@ every later `up` with it (components/objects.py, `await_annotations`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from lab.cli import seed_cluster
 from lab.cluster import LocalCluster, kube_for
-from lab.plane.spawn import descendants
+from lab.plane.spawn import kill_tree
 from metal3_pivot.kube import DEPLOYMENTS, NAMESPACE
 from tests.kit.ironic import IronicWatcher, ironic_on
-from tests.kit.move import TOPOLOGY, canonical_snapshot, check, settle, snapshot
-from tests.kit.pulumi_cli import pivot_stack
+from tests.kit.move import canonical_snapshot, check, settle, snapshot
+from tests.kit.pulumi_cli import installed_pivot
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.cluster]
 
@@ -58,13 +55,7 @@ def _wait_until_ironic_leaves(cluster: LocalCluster, proc_alive: object, timeout
 
 
 def test_an_up_killed_inside_the_ironic_handover_is_finished_by_the_next_up(fresh_clusters, tmp_path: Path) -> None:
-    eph = fresh_clusters(("ephemeral",))["ephemeral"]
-    tgt = fresh_clusters(("target",), with_crds=False)["target"]
-    asyncio.run(seed_cluster(eph, TOPOLOGY))
-    original = canonical_snapshot(eph)
-
-    p = pivot_stack(tmp_path / "proj", eph.kubeconfig, tgt.kubeconfig)
-    p.run("up", "--yes", "--skip-preview", check=True)
+    eph, tgt, original, p = installed_pivot(fresh_clusters, tmp_path / "proj")
     assert ironic_on(eph) and not ironic_on(tgt)
 
     p.set_config("location", "target")
@@ -73,9 +64,8 @@ def test_an_up_killed_inside_the_ironic_handover_is_finished_by_the_next_up(fres
     try:
         proc = p.start("up", "--yes", "--skip-preview")
         left = _wait_until_ironic_leaves(eph, lambda: proc.poll() is None)
-        for pid in [proc.pid, *descendants(proc.pid)] if proc.poll() is None else []:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            kill_tree(proc.pid)
         killed = p.finish(proc)
         assert left, f"the up ended before the ephemeral Ironic went:\n{killed.output[-3000:]}"
         assert killed.returncode == -signal.SIGKILL, killed.output[-3000:]
@@ -109,12 +99,7 @@ def _namespace(cluster: LocalCluster) -> dict[str, object] | None:
 
 
 def test_a_move_back_started_right_after_the_pivot_hands_ironic_back(fresh_clusters, tmp_path: Path) -> None:
-    eph = fresh_clusters(("ephemeral",))["ephemeral"]
-    tgt = fresh_clusters(("target",), with_crds=False)["target"]
-    asyncio.run(seed_cluster(eph, TOPOLOGY))
-    original = canonical_snapshot(eph)
-    p = pivot_stack(tmp_path / "proj", eph.kubeconfig, tgt.kubeconfig)
-    p.run("up", "--yes", "--skip-preview", check=True)
+    eph, tgt, original, p = installed_pivot(fresh_clusters, tmp_path / "proj")
 
     p.set_config("location", "target")
     p.run("up", "--yes", "--skip-preview", check=True)

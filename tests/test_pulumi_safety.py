@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from lab.cli import seed_cluster
 from lab.cluster import LocalCluster, kube_for
 from lab.seams import seam_env
 from metal3_pivot import Code, discover, load_kubeconfig
@@ -29,7 +28,7 @@ from tests.kit.move import (
     resource_versions,
     snapshot,
 )
-from tests.kit.pulumi_cli import pivot_stack
+from tests.kit.pulumi_cli import installed_pivot
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.cluster]
 
@@ -51,13 +50,7 @@ def world(*clusters: LocalCluster) -> dict[str, object]:
 
 def test_a_refused_move_changes_nothing_a_failed_one_rolls_back_and_a_stopped_end_is_finished(
         fresh_clusters, tmp_path: Path) -> None:
-    eph = fresh_clusters(("ephemeral",))["ephemeral"]
-    tgt = fresh_clusters(("target",), with_crds=False)["target"]     # a bare target: the stack installs it
-    asyncio.run(seed_cluster(eph, TOPOLOGY))
-    original = canonical_snapshot(eph)
-
-    p = pivot_stack(tmp_path / "proj", eph.kubeconfig, tgt.kubeconfig)
-    p.run("up", "--yes", "--skip-preview", check=True)
+    eph, tgt, original, p = installed_pivot(fresh_clusters, tmp_path / "proj")
     assert IRONIC in deployments(eph) and IRONIC not in deployments(tgt)
 
     # (a) the pivot, refused by the pre-flight (an owner chain leaves the move): nothing changes anywhere,

@@ -113,6 +113,19 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and every process below it at once, as a lost machine or an OOM kill of the group
+    would end them: all listed before the first signal, so that none is reparented out of reach, and the
+    process group too when `pid` leads one (a child in a session of its own is found by the listing)."""
+    pids = [pid, *descendants(pid)]
+    with contextlib.suppress(ProcessLookupError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+    for each in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(each, signal.SIGKILL)
+
+
 def rss_mib(pid: int) -> float:
     """Resident memory of one process (VmRSS), for the docs' figures."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -6,16 +6,23 @@ language host the way the engine starts it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from components import file_backend_url
+from lab.cli import seed_cluster
+from lab.cluster import LocalCluster
+from metal3_pivot.graph import ObjKey
 from tests.kit.env import PROGRAM, ROOT, tool_env
+from tests.kit.move import TOPOLOGY, canonical_snapshot
 
 PASSPHRASE = "metal3-pivot-test-passphrase"
 
@@ -120,3 +127,18 @@ def pivot_stack(directory: Path, ephemeral: Path, target: Path, *, program: str 
     project.set_config("skipAwait", "true")
     project.run("config", "set", "--path", "protect", "false", check=True)
     return project
+
+
+def installed_pivot(fresh_clusters: Callable[..., dict[str, LocalCluster]], directory: Path,
+                    ) -> tuple[LocalCluster, LocalCluster, dict[ObjKey, Any], PulumiProject]:
+    """Where the tests of a pivot through `pulumi up` on seeded clusters start: the ephemeral cluster with
+    its CRDs and TOPOLOGY seeded, a bare target (the stack installs it), the seeded objects as they are
+    (to compare the moved ones with), and `pivot_stack` after its first `up` (the providers on the target,
+    Ironic on the ephemeral cluster, nothing moved)."""
+    eph = fresh_clusters(("ephemeral",))["ephemeral"]
+    tgt = fresh_clusters(("target",), with_crds=False)["target"]
+    asyncio.run(seed_cluster(eph, TOPOLOGY))
+    original = canonical_snapshot(eph)
+    project = pivot_stack(directory, eph.kubeconfig, tgt.kubeconfig)
+    project.run("up", "--yes", "--skip-preview", check=True)
+    return eph, tgt, original, project
