@@ -30,12 +30,13 @@ import asyncio
 import contextlib
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from components import file_backend_url
 from lab.cli import seed_cluster, start_clusters
@@ -43,9 +44,9 @@ from lab.cluster import LocalCluster, kube_for
 from lab.data import crds
 from lab.data.seed import settle
 from lab.data.seed_objects import Topology
-from lab.plane.spawn import descendants
+from lab.plane.spawn import kill_tree
 from lab.seams import seam_env
-from metal3_pivot import DEPLOYMENTS, MoveOptions, Mover, verify
+from metal3_pivot import DEPLOYMENTS, MoveOptions, Mover, ObjKey, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -195,6 +196,23 @@ class Stack:
         self.run("config", "set", "location", location)
 
 
+@contextlib.contextmanager
+def seeded_pair(topo: Topology, prefix: str) -> Iterator[tuple[Path, LocalCluster, LocalCluster, dict[ObjKey, Any]]]:
+    """A temporary folder, the ephemeral cluster with its CRDs and `topo` seeded, a bare target (the stack
+    installs it) and the seeded objects as they are; the clusters are stopped on the way out."""
+    from benchmarks.fault_sweep import objects
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        eph = start_clusters(["ephemeral"], Path(tmp), attached=True)["ephemeral"]
+        tgt = start_clusters(["target"], Path(tmp), attached=True, with_crds=False)["target"]
+        try:
+            asyncio.run(seed_cluster(eph, topo))
+            yield Path(tmp), eph, tgt, asyncio.run(objects(eph))
+        finally:
+            eph.stop()
+            tgt.stop()
+
+
 def installed(stack: Stack, eph: LocalCluster, tgt: LocalCluster) -> bool:
     """The stack made and its first `up` done (providers and Ironic installed, nothing moved)."""
     stack.run("stack", "init", "kill")
@@ -212,54 +230,46 @@ def via_pulumi(step: int, topo: Topology) -> int:
     t0 = time.monotonic()
     ups = tried = converged = lost = 0
     writes: dict[str, int] = {}
-    with tempfile.TemporaryDirectory(prefix="m3p-kill-pulumi-") as tmp:
-        eph = start_clusters(["ephemeral"], Path(tmp), attached=True)["ephemeral"]
-        tgt = start_clusters(["target"], Path(tmp), attached=True, with_crds=False)["target"]
-        try:
-            asyncio.run(seed_cluster(eph, topo))
-            original = asyncio.run(objects(eph))
-            stack = Stack(Path(tmp) / "project")
-            if not installed(stack, eph, tgt):
-                return 1
-            ups += 1
-            where = "ephemeral"
-            active = {"target": True, "ephemeral": True}           # directions that still have kill points
-            k = 1
-            while any(active.values()):
-                for dest in ("target", "ephemeral"):
-                    dst_c = tgt if dest == "target" else eph
-                    stack.locate(dest)
-                    rc = stack.up(kill_after=k) if active[dest] else stack.up()
+    with seeded_pair(topo, "m3p-kill-pulumi-") as (tmp, eph, tgt, original):
+        stack = Stack(tmp / "project")
+        if not installed(stack, eph, tgt):
+            return 1
+        ups += 1
+        where = "ephemeral"
+        active = {"target": True, "ephemeral": True}           # directions that still have kill points
+        k = 1
+        while any(active.values()):
+            for dest in ("target", "ephemeral"):
+                dst_c = tgt if dest == "target" else eph
+                stack.locate(dest)
+                rc = stack.up(kill_after=k) if active[dest] else stack.up()
+                ups += 1
+                killed = rc != 0
+                rerun = 0
+                if killed:
+                    tried += 1
+                    rerun = stack.up()
                     ups += 1
-                    killed = rc != 0
-                    rerun = 0
-                    if killed:
-                        tried += 1
-                        rerun = stack.up()
-                        ups += 1
-                    elif active[dest]:
-                        active[dest] = False                       # finished before the k-th write
-                        writes[dest] = k
-                    good, _ = asyncio.run(ok(eph, tgt, dst_c.name))
-                    moved = asyncio.run(objects(dst_c))
-                    missing = sum(1 for key, o in original.items() if moved.get(key) != o)
-                    lost += missing
-                    if killed:
-                        converged += int(rerun == 0 and good and missing == 0)
-                        print(f"{where} -> {dest}: pulumi up killed after {k} writes -> re-run "
-                              f"{'ok' if rerun == 0 else rerun}, invariants {'ok' if good else 'VIOLATED'}, "
-                              f"objects differing {missing} ({(time.monotonic() - t0) / 60:.1f} min)",
-                              file=sys.stderr, flush=True)
-                    elif rc != 0 or not good or missing:
-                        print(f"{where} -> {dest}: plain up rc={rc} invariants {good} missing {missing}",
-                              file=sys.stderr, flush=True)
-                        return 1
-                    asyncio.run(reconcile(dst_c, topo))
-                    where = dest
-                k += step
-        finally:
-            eph.stop()
-            tgt.stop()
+                elif active[dest]:
+                    active[dest] = False                       # finished before the k-th write
+                    writes[dest] = k
+                good, _ = asyncio.run(ok(eph, tgt, dst_c.name))
+                moved = asyncio.run(objects(dst_c))
+                missing = sum(1 for key, o in original.items() if moved.get(key) != o)
+                lost += missing
+                if killed:
+                    converged += int(rerun == 0 and good and missing == 0)
+                    print(f"{where} -> {dest}: pulumi up killed after {k} writes -> re-run "
+                          f"{'ok' if rerun == 0 else rerun}, invariants {'ok' if good else 'VIOLATED'}, "
+                          f"objects differing {missing} ({(time.monotonic() - t0) / 60:.1f} min)",
+                          file=sys.stderr, flush=True)
+                elif rc != 0 or not good or missing:
+                    print(f"{where} -> {dest}: plain up rc={rc} invariants {good} missing {missing}",
+                          file=sys.stderr, flush=True)
+                    return 1
+                asyncio.run(reconcile(dst_c, topo))
+                where = dest
+            k += step
     minutes = (time.monotonic() - t0) / 60
     print("| via | objects | kill step | kill points tried | converged | first k not reached (move / back) "
           "| objects lost | pulumi ups | minutes |")
@@ -271,24 +281,12 @@ def via_pulumi(step: int, topo: Topology) -> int:
 
 # ------------------------------------------------------------------------------------------ via pulumi-cli
 
-def kill_tree(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the CLI's process group and every process below it (the gate's reader runs in a session of
-    its own), listed before the first signal so that none is reparented out of reach."""
-    pids = [proc.pid, *descendants(proc.pid)]
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    proc.wait()
-
-
-def ironics(*clusters: LocalCluster) -> int:
-    """How many of the clusters run an Ironic Deployment."""
+def ironic_on(*clusters: LocalCluster) -> set[str]:
+    """The names of the clusters that run an Ironic Deployment."""
     async def on(c: LocalCluster) -> bool:
         async with kube(c, c.name) as k:
             return await k.get(DEPLOYMENTS, "ironic", "baremetal-operator-system") is not None
-    return sum(asyncio.run(on(c)) for c in clusters)
+    return {c.name for c in clusters if asyncio.run(on(c))}
 
 
 def unreadable_repaired(state: Path) -> int:
@@ -306,70 +304,63 @@ def via_pulumi_cli(kills: int, seed: int, topo: Topology, *, plain_url: bool) ->
     t0 = time.monotonic()
     tally = {"killed": 0, "finished first": 0, "needed cancel": 0, "recovered": 0, "unreadable": 0,
              "violated": 0, "lost": 0, "not one Ironic": 0}
-    with tempfile.TemporaryDirectory(prefix="m3p-kill-cli-") as tmp:
-        eph = start_clusters(["ephemeral"], Path(tmp), attached=True)["ephemeral"]
-        tgt = start_clusters(["target"], Path(tmp), attached=True, with_crds=False)["target"]
-        try:
-            asyncio.run(seed_cluster(eph, topo))
-            original = asyncio.run(objects(eph))
-            state = Path(tmp) / "project" / "state"
-            stack = Stack(Path(tmp) / "project", backend=f"file://{state}" if plain_url else "")
-            if not installed(stack, eph, tgt):
+    with seeded_pair(topo, "m3p-kill-cli-") as (tmp, eph, tgt, original):
+        state = tmp / "project" / "state"
+        stack = Stack(tmp / "project", backend=f"file://{state}" if plain_url else "")
+        if not installed(stack, eph, tgt):
+            return 1
+        took: dict[str, float] = {}                  # a plain `up` of each direction: the kills' range
+        for dest in ("target", "ephemeral"):
+            stack.locate(dest)
+            started = time.monotonic()
+            if stack.up() != 0:
                 return 1
-            took: dict[str, float] = {}                  # a plain `up` of each direction: the kills' range
-            for dest in ("target", "ephemeral"):
-                stack.locate(dest)
-                started = time.monotonic()
-                if stack.up() != 0:
-                    return 1
-                took[dest] = time.monotonic() - started
-                asyncio.run(reconcile(tgt if dest == "target" else eph, topo))   # no controllers: statuses
-            say = f"plain ups: pivot {took['target']:.1f} s, move back {took['ephemeral']:.1f} s"
-            print(say, file=sys.stderr, flush=True)
-            for i in range(kills):
-                dest = ("target", "ephemeral")[i % 2]
-                dst_c = tgt if dest == "target" else eph
-                stack.locate(dest)
-                at = rng.uniform(0.0, took[dest])
-                proc = stack.start("up", "--yes", "--skip-preview")
-                try:
-                    proc.wait(timeout=at)
-                    tally["finished first"] += 1
-                    what = f"finished before {at:.1f} s"
-                except subprocess.TimeoutExpired:
-                    kill_tree(proc)
-                    tally["killed"] += 1
-                    what = f"killed at {at:.1f} s"
+            took[dest] = time.monotonic() - started
+            asyncio.run(reconcile(tgt if dest == "target" else eph, topo))   # no controllers: statuses
+        say = f"plain ups: pivot {took['target']:.1f} s, move back {took['ephemeral']:.1f} s"
+        print(say, file=sys.stderr, flush=True)
+        for i in range(kills):
+            dest = ("target", "ephemeral")[i % 2]
+            dst_c = tgt if dest == "target" else eph
+            stack.locate(dest)
+            at = rng.uniform(0.0, took[dest])
+            proc = stack.start("up", "--yes", "--skip-preview")
+            try:
+                proc.wait(timeout=at)
+                tally["finished first"] += 1
+                what = f"finished before {at:.1f} s"
+            except subprocess.TimeoutExpired:
+                kill_tree(proc.pid)
+                proc.wait()
+                tally["killed"] += 1
+                what = f"killed at {at:.1f} s"
+            rc, out = stack.call("up", "--yes", "--skip-preview", quiet=True)
+            repaired = 0
+            if "failed to load checkpoint" in out:
+                repaired = unreadable_repaired(state)
+                tally["unreadable"] += 1
                 rc, out = stack.call("up", "--yes", "--skip-preview", quiet=True)
-                repaired = 0
-                if "failed to load checkpoint" in out:
-                    repaired = unreadable_repaired(state)
-                    tally["unreadable"] += 1
-                    rc, out = stack.call("up", "--yes", "--skip-preview", quiet=True)
-                if rc != 0 and "pulumi cancel" in out:
-                    tally["needed cancel"] += 1
-                    stack.run("cancel", "--yes")
-                    rc, out = stack.call("up", "--yes", "--skip-preview")
-                good, _ = asyncio.run(ok(eph, tgt, dst_c.name))
-                moved = asyncio.run(objects(dst_c))
-                missing = sum(1 for key, o in original.items() if moved.get(key) != o)
-                one_ironic = ironics(eph, tgt) == 1 and ironics(dst_c) == 1
-                tally["recovered"] += int(rc == 0)
-                tally["violated"] += int(not good)
-                tally["lost"] += missing
-                tally["not one Ironic"] += int(not one_ironic)
-                print(f"{i + 1}/{kills} -> {dest}: {what}; next up {'ok' if rc == 0 else rc}"
-                      f"{f', {repaired} empty sidecar(s) removed first' if repaired else ''}; invariants "
-                      f"{'ok' if good else 'VIOLATED'}, objects differing {missing}, "
-                      f"Ironic {'one, in the destination' if one_ironic else 'NOT ONE'} "
-                      f"({(time.monotonic() - t0) / 60:.1f} min)", file=sys.stderr, flush=True)
-                if rc != 0:
-                    print(out[-3000:], file=sys.stderr)
-                    break
-                asyncio.run(reconcile(dst_c, topo))
-        finally:
-            eph.stop()
-            tgt.stop()
+            if rc != 0 and "pulumi cancel" in out:
+                tally["needed cancel"] += 1
+                stack.run("cancel", "--yes")
+                rc, out = stack.call("up", "--yes", "--skip-preview")
+            good, _ = asyncio.run(ok(eph, tgt, dst_c.name))
+            moved = asyncio.run(objects(dst_c))
+            missing = sum(1 for key, o in original.items() if moved.get(key) != o)
+            one_ironic = ironic_on(eph, tgt) == {dst_c.name}
+            tally["recovered"] += int(rc == 0)
+            tally["violated"] += int(not good)
+            tally["lost"] += missing
+            tally["not one Ironic"] += int(not one_ironic)
+            print(f"{i + 1}/{kills} -> {dest}: {what}; next up {'ok' if rc == 0 else rc}"
+                  f"{f', {repaired} empty sidecar(s) removed first' if repaired else ''}; invariants "
+                  f"{'ok' if good else 'VIOLATED'}, objects differing {missing}, "
+                  f"Ironic {'one, in the destination' if one_ironic else 'NOT ONE'} "
+                  f"({(time.monotonic() - t0) / 60:.1f} min)", file=sys.stderr, flush=True)
+            if rc != 0:
+                print(out[-3000:], file=sys.stderr)
+                break
+            asyncio.run(reconcile(dst_c, topo))
     minutes = (time.monotonic() - t0) / 60
     url = "file:// (plain)" if plain_url else "file://…?metadata=skip"
     print("| backend | objects | `up`s killed | finished before the kill | needed `pulumi cancel` | state unreadable "
