@@ -82,14 +82,22 @@ class Ironic(pulumi.ComponentResource):
     cluster's goes only once the new BMO is available. Between the old BMO's exit and then (~7 s in the
     sixteenth session's log) a BareMetalHost write on the old cluster is refused: in the workflow only its CAPM3
     writes them then, and retries; the move, whose writes must not be refused, starts after the
-    replacement (ObjectLocation depends on this component), when the new cluster's webhook is served."""
+    replacement (ObjectLocation depends on this component), when the new cluster's webhook is served.
+
+    The namespace is left behind on the old cluster, empty of the component's objects (each is deleted on
+    its own), like the reference handover by hand, which deletes the Deployments: `retain_on_delete`.
+    Deleting it cost every handover kube-controller-manager's fixed 5 s before it even starts on a
+    namespace's content, on the path to the move, and a namespace still terminating is a trap for the next
+    handover into that cluster (components/objects.py, `await_annotations`); one that stays is simply taken
+    over again by the move back's create (server-side apply)."""
 
     def __init__(self, name: str, provider: k8s.Provider, config: IronicConfig, location: str,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("metal3:ironic:Ironic", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=provider, delete_before_replace=True)
         ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": config.namespace}}
-        self.namespace = k8s_object(resource_name(name, ns), ns, child)
+        self.namespace = k8s_object(resource_name(name, ns), ns,
+                                    pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(retain_on_delete=True)))
         after = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.namespace]))
         served = webhooks.serve(name, manifests.BMO, pulumi.ResourceOptions(parent=self), namespace=config.namespace)
         secrets = [k8s_object(resource_name(name, o), adopted(o) if config.adopt else o, after)

@@ -87,7 +87,9 @@ def await_annotations(obj: dict[str, Any]) -> dict[str, str]:
     by a terminating namespace, which the provider's create of the same name takes over as its own while
     the API server refuses anything created in it. Not waiting once made a move back started ~2 s after a
     pivot (the ephemeral cluster's Ironic namespace still terminating) fail in the handover, and leave a
-    state every later `up` failed on ("namespaces not found"). Waiting costs ~2 s per handover in the lab."""
+    state every later `up` failed on ("namespaces not found"). A deletion takes at least 5 s: the namespace
+    controller waits that long (fixed, no flag) before it starts on the content. The Ironic component no
+    longer deletes its namespace in a handover (components/ironic.py); the rule stays for every other one."""
     if not SKIP_AWAIT["value"] or (obj["apiVersion"], obj["kind"]) == ("v1", "Namespace"):
         return {}
     if SKIP_AWAIT["deployments"] and (obj["apiVersion"], obj["kind"]) == ("apps/v1", "Deployment"):

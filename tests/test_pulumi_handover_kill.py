@@ -15,7 +15,8 @@ killing the whole tree is the harder case for the next `up`, and leaves no proce
 
 Beside it, the handover done twice in a row with no pause between: a move back started right after a
 pivot once found the ephemeral cluster's Ironic namespace still terminating, took it over, and failed, and
-every later `up` with it (components/objects.py, `await_annotations`).
+every later `up` with it (components/objects.py, `await_annotations`). The handover now leaves that
+namespace where it was (components/ironic.py): the pivot must end with it there, live, and empty of Ironic.
 """
 
 from __future__ import annotations
@@ -103,8 +104,11 @@ def test_a_move_back_started_right_after_the_pivot_hands_ironic_back(fresh_clust
 
     p.set_config("location", "target")
     p.run("up", "--yes", "--skip-preview", check=True)
-    # the pivot's `up` ends once the old Ironic namespace is gone, not merely being deleted
-    assert _namespace(eph) is None, "the pivot ended with the ephemeral Ironic namespace still there"
+    # the old Ironic namespace stays, not being deleted: the move back's create takes it over as it is
+    left = _namespace(eph)
+    assert left is not None, "the pivot deleted the ephemeral cluster's Ironic namespace"
+    assert not left["metadata"].get("deletionTimestamp"), "the ephemeral Ironic namespace is terminating"  # type: ignore[index]
+    assert not ironic_on(eph)
     settle(tgt)                    # no controllers here: the statuses they would write (about a second)
 
     p.set_config("location", "ephemeral")
