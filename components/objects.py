@@ -97,12 +97,23 @@ def await_annotations(obj: dict[str, Any]) -> dict[str, str]:
     return {"pulumi.com/skipAwait": "true"}
 
 
+#: the server-side apply field manager of every object the stack declares (pulumi-kubernetes'
+#: `pulumi.com/patchFieldManager`). Why one fixed name: left to itself the provider draws a random
+#: `pulumi-kubernetes-<suffix>` at each create, so when an `up` dies after the API server made an object
+#: but before the state recorded it, the next `up`'s create applies under another name and the API server
+#: refuses it wherever the two applies differ, e.g. BMO's `env[].valueFrom.fieldRef`, an atomic struct the
+#: server defaults (`apiVersion: v1`): "Apply failed with 2 conflicts", and every later `up` the same (a
+#: kill sweep found it, docs/reliability.md). Under one name the second apply is the first one's owner and
+#: takes the object over. The `pulumi-kubernetes-` prefix keeps components/ownership.py reading it as ours.
+FIELD_MANAGER = "pulumi-kubernetes-metal3-pivot"
+FIELD_MANAGER_ANNOTATION = "pulumi.com/patchFieldManager"
+
+
 def k8s_object(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.Resource:
     fields = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata", "status")}
-    extra = await_annotations(obj)
-    if extra:
-        obj = {**obj, "metadata": {**obj["metadata"], "annotations": {
-            **(obj["metadata"].get("annotations") or {}), **extra}}}
+    extra = {FIELD_MANAGER_ANNOTATION: FIELD_MANAGER, **await_annotations(obj)}
+    obj = {**obj, "metadata": {**obj["metadata"], "annotations": {
+        **(obj["metadata"].get("annotations") or {}), **extra}}}
     if (obj["apiVersion"], obj["kind"]) in BUILT_IN:
         return KubeObject(name, obj, opts)
     if set(fields) <= {"spec"}:

@@ -22,6 +22,7 @@ namespace where it was (components/ironic.py): the pivot must end with it there,
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from pathlib import Path
@@ -116,5 +117,37 @@ def test_a_move_back_started_right_after_the_pivot_hands_ironic_back(fresh_clust
     assert back.returncode == 0, back.output[-4000:]
     assert ironic_on(eph) and not ironic_on(tgt)
     assert check(eph, tgt, expect="ephemeral").ok
+    assert canonical_snapshot(eph) == original and snapshot(tgt) == {}
+    p.run("up", "--yes", "--expect-no-changes", check=True)
+
+
+BMO_DEPLOYMENT = "ironic-deployment-baremetal-operator-system-baremetal-operator-controller-manager"
+
+
+def test_an_object_a_dead_up_made_but_never_recorded_is_taken_over_by_the_next_up(fresh_clusters,
+                                                                                  tmp_path: Path) -> None:
+    """A kill between the API server's create and the state's save leaves the object on the cluster and no
+    record of it; the next `up` creates it again. A kill sweep hit it in BMO's Deployment: that second
+    create, under another field manager, was refused ("Apply failed with 2 conflicts", the server-defaulted
+    `valueFrom.fieldRef`), and so was every `up` after. The state exported, the Deployment's record taken
+    out (and the dependents' references to it) and imported again leaves exactly what that kill left,
+    without depending on when a kill falls; the stack's one field manager (components/objects.py,
+    FIELD_MANAGER) must make the create take the object over."""
+    eph, tgt, original, p = installed_pivot(fresh_clusters, tmp_path / "proj")
+    state = json.loads(p.run("stack", "export", check=True).stdout)
+    resources = state["deployment"]["resources"]
+    urn = next(r["urn"] for r in resources if r["urn"].endswith("::" + BMO_DEPLOYMENT))
+    state["deployment"]["resources"] = [r for r in resources if r["urn"] != urn]
+    for r in state["deployment"]["resources"]:
+        r["dependencies"] = [d for d in r.get("dependencies") or [] if d != urn]
+        for deps in (r.get("propertyDependencies") or {}).values():
+            deps[:] = [d for d in deps if d != urn]
+    forgotten = tmp_path / "forgotten.json"
+    forgotten.write_text(json.dumps(state))
+    p.run("stack", "import", "--file", str(forgotten), check=True)
+
+    again = p.run("up", "--yes", "--skip-preview")
+    assert again.returncode == 0, again.output[-4000:]
+    assert ironic_on(eph) and not ironic_on(tgt)
     assert canonical_snapshot(eph) == original and snapshot(tgt) == {}
     p.run("up", "--yes", "--expect-no-changes", check=True)
