@@ -97,23 +97,37 @@ def await_annotations(obj: dict[str, Any]) -> dict[str, str]:
     return {"pulumi.com/skipAwait": "true"}
 
 
-#: the server-side apply field manager of every object the stack declares (pulumi-kubernetes'
-#: `pulumi.com/patchFieldManager`). Why one fixed name: left to itself the provider draws a random
-#: `pulumi-kubernetes-<suffix>` at each create, so when an `up` dies after the API server made an object
-#: but before the state recorded it, the next `up`'s create applies under another name and the API server
-#: refuses it wherever the two applies differ, e.g. BMO's `env[].valueFrom.fieldRef`, an atomic struct the
-#: server defaults (`apiVersion: v1`): "Apply failed with 2 conflicts", and every later `up` the same (a
-#: kill sweep found it, docs/reliability.md). Under one name the second apply is the first one's owner and
-#: takes the object over. The `pulumi-kubernetes-` prefix keeps components/ownership.py reading it as ours.
-FIELD_MANAGER = "pulumi-kubernetes-metal3-pivot"
-FIELD_MANAGER_ANNOTATION = "pulumi.com/patchFieldManager"
+def with_server_defaults(value: Any) -> Any:
+    """A Deployment's pod template with the defaults the API server fills into atomic structs written out:
+    each `fieldRef` (downward API) gets `apiVersion: v1`.
+
+    Why: server-side apply compares an atomic struct whole, and pulumi-kubernetes draws a random field
+    manager (`pulumi-kubernetes-<suffix>`) at each create. When an `up` dies after the API server made an
+    object but before the state recorded it, the next `up` creates it again under another name, and
+    `{fieldPath: metadata.name}` against the stored `{apiVersion: v1, fieldPath: ...}` was refused ("Apply
+    failed with 2 conflicts" on BMO's Deployment, on that `up` and every later one: a kill sweep found it,
+    docs/reliability.md). Written out, the two applies agree and share the fields. (One fixed field manager
+    for the stack, `pulumi.com/patchFieldManager`, was tried and taken back: a stack made before it failed
+    its first `up`: two inventory CRDs' updates under the new name were refused as invalid, spec missing.)"""
+    if isinstance(value, list):
+        return [with_server_defaults(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: with_server_defaults(v) for k, v in value.items()}
+    ref = out.get("fieldRef")
+    if isinstance(ref, dict) and "fieldPath" in ref and "apiVersion" not in ref:
+        out["fieldRef"] = {"apiVersion": "v1", **ref}
+    return out
 
 
 def k8s_object(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.Resource:
+    if (obj["apiVersion"], obj["kind"]) == ("apps/v1", "Deployment"):
+        obj = {**obj, "spec": with_server_defaults(obj["spec"])}
     fields = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata", "status")}
-    extra = {FIELD_MANAGER_ANNOTATION: FIELD_MANAGER, **await_annotations(obj)}
-    obj = {**obj, "metadata": {**obj["metadata"], "annotations": {
-        **(obj["metadata"].get("annotations") or {}), **extra}}}
+    extra = await_annotations(obj)
+    if extra:
+        obj = {**obj, "metadata": {**obj["metadata"], "annotations": {
+            **(obj["metadata"].get("annotations") or {}), **extra}}}
     if (obj["apiVersion"], obj["kind"]) in BUILT_IN:
         return KubeObject(name, obj, opts)
     if set(fields) <= {"spec"}:

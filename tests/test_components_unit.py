@@ -515,3 +515,20 @@ def test_the_provider_notices_its_engine_is_gone_and_exits_only_between_calls() 
         time.sleep(0.3)
         assert not exited.is_set(), "exited while a call was running"
     assert exited.wait(5), "did not exit once the call was over"
+
+
+def test_a_deployment_is_declared_with_the_servers_fieldref_default() -> None:
+    """What a second field manager's create must agree with (components/objects.py, `with_server_defaults`):
+    every downward-API `fieldRef` carries `apiVersion: v1`, one that names its version keeps it, the rest
+    of the object is as given."""
+    from components.objects import with_server_defaults
+    spec = {"template": {"spec": {"containers": [{"name": "manager", "env": [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "OTHER", "valueFrom": {"fieldRef": {"apiVersion": "v2", "fieldPath": "x"}}},
+        {"name": "PLAIN", "value": "fieldRef"}]}]}}}
+    env = with_server_defaults(spec)["template"]["spec"]["containers"][0]["env"]
+    assert env[0]["valueFrom"]["fieldRef"] == {"apiVersion": "v1", "fieldPath": "metadata.name"}
+    assert env[1]["valueFrom"]["fieldRef"] == {"apiVersion": "v2", "fieldPath": "x"}
+    assert env[2] == {"name": "PLAIN", "value": "fieldRef"}
+    given = spec["template"]["spec"]["containers"][0]["env"][0]
+    assert given["valueFrom"]["fieldRef"] == {"fieldPath": "metadata.name"}   # the input is left as it was

@@ -131,8 +131,9 @@ def test_an_object_a_dead_up_made_but_never_recorded_is_taken_over_by_the_next_u
     create, under another field manager, was refused ("Apply failed with 2 conflicts", the server-defaulted
     `valueFrom.fieldRef`), and so was every `up` after. The state exported, the Deployment's record taken
     out (and the dependents' references to it) and imported again leaves exactly what that kill left,
-    without depending on when a kill falls; the stack's one field manager (components/objects.py,
-    FIELD_MANAGER) must make the create take the object over."""
+    without depending on when a kill falls; with the server's defaults written out in what the stack
+    declares (components/objects.py, `with_server_defaults`) the second create must agree with the first
+    and take the object over."""
     eph, tgt, original, p = installed_pivot(fresh_clusters, tmp_path / "proj")
     state = json.loads(p.run("stack", "export", check=True).stdout)
     resources = state["deployment"]["resources"]
