@@ -97,23 +97,50 @@ def await_annotations(obj: dict[str, Any]) -> dict[str, str]:
     return {"pulumi.com/skipAwait": "true"}
 
 
-def with_server_defaults(value: Any) -> Any:
-    """A Deployment's pod template with the defaults the API server fills into atomic structs written out:
-    each `fieldRef` (downward API) gets `apiVersion: v1`.
+#: the kinds whose pod template may carry downward-API `fieldRef`s
+POD_TEMPLATE_KINDS = frozenset({("apps/v1", k) for k in ("Deployment", "DaemonSet", "StatefulSet", "ReplicaSet")})
+WEBHOOK_CONFIGURATION_KINDS = frozenset({("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"),
+                                         ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration")})
 
-    Why: server-side apply compares an atomic struct whole, and pulumi-kubernetes draws a random field
-    manager (`pulumi-kubernetes-<suffix>`) at each create. When an `up` dies after the API server made an
-    object but before the state recorded it, the next `up` creates it again under another name, and
-    `{fieldPath: metadata.name}` against the stored `{apiVersion: v1, fieldPath: ...}` was refused ("Apply
-    failed with 2 conflicts" on BMO's Deployment, on that `up` and every later one: a kill sweep found it,
-    docs/reliability.md). Written out, the two applies agree and share the fields. (One fixed field manager
-    for the stack, `pulumi.com/patchFieldManager`, was tried and taken back: a stack made before it failed
-    its first `up`: two inventory CRDs' updates under the new name were refused as invalid, spec missing.)"""
+
+def with_server_defaults(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object with what the API server would store in place of what it is given, wherever server-side
+    apply compares a value whole (an atomic struct or list): each downward-API `fieldRef` of a pod
+    template gets `apiVersion: v1`, each webhook rule `scope: "*"`. An empty `labels` or `annotations` map
+    is left out too, as Pulumi's SDK already leaves it out of what it sends (the server compares an empty
+    map whole as well: tests/test_second_create.py applies what this returns). The input is not changed.
+
+    Why: pulumi-kubernetes draws a random field manager (`pulumi-kubernetes-<suffix>`) at each create. When
+    an `up` dies after the API server made an object but before the state recorded it, the next `up`
+    creates it again under another name, and a value that differs from the stored one where it is compared
+    whole is refused ("Apply failed with N conflicts"), on that `up` and every later one. A kill sweep hit
+    it in BMO's Deployment (`fieldRef`, docs/reliability.md); applying every declared object twice under two
+    managers on a real API server found every webhook configuration's `rules` too (ten of them; the same
+    through the CLI: each `up` after failed with "9 errored"). Written out, the two applies agree and
+    share the fields. (One fixed field manager for the stack, `pulumi.com/patchFieldManager`, was tried and
+    taken back: a stack made before it failed its first `up`: two inventory CRDs' updates under the new
+    name were refused as invalid.)"""
+    kind = (obj.get("apiVersion"), obj.get("kind"))
+    out = dict(obj)
+    md = out.get("metadata")
+    if isinstance(md, dict) and any(isinstance(md.get(k), dict) and not md[k] for k in ("labels", "annotations")):
+        out["metadata"] = {k: v for k, v in md.items()
+                           if not (k in ("labels", "annotations") and isinstance(v, dict) and not v)}
+    if kind in POD_TEMPLATE_KINDS and "spec" in out:
+        out["spec"] = _field_refs(out["spec"])
+    if kind in WEBHOOK_CONFIGURATION_KINDS and isinstance(out.get("webhooks"), list):
+        out["webhooks"] = [{**w, "rules": [{"scope": "*", **r} for r in w["rules"]]}
+                           if isinstance(w, dict) and isinstance(w.get("rules"), list) else w
+                           for w in out["webhooks"]]
+    return out
+
+
+def _field_refs(value: Any) -> Any:
     if isinstance(value, list):
-        return [with_server_defaults(v) for v in value]
+        return [_field_refs(v) for v in value]
     if not isinstance(value, dict):
         return value
-    out = {k: with_server_defaults(v) for k, v in value.items()}
+    out = {k: _field_refs(v) for k, v in value.items()}
     ref = out.get("fieldRef")
     if isinstance(ref, dict) and "fieldPath" in ref and "apiVersion" not in ref:
         out["fieldRef"] = {"apiVersion": "v1", **ref}
@@ -121,8 +148,7 @@ def with_server_defaults(value: Any) -> Any:
 
 
 def k8s_object(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.Resource:
-    if (obj["apiVersion"], obj["kind"]) == ("apps/v1", "Deployment"):
-        obj = {**obj, "spec": with_server_defaults(obj["spec"])}
+    obj = with_server_defaults(obj)
     fields = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata", "status")}
     extra = await_annotations(obj)
     if extra:

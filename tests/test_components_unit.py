@@ -517,18 +517,37 @@ def test_the_provider_notices_its_engine_is_gone_and_exits_only_between_calls() 
     assert exited.wait(5), "did not exit once the call was over"
 
 
-def test_a_deployment_is_declared_with_the_servers_fieldref_default() -> None:
+def test_objects_are_declared_with_the_servers_defaults_where_apply_compares_whole() -> None:
     """What a second field manager's create must agree with (components/objects.py, `with_server_defaults`):
-    every downward-API `fieldRef` carries `apiVersion: v1`, one that names its version keeps it, the rest
-    of the object is as given."""
+    every downward-API `fieldRef` of a pod template carries `apiVersion: v1` (one that names its version
+    keeps it), every webhook rule `scope: "*"` (one that names its scope keeps it), empty `labels` and
+    `annotations` maps are left out; the rest of each object is as given, and the input is not changed."""
     from components.objects import with_server_defaults
     spec = {"template": {"spec": {"containers": [{"name": "manager", "env": [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "OTHER", "valueFrom": {"fieldRef": {"apiVersion": "v2", "fieldPath": "x"}}},
         {"name": "PLAIN", "value": "fieldRef"}]}]}}}
-    env = with_server_defaults(spec)["template"]["spec"]["containers"][0]["env"]
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment",
+                  "metadata": {"name": "d", "labels": {}, "annotations": {"a": "b"}}, "spec": spec}
+    done = with_server_defaults(deployment)
+    env = done["spec"]["template"]["spec"]["containers"][0]["env"]
     assert env[0]["valueFrom"]["fieldRef"] == {"apiVersion": "v1", "fieldPath": "metadata.name"}
     assert env[1]["valueFrom"]["fieldRef"] == {"apiVersion": "v2", "fieldPath": "x"}
     assert env[2] == {"name": "PLAIN", "value": "fieldRef"}
+    assert done["metadata"] == {"name": "d", "annotations": {"a": "b"}}
     given = spec["template"]["spec"]["containers"][0]["env"][0]
     assert given["valueFrom"]["fieldRef"] == {"fieldPath": "metadata.name"}   # the input is left as it was
+    assert deployment["metadata"]["labels"] == {}
+
+    rule = {"apiGroups": ["x.io"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["things"]}
+    hooks = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+             "metadata": {"name": "h"}, "webhooks": [
+                 {"name": "a.x.io", "rules": [rule, {**rule, "scope": "Namespaced"}]}, {"name": "b.x.io"}]}
+    done = with_server_defaults(hooks)
+    assert done["webhooks"][0]["rules"] == [{**rule, "scope": "*"}, {**rule, "scope": "Namespaced"}]
+    assert done["webhooks"][1] == {"name": "b.x.io"}
+    assert "scope" not in hooks["webhooks"][0]["rules"][0]
+    # a fieldRef-shaped value outside a pod template is not the server's to default
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+          "data": {"fieldRef": "x"}, "spec": {"fieldRef": {"fieldPath": "y"}}}
+    assert with_server_defaults(cm) == cm

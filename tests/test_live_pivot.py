@@ -13,6 +13,7 @@ processes every 20 ms throughout: never two Ironics.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 import tempfile
@@ -28,12 +29,13 @@ from lab.cluster import LocalCluster, free_port
 from lab.data.topology import LiveTopology
 from lab.plane.checks import CLUSTERS, Check, IronicWatch, ironic_dirs, read
 from lab.plane.endpoints import ENDPOINT_SLICES, SERVICE_NAME
+from lab.plane.spawn import processes_mentioning
 from lab.seams import seam_env
 from lab.workflow import Lab
 from metal3_pivot import CONFIGMAP, DEPLOYMENTS, VALIDATING_WEBHOOKS, Kube, ResourceType, load_kubeconfig
 from tests.kit.env import SESSION_DIR, tool_env
 from tests.kit.live import live_stack
-from tests.kit.pulumi_cli import PulumiProject
+from tests.kit.pulumi_cli import PulumiProject, forget_objects, object_records
 
 pytestmark = [pytest.mark.live, pytest.mark.pulumi, pytest.mark.cluster]
 
@@ -146,6 +148,27 @@ def test_the_stack_installs_the_providers_and_they_run_on_the_target(lab: Lab, s
     assert "capi-system/capi-webhook-service" in services and services <= served, (services, served)
     assert all(h["clientConfig"].get("caBundle") and "url" not in h["clientConfig"]
                for c in configs for h in c["webhooks"])
+    assert ironic_runs_for(eph(lab), lab) and not ironic_runs_for(target, lab)
+    stack.run("preview", "--expect-no-changes", check=True)
+
+
+def test_objects_an_install_made_but_never_recorded_are_taken_over_by_the_next_up(
+        lab: Lab, stack: PulumiProject, tmp_path: Path) -> None:
+    """Every Kubernetes object's record taken out of the state, as an `up` killed between each create and
+    its record leaves it (the providers' Deployments, webhook configurations, RBAC, Ironic's and BMO's
+    objects, all live): the next `up` creates each again under a new field manager, and each must agree
+    with the object there and take it over (components/objects.py, `with_server_defaults`; before it, every
+    webhook configuration's `rules` was refused, and every `up` after). Nothing restarts: the controllers
+    and Ironic keep running as they were."""
+    target = lab.target()
+    running = set(processes_mentioning(lab.base, ("ironic", "manager")))
+    forgotten = forget_objects(stack, tmp_path / "forgotten.json")
+    assert any("ValidatingWebhookConfiguration" in u for u in forgotten), forgotten
+    again = stack.run("up", "--yes", "--skip-preview", timeout=600)
+    assert again.returncode == 0, again.output[-4000:]
+    after = json.loads(stack.run("stack", "export", check=True).stdout)["deployment"]["resources"]
+    assert object_records(after) == forgotten
+    assert set(processes_mentioning(lab.base, ("ironic", "manager"))) == running    # the same processes
     assert ironic_runs_for(eph(lab), lab) and not ironic_runs_for(target, lab)
     stack.run("preview", "--expect-no-changes", check=True)
 

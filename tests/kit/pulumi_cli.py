@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import subprocess
 import sys
 import textwrap
@@ -142,3 +143,29 @@ def installed_pivot(fresh_clusters: Callable[..., dict[str, LocalCluster]], dire
     project = pivot_stack(directory, eph.kubeconfig, tgt.kubeconfig)
     project.run("up", "--yes", "--skip-preview", check=True)
     return eph, tgt, original, project
+
+
+def object_records(resources: list[dict[str, Any]]) -> set[str]:
+    """The URNs of the Kubernetes objects pulumi-kubernetes created in a stack's exported resources (not
+    its providers, not the components around them, not our dynamic resources)."""
+    return {r["urn"] for r in resources
+            if r.get("custom") and r["type"].startswith("kubernetes:") and not r["type"].startswith("kubernetes:yaml")}
+
+
+def forget_objects(project: PulumiProject, scratch: Path) -> set[str]:
+    """Take every Kubernetes object's record out of the stack's state (and every reference to them), as an
+    `up` killed between each create and its record leaves it: the objects stay on the clusters, the state
+    knows none of them. Returns the URNs taken out."""
+    state = json.loads(project.run("stack", "export", check=True).stdout)
+    resources = state["deployment"]["resources"]
+    gone = object_records(resources)
+    state["deployment"]["resources"] = [r for r in resources if r["urn"] not in gone]
+    for r in state["deployment"]["resources"]:
+        r["dependencies"] = [d for d in r.get("dependencies") or [] if d not in gone]
+        for deps in (r.get("propertyDependencies") or {}).values():
+            deps[:] = [d for d in deps if d not in gone]
+        if r.get("deletedWith") in gone:
+            del r["deletedWith"]
+    scratch.write_text(json.dumps(state))
+    project.run("stack", "import", "--file", str(scratch), check=True)
+    return gone
