@@ -115,8 +115,8 @@ def with_server_defaults(obj: dict[str, Any]) -> dict[str, Any]:
     creates it again under another name, and a value that differs from the stored one where it is compared
     whole is refused ("Apply failed with N conflicts"), on that `up` and every later one. A kill sweep hit
     it in BMO's Deployment (`fieldRef`, docs/reliability.md); applying every declared object twice under two
-    managers on a real API server found every webhook configuration's `rules` too (11 of them; the same
-    through the CLI: each `up` after failed with "9 errored"). Written out, the two applies agree and
+    managers on a real API server found every webhook configuration's `rules` too (11 of them; through the
+    CLI, the live lab's `up` after losing their records failed with "7 errored"). Written out, the two applies agree and
     share the fields. (One fixed field manager for the stack, `pulumi.com/patchFieldManager`, was tried and
     taken back: a stack made before it failed its first `up`: two inventory CRDs' updates under the new
     name were refused as invalid.)"""
