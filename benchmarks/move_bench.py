@@ -15,7 +15,10 @@ For each size: start a fresh pair of local clusters, seed the ephemeral one, the
    patch is then timed again one kind at a time, and the JSON's "limit_by_kind_s" prices each of the
    move's patches at the rate of its own kind. It is not the table's limit: a kind alone cannot fill the
    server (the small kinds run at their latency), so it overstates (the first run with it, 2026-12-01,
-   had a move at 0.98 of it).
+   had a move at 0.98 of it). Last, before the deletes, the forward move's own patches (so many per
+   resource, a status patch as one of its object) are made again, all kinds at once, each kind's objects
+   in turn: the table's "move's mix" column prices the move's patches at that rate, creates and deletes
+   as above (JSON: "limit_mix_s", "vs_limit_mix").
 While a move (or the raw run) goes, the CPU time of the engine and of every process of both clusters is
 sampled, and each phase's line says how busy the cores were and who used them.
 Progress goes to stderr as it happens; the table to stdout; every figure to the JSON file.
@@ -33,6 +36,7 @@ import math
 import multiprocessing
 import os
 import platform
+import random
 import resource
 import subprocess
 import sys
@@ -285,10 +289,12 @@ def cpu_table(label: str, cpu: dict[str, dict[str, float]]) -> str:
 
 # -- the apiserver's limit -----------------------------------------------------------------------------------
 async def raw_rates(c: LocalCluster, topo: Topology, concurrency: int,
-                    live: dict[str, live_metadata.KindMetadata] | None) -> dict[str, Any]:
+                    live: dict[str, live_metadata.KindMetadata] | None,
+                    patch_mix: dict[str, int] | None = None) -> dict[str, Any]:
     """Create, patch and delete the seed's objects in parallel, without owners, finalizers or reads: per-verb
     rates (with the live annotations and, for the patches and deletes, the statuses, so the objects are as
-    big as the moved ones)."""
+    big as the moved ones). `patch_mix` (patches per resource, as a move made them: `mix_of`): those
+    patches, all kinds at once, timed too (`write_limit_mix`)."""
     index = type_index(crds.bundle().resource_types())
     objs = []
     built = build(topo)
@@ -355,12 +361,44 @@ async def raw_rates(c: LocalCluster, topo: Topology, concurrency: int,
             by_resource[plural] = len(group) / (time.monotonic() - t0)
         say("raw patch by kind: " + ", ".join(f"{r} {v:.0f}/s" for r, v in by_resource.items()))
         t_kinds = time.monotonic() - t_end
+        t_mix = time.monotonic()
+        mix = mixed_patches(patch_mix or {}, {p: [o for o in objs if rt(o).plural == p]
+                                              for p in {rt(o).plural for o in objs}})
+        await asyncio.gather(*(_limited(sem, k.patch(rt(o), o["metadata"]["name"], RAW_NAMESPACE, {
+            "metadata": {"annotations": {"bench.metal3-pivot.io/mix": str(i)}}}, metadata_only=True))
+            for i, o in enumerate(mix)))
+        mix_s = time.monotonic() - t_mix
+        if mix:
+            say(f"raw patch, the move's mix: {len(mix)} in {mix_s:.1f} s ({len(mix) / mix_s:.0f}/s)")
         delete_s = await timed("delete", lambda o: k.delete(rt(o), o["metadata"]["name"], RAW_NAMESPACE))
     n = len(objs)
     return {"objects": n, "t_start": t_start, "create_s": create_s, "status_s": status_s, "patch_s": patch_s,
             "delete_s": delete_s,
             "patch_by_kind_s": t_kinds, "create_per_s": n / create_s, "patch_per_s": n / patch_s,
-            "delete_per_s": n / delete_s, "patch_per_s_by_resource": by_resource}
+            "delete_per_s": n / delete_s, "patch_per_s_by_resource": by_resource,
+            "patch_mix": dict(patch_mix or {}), "patch_mix_n": len(mix), "patch_mix_s": mix_s}
+
+
+def mix_of(writes_by_resource: dict[str, int]) -> dict[str, int]:
+    """A move's patches per resource (a status patch counted as a patch of its object): what the raw run
+    patches again, all at once, to price them."""
+    out: dict[str, int] = {}
+    for key, n in writes_by_resource.items():
+        method, _, resource = key.partition(" ")
+        if method == "PATCH":
+            plural = resource.split("/")[0]
+            out[plural] = out.get(plural, 0) + n
+    return out
+
+
+def mixed_patches(mix: dict[str, int], by_plural: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The objects to patch for `mix`: each resource's count spread over its objects in turn (a host patched
+    four times by a move is patched four times here), kinds the raw run does not hold left out; shuffled
+    with a fixed seed, so the kinds interleave as parallel writes do and runs compare."""
+    out = [group[i % len(group)] for plural, n in sorted(mix.items()) if (group := by_plural.get(plural))
+           for i in range(n)]
+    random.Random(17).shuffle(out)
+    return out
 
 
 async def _limited(sem: asyncio.Semaphore, call: Awaitable[object]) -> None:
@@ -390,6 +428,18 @@ def write_limit_by_kind(writes_by_resource: dict[str, int], raw: dict[str, Any])
         else:
             total += n / by_kind.get(resource.split("/")[0], raw["patch_per_s"])
     return total
+
+
+def write_limit_mix(writes_by_method: dict[str, int], raw: dict[str, Any]) -> float:
+    """The limit with the patches (and updates) priced at the rate of the move's own mix of patches, timed
+    all kinds at once (`raw_rates`' `patch_mix`): neither the seed's average kind (`write_limit`: the move
+    patches hosts and Machines far more than Secrets) nor each kind alone (`write_limit_by_kind`: a small
+    kind alone does not fill the server). NaN when the raw run timed no mix."""
+    if not raw.get("patch_mix_n"):
+        return float("nan")
+    patch_rate = raw["patch_mix_n"] / raw["patch_mix_s"]
+    rate = {"POST": raw["create_per_s"], "DELETE": raw["delete_per_s"]}
+    return sum(n / rate.get(m, patch_rate) for m, n in writes_by_method.items())
 
 
 # -- clusterctl --------------------------------------------------------------------------------------------
@@ -455,13 +505,14 @@ def run_size(hosts: int, concurrency: int, with_clusterctl: bool, base: Path,
             say(f"{hosts} hosts: clusterctl move, ephemeral -> target")
             cc_s = clusterctl(eph, tgt, base)
         say(f"{hosts} hosts: the apiserver's raw rates")
-        raw = raw_rates(tgt, topo, concurrency, live)
+        raw = raw_rates(tgt, topo, concurrency, live, mix_of(fwd["writes_by_resource"]))
         with CpuMeter(metered(os.getpid(), eph, tgt)) as meter:
             raw_result = asyncio.run(raw)
         raw_result["cpu"] = meter.by_phase(raw_result["t_start"], {
             "create": raw_result["create_s"], "statuses (not timed)": raw_result["status_s"],
             "patch": raw_result["patch_s"],
-            "patch by kind": raw_result["patch_by_kind_s"], "delete": raw_result["delete_s"]})
+            "patch by kind": raw_result["patch_by_kind_s"], "patch, the move's mix": raw_result["patch_mix_s"],
+            "delete": raw_result["delete_s"]})
         for move in (fwd, back, *(alt.get(d) for d in ("forward", "back") if alt)):
             assert move is not None
             move["limit_s"] = write_limit(move["writes_by_method"], raw_result)
@@ -469,6 +520,8 @@ def run_size(hosts: int, concurrency: int, with_clusterctl: bool, base: Path,
             move["limit_by_kind_s"] = write_limit_by_kind(move["writes_by_resource"], raw_result) \
                 if move["writes_by_resource"] else float("nan")
             move["vs_limit_by_kind"] = move["seconds"] / move["limit_by_kind_s"]
+            move["limit_mix_s"] = write_limit_mix(move["writes_by_method"], raw_result)
+            move["vs_limit_mix"] = move["seconds"] / move["limit_mix_s"]
             move["writes_per_object"] = move["writes"] / max(1, move["objects"])
         return {"hosts": topo.clusters * (topo.control_planes + topo.workers), "objects": objects,
                 "build_s": build_s, "seed_s": seed_s, "forward": fwd, "back": back, "clusterctl_s": cc_s,
@@ -480,14 +533,16 @@ def run_size(hosts: int, concurrency: int, with_clusterctl: bool, base: Path,
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = ["hosts", "objects", "ours s", "back s", "clusterctl s", "vs clusterctl", "limit s", "vs limit",
-            "writes/obj", "engine RSS MiB"]
+            "move's mix: limit s, vs limit", "writes/obj", "engine RSS MiB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("-" * (len(h) + 2) for h in head) + "|"]
     for r in rows:
         f, b, cc = r["forward"], r["back"], r["clusterctl_s"]
         vs_cc = f"{cc / f['seconds']:.1f}x / {cc / b['seconds']:.1f}x" if cc == cc else "-"
         cells = [str(r["hosts"]), str(r["objects"]), f"{f['seconds']:.1f}", f"{b['seconds']:.1f}",
                  f"{cc:.1f}" if cc == cc else "-", vs_cc, f"{f['limit_s']:.1f}",
-                 f"{f['vs_limit']:.2f} / {b['vs_limit']:.2f}", f"{f['writes_per_object']:.2f}",
+                 f"{f['vs_limit']:.2f} / {b['vs_limit']:.2f}",
+                 f"{f['limit_mix_s']:.1f}, {f['vs_limit_mix']:.2f} / {b['vs_limit_mix']:.2f}",
+                 f"{f['writes_per_object']:.2f}",
                  f"{max(f['rss_peak_mib'], b['rss_peak_mib']):.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -539,8 +594,10 @@ def main() -> int:
                       f"(ours {m['vs_limit']:.2f}); phases {other['phases']}")
                 print(cpu_table(f"{r['hosts']} hosts {name}, compared engine", other["cpu"]))
         raw = r["raw"]
+        mixed = (f", the move's mix of patches {raw['patch_mix_n'] / raw['patch_mix_s']:.0f}/s"
+                 if raw["patch_mix_n"] else "")
         print(f"# {r['hosts']} hosts raw rates: create {raw['create_per_s']:.0f}/s, patch {raw['patch_per_s']:.0f}/s, "
-              f"delete {raw['delete_per_s']:.0f}/s ({raw['objects']} objects)")
+              f"delete {raw['delete_per_s']:.0f}/s ({raw['objects']} objects){mixed}")
         print(cpu_table(f"{r['hosts']} hosts raw rates (the 'engine' is this process's client)", raw["cpu"]))
     print(f"# every figure: {a.json}")
     return 0

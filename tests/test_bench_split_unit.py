@@ -7,6 +7,7 @@ finds nothing prints "(not found in the engine's log)"."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,20 @@ def test_the_handover_timeline_says_when_each_deployment_went_and_came(tmp_path:
 def test_an_up_without_a_handover_has_no_timeline(tmp_path: Path) -> None:
     log = _log(tmp_path, [(15.0, f"Provider[0x20f4].Update(object-location,{OL}) executing (#oldInputs=17)")])
     assert handover_timeline(log) == {}
+
+
+def test_the_move_bench_prices_a_moves_patches_at_its_own_mix() -> None:
+    """`make bench`'s third price of a move's writes: its patches per resource (a status patch is one of its
+    object), made again all kinds at once over the raw run's objects, each object in turn, kinds the raw
+    run lacks left out, in a fixed shuffled order; creates and deletes at the raw rates; NaN without a mix."""
+    from benchmarks.move_bench import mix_of, mixed_patches, write_limit_mix
+    mix = mix_of({"POST baremetalhosts": 4, "PATCH baremetalhosts": 3, "PATCH baremetalhosts/status": 1,
+                  "PATCH secrets": 1, "PATCH leases": 2, "PUT leases": 5, "DELETE secrets": 9})
+    assert mix == {"baremetalhosts": 4, "secrets": 1, "leases": 2}
+    hosts = [{"n": "h0"}, {"n": "h1"}]
+    picked = mixed_patches(mix, {"baremetalhosts": hosts, "secrets": [{"n": "s0"}]})
+    assert sorted(o["n"] for o in picked) == ["h0", "h0", "h1", "h1", "s0"]       # no lease in the raw run
+    assert picked == mixed_patches(mix, {"baremetalhosts": hosts, "secrets": [{"n": "s0"}]})
+    raw = {"create_per_s": 100.0, "delete_per_s": 50.0, "patch_mix_n": 30, "patch_mix_s": 1.5}
+    assert write_limit_mix({"POST": 200, "DELETE": 100, "PATCH": 35, "PUT": 5}, raw) == 2.0 + 2.0 + 2.0
+    assert math.isnan(write_limit_mix({"POST": 1}, {**raw, "patch_mix_n": 0}))
