@@ -144,6 +144,7 @@ def test_the_move_bench_prices_a_moves_patches_at_its_own_mix() -> None:
     picked = mixed_patches(mix, {"baremetalhosts": hosts, "secrets": [{"n": "s0"}]})
     assert sorted(o["n"] for o in picked) == ["h0", "h0", "h1", "h1", "s0"]       # no lease in the raw run
     assert picked == mixed_patches(mix, {"baremetalhosts": hosts, "secrets": [{"n": "s0"}]})
+    assert {o["n"] for o in picked[:3]} == {"h0", "h1", "s0"}          # a round: every object once, then again
     raw = {"create_per_s": 100.0, "delete_per_s": 50.0, "patch_mix_n": 30, "patch_mix_s": 1.5}
     assert write_limit_mix({"POST": 200, "DELETE": 100, "PATCH": 35, "PUT": 5}, raw) == 2.0 + 2.0 + 2.0
     assert math.isnan(write_limit_mix({"POST": 1}, {**raw, "patch_mix_n": 0}))
