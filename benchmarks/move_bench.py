@@ -395,9 +395,10 @@ def mixed_patches(mix: dict[str, int], by_plural: dict[str, list[dict[str, Any]]
     """The objects to patch for `mix`: each resource's count spread over its objects in turn (a host patched
     four times by a move is patched four times here), kinds the raw run does not hold left out. In rounds,
     each object at most once a round, each round shuffled with a fixed seed: the kinds interleave as
-    parallel writes do and runs compare, and an object's patches never run at once (a move patches an
-    object in different phases; at once, they met in the API server's optimistic retries: the first run,
-    2,500 hosts, priced the mix at 216/s where each kind alone gave more)."""
+    parallel writes do and runs compare, and an object's patches never run at once, as in a move, which
+    patches an object in different phases. (Made in rounds after a first run without them priced the mix
+    at 216/s at 2,500 hosts, below what each kind alone gives; with rounds it was 216/s at 1,000 hosts too:
+    the mix is dearer than its kinds alone, not by same-object retries. docs/performance.md.)"""
     rounds: dict[int, list[dict[str, Any]]] = {}
     for plural, n in sorted(mix.items()):
         group = by_plural.get(plural) or []
