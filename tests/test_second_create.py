@@ -27,7 +27,7 @@ from components.objects import with_server_defaults
 from components.providers import objects_for
 from lab.cluster import LocalCluster
 from metal3_pivot.errors import ConflictError
-from metal3_pivot.kube import Kube, ResourceType, load_kubeconfig
+from metal3_pivot.kube import CRD, Kube, ResourceType, load_kubeconfig
 
 pytestmark = pytest.mark.cluster
 
@@ -116,7 +116,6 @@ def _reads_downward_api(obj: Obj) -> bool:
 
 
 async def _establish(cluster: LocalCluster, crds: list[Obj]) -> None:
-    from metal3_pivot.kube import CRD
     async with Kube(load_kubeconfig(cluster.kubeconfig), name=cluster.name) as kube:
         for crd in crds:
             await kube.apply(CRD, crd, manager="crdset", force=True)
