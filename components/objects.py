@@ -116,10 +116,10 @@ def with_server_defaults(obj: dict[str, Any]) -> dict[str, Any]:
     whole is refused ("Apply failed with N conflicts"), on that `up` and every later one. A kill sweep hit
     it in BMO's Deployment (`fieldRef`, docs/reliability.md); applying every declared object twice under two
     managers on a real API server found every webhook configuration's `rules` too (11 of them; through the
-    CLI, the live lab's `up` after losing their records failed with "7 errored"). Written out, the two applies agree and
-    share the fields. (One fixed field manager for the stack, `pulumi.com/patchFieldManager`, was tried and
-    taken back: a stack made before it failed its first `up`: two inventory CRDs' updates under the new
-    name were refused as invalid.)"""
+    CLI, the live lab's `up` after losing their records failed with "7 errored"). Written out, the two
+    applies agree and share the fields. (One fixed field manager for the stack,
+    `pulumi.com/patchFieldManager`, was tried and taken back: a stack made before it failed its first
+    `up`: two inventory CRDs' updates under the new name were refused as invalid.)"""
     kind = (obj.get("apiVersion"), obj.get("kind"))
     out = dict(obj)
     md = out.get("metadata")
